@@ -1,0 +1,1 @@
+"""Pure Python + numpy + Pillow: no torch, no Qt."""

@@ -1,0 +1,104 @@
+"""The main window: Generate / Dataset / Train tabs, menus, status bar.
+
+Window geometry and the last tab are kept in ``QSettings`` between runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+
+from mangagan_app.config import APP_ICON
+
+TAB_NAMES = ("Generate", "Dataset", "Train")
+
+
+class PlannedTab(QLabel):
+    """A tab whose capability has not landed yet: one line says what it will do."""
+
+    def __init__(self, promise: str, parent: QWidget | None = None):
+        super().__init__(promise, parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setWordWrap(True)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings, *, log_path: Path | None = None):
+        super().__init__()
+        self.settings = settings
+        self.log_path = log_path
+        self.setWindowTitle("MangaGAN Studio")
+        self.setWindowIcon(QIcon(str(APP_ICON)))
+        self.setMinimumSize(720, 520)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for name, widget in self._build_tabs():
+            self.tabs.addTab(widget, name)
+        self.setCentralWidget(self.tabs)
+        self._build_menus()
+        self.statusBar().showMessage("Ready", 3000)
+        self._restore_state()
+
+    def _build_tabs(self) -> list[tuple[str, QWidget]]:
+        return [
+            ("Generate", PlannedTab("Generate: draw new anime faces, morph them with sliders and "
+                                    "attribute checkboxes, and export PNGs.")),
+            ("Dataset", PlannedTab("Dataset: crop faces out of your illustrations and review every "
+                                   "crop with keep / reject.")),
+            ("Train", PlannedTab("Train: train the face generator on your reviewed crops, on the "
+                                 "GPU when there is one.")),
+        ]
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.setToolTip(f"Quit ({quit_action.shortcut().toString()})")
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        about_action = QAction("&About MangaGAN Studio", self)
+        about_action.triggered.connect(self.show_about)
+        help_menu.addAction(about_action)
+
+    def about_text(self) -> str:
+        from mangagan_app.cli import environment_report
+
+        rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in environment_report())
+        log_line = f"<p>Log file: {self.log_path}</p>" if self.log_path else ""
+        return (
+            "<h3>MangaGAN Studio</h3>"
+            "<p>Character design for anime and manga artists with a conditional GAN, offline.</p>"
+            f"<table>{rows}</table>{log_line}"
+        )
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About MangaGAN Studio", self.about_text())
+
+    def show_error(self, message: str) -> None:
+        """A plain-words error in the status bar, kept until the next message."""
+        self.statusBar().showMessage(message)
+
+    def _restore_state(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1100, 760)
+        tab = self.settings.value("window/tab", 0, type=int)
+        if 0 <= tab < self.tabs.count():
+            self.tabs.setCurrentIndex(tab)
+
+    def save_state(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/tab", self.tabs.currentIndex())
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        self.save_state()
+        super().closeEvent(event)

@@ -1,0 +1,1 @@
+"""Torch code, never Qt: networks, dataset, trainer, checkpoints, generator service."""

@@ -1,0 +1,34 @@
+"""Which compute device to train and generate on: CUDA, then MPS, then the CPU."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: torch.device
+    description: str
+    threads: int
+
+
+def choose_device(prefer: str | None = None, *, leave_core_for_gui: bool = False) -> DeviceChoice:
+    """Pick the device (``prefer`` = "cuda" / "mps" / "cpu" forces one).
+
+    On the CPU, ``leave_core_for_gui`` keeps one core free so a window stays
+    responsive while a worker thread trains. Raises ``RuntimeError`` when the
+    preferred device is not available.
+    """
+    if prefer in (None, "cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return DeviceChoice(torch.device("cuda"), f"CUDA ({name})", torch.get_num_threads())
+    if prefer in (None, "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return DeviceChoice(torch.device("mps"), "Apple MPS", torch.get_num_threads())
+    if prefer not in (None, "cpu"):
+        raise RuntimeError(f"the {prefer} device was requested but is not available")
+    cores = os.cpu_count() or 1
+    threads = max(1, cores - 1) if leave_core_for_gui else cores
+    return DeviceChoice(torch.device("cpu"), f"CPU ({threads} of {cores} threads)", threads)
