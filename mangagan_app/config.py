@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 
@@ -21,3 +22,48 @@ def _bundle_root() -> Path:
 RESOURCES_DIR = _bundle_root() / "resources"
 WEIGHTS_DIR = _bundle_root() / "weights"
 APP_ICON = RESOURCES_DIR / "mangagan.png"
+
+
+@dataclass
+class CropConfig:
+    """How faces are cut out of illustrations (``mangagan crop`` and the Dataset tab).
+
+    ``margin`` widens the detector's tight face box on each side by that fraction of
+    its width so hair and chin are inside; ``lift`` moves the square up by that
+    fraction (anime hair sits above the box, the neck below it is not wanted).
+    ``min_face`` (source pixels) skips faces that would be upscaled into mush.
+    ``detect_face_px`` is the face width the detector is aimed at: each image is
+    scaled so faces of ``min_face`` land near it, with further passes at
+    ``1 / pyramid_step`` of that scale for bigger faces. ``max_pixels`` refuses
+    decompression bombs; ``workers`` 0 means one per CPU core.
+    """
+
+    size: int = 64
+    margin: float = 0.35
+    lift: float = 0.12
+    min_face: int = 48
+    detect_face_px: int = 64
+    pyramid_step: float = 2.0
+    max_pixels: int = 64_000_000
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size not in (64, 128):
+            raise ValueError(f"crop size must be 64 or 128, not {self.size}")
+        if not 0.0 <= self.margin <= 2.0:
+            raise ValueError(f"margin must be between 0 and 2, not {self.margin}")
+        if self.min_face < 8 or self.detect_face_px < 32:
+            raise ValueError("min_face must be >= 8 and detect_face_px >= 32")
+        if self.pyramid_step <= 1.0:
+            raise ValueError(f"pyramid_step must be > 1, not {self.pyramid_step}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, not {self.workers}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CropConfig:
+        """Build from JSON; unknown keys are ignored so older/newer files still load."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
