@@ -7,10 +7,13 @@ plain RGB first (EXIF orientation applied, alpha flattened over white).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import animeface
 from PIL import Image, ImageDraw, ImageOps
+
+from mangagan_app.core.cropping.geometry import same_face, scale_box
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,32 @@ def detect_faces(image: Image.Image) -> list[DetectedFace]:
             skin_rgb=(hit.skin.color.r, hit.skin.color.g, hit.skin.color.b),
         ))
     return faces
+
+
+def detect_faces_multiscale(image: Image.Image, scales: Sequence[float]) -> list[DetectedFace]:
+    """Detect on ``image`` resized by each of ``scales``; boxes in ``image``'s own pixels.
+
+    Hits of one face found at several scales are merged, keeping the most likely.
+    The detector is slow on big images and misses faces much larger than ~130 px,
+    so the caller chooses scales (:func:`~.geometry.detection_scales`) that put
+    the faces it wants into the detector's range. Results are sorted top to
+    bottom, left to right, so face numbering is stable between runs.
+    """
+    rgb = to_detector_rgb(image)
+    hits: list[DetectedFace] = []
+    for factor in scales:
+        if abs(factor - 1.0) < 1e-6:
+            scaled = rgb
+        else:
+            size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
+            scaled = rgb.resize(size, Image.Resampling.LANCZOS if factor < 1 else Image.Resampling.BICUBIC)
+        for face in detect_faces(scaled):
+            hits.append(replace(face, box=scale_box(face.box, factor, rgb.width, rgb.height)))
+    kept: list[DetectedFace] = []
+    for face in sorted(hits, key=lambda f: -f.likelihood):
+        if not any(same_face(face.box, k.box) for k in kept):
+            kept.append(face)
+    return sorted(kept, key=lambda f: (f.box[1], f.box[0]))
 
 
 def draw_reference_face(size: int = 128) -> Image.Image:
