@@ -58,6 +58,218 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_crop(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from mangagan_app.config import CropConfig
+    from mangagan_app.core.cropping.pipeline import crop_sources
+
+    try:
+        cfg = CropConfig(size=args.size, margin=args.margin, min_face=args.min_face, workers=args.workers)
+    except ValueError as exc:
+        print(f"crop: {exc}", file=sys.stderr)
+        return 2
+    stop = {"requested": False, "at": 0.0}
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        stop["requested"] = True
+        print("\nstopping after the images in progress (Ctrl+C again to abort)...", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def show(done: int, total: int, path: str) -> None:
+        now = time.monotonic()
+        if now - stop["at"] >= 0.2 or done == total:
+            stop["at"] = now
+            name = path.rsplit("/", 1)[-1][-40:]
+            print(f"\r[{done}/{total}] {name:<40}", end="", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        summary = crop_sources(args.sources, args.dataset, cfg, progress=show, should_stop=lambda: stop["requested"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(file=sys.stderr)
+    for line in summary.lines():
+        print(line)
+    return 130 if summary.stopped else 0
+
+
+def _cmd_review_export(args: argparse.Namespace) -> int:
+    from mangagan_app.core.cropping.pipeline import export_kept
+
+    count = export_kept(args.dataset, args.out)
+    print(f"exported {count} kept crops with tag files to {args.out}")
+    return 0 if count else 1
+
+
+class _SynthProgress:
+    """A one-line ``done/total  img/s`` progress display on stderr, plus a Ctrl+C stop flag.
+
+    Ctrl+C sets the flag instead of raising, so the run finishes its current chunks,
+    writes its metadata and exits cleanly; a second Ctrl+C interrupts at once.
+    """
+
+    def __init__(self, label: str):
+        import signal
+        import time
+
+        self.label = label
+        self.start = time.perf_counter()
+        self.stop = False
+        self._clock = time.perf_counter
+        self._signal = signal
+        self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
+
+    def _on_interrupt(self, signum, frame) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        print(f"\n{self.label}: stopping after the images in progress (Ctrl+C again to abort)", file=sys.stderr)
+
+    def rate(self, done: int) -> float:
+        return done / max(1e-9, self._clock() - self.start)
+
+    def __call__(self, done: int, total: int) -> None:
+        print(f"\r{self.label} {done}/{total}  {self.rate(done):.1f} img/s", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self._signal.signal(self._signal.SIGINT, self._previous)
+        print(file=sys.stderr)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from mangagan_app.core.sketchbook.dataset import write_sketchbook
+
+    line = _SynthProgress("synth")
+    try:
+        result = write_sketchbook(args.out, args.count, size=args.size, seed=args.seed, workers=args.workers,
+                                  progress=line, should_stop=lambda: line.stop)
+    finally:
+        line.close()
+    print(f"wrote {result.written} faces ({args.size} px) to {result.out_dir} "
+          f"at {line.rate(result.written):.1f} img/s" + (" (stopped early)" if result.stopped else ""))
+    return 130 if result.stopped else 0
+
+
+def _format_eta(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
+
+
+def _train_progress_printer():
+    """A progress callback printing one status line (rewritten in place on a terminal)."""
+    tty = sys.stderr.isatty()
+
+    def show(p) -> None:
+        if p.phase == "loading":
+            line = f"loading images {p.step}/{p.total_steps}"
+        else:
+            l = p.losses
+            cls = f" cls D {l['d_cls']:.2f} G {l['g_cls']:.2f}" if "d_cls" in l else ""
+            gp = f" gp {l['gp']:.3f}" if "gp" in l else ""
+            line = (f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.total_steps} | {p.images_per_sec:.0f} img/s | "
+                    f"D {l.get('d_adv', 0):.3f} G {l.get('g_adv', 0):.3f}{cls}{gp} | ETA {_format_eta(p.eta_seconds)}")
+        print(("\r" + line.ljust(110)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    from pathlib import Path
+
+    from mangagan_app.config import TrainingConfig
+    from mangagan_app.ml.trainer import RunFolderError, train
+
+    given = {k: v for k, v in {
+        "epochs": args.epochs, "batch": args.batch, "loss": args.loss, "resolution": args.res,
+        "width": args.width, "conditioning": args.conditioning, "seed": args.seed, "device": args.device,
+        "preview_steps": args.preview_every, "checkpoint_minutes": args.checkpoint_minutes,
+    }.items() if v is not None}
+    run_dir = Path(args.run_dir)
+    try:
+        if args.resume:
+            saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+            cfg = TrainingConfig.from_dict({**saved, "data": args.data, **given})
+        else:
+            cfg = TrainingConfig(data=args.data, **given)
+    except (OSError, ValueError) as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+
+    # Ctrl+C (or SIGTERM) asks the loop to stop after the current step and save;
+    # a second Ctrl+C aborts at once.
+    stop_requested = False
+
+    def request_stop(signum, frame) -> None:
+        nonlocal stop_requested
+        if stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop_requested = True
+        print("\nstopping after this step and saving a checkpoint (Ctrl+C again to abort)", file=sys.stderr)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = train(cfg, run_dir, resume=args.resume, progress=_train_progress_printer(),
+                       should_stop=lambda: stop_requested)
+    except (RunFolderError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"\ntrain: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    verb = "stopped" if result.stopped else "finished"
+    print(f"\n{verb} at step {result.step}/{result.total_steps}; checkpoint {result.checkpoint}"
+          + (f"\nresume with: mangagan train {args.data} {run_dir} --resume" if result.stopped else ""))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mangagan_app.ml.checkpoint import export_run, read_card
+    from mangagan_app.ml.trainer import RunFolderError
+
+    try:
+        weights, card = export_run(args.run_dir, args.out)
+    except (RunFolderError, OSError) as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 1
+    info = read_card(weights)
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card}")
+    print(f"steps {info['training']['steps']}, sha256 {info['sha256']}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import io
+
+    from PIL import Image
+
+    from mangagan_app.core.attributes import VOCABULARY, ConflictingTagsError, UnknownTagsError
+    from mangagan_app.core.files import atomic_write_bytes
+    from mangagan_app.ml.checkpoint import WeightsError, load_generator
+    from mangagan_app.ml.sampling import generate, image_grid
+
+    try:
+        attrs, _ = VOCABULARY.parse_tags(args.tags or "", strict=True)
+    except (UnknownTagsError, ConflictingTagsError) as exc:
+        print(f"generate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        generator, _ = load_generator(args.weights)
+    except WeightsError as exc:
+        print(f"generate: {exc}", file=sys.stderr)
+        return 1
+    images = generate(generator, attrs, args.n, args.seed)
+    columns = args.columns or min(args.n, 8)
+    buf = io.BytesIO()
+    Image.fromarray(image_grid(images, columns)).save(buf, format="PNG")
+    atomic_write_bytes(args.output, buf.getvalue())
+    print(f"wrote {args.n} faces to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mangagan", description="MangaGAN Studio on the command line.")
     parser.add_argument("--version", action="version", version=f"mangagan {__version__}")
@@ -66,6 +278,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check versions, compute device and the face detector")
     doctor.set_defaults(func=_cmd_doctor)
+
+    train = sub.add_parser("train", help="train the conditional GAN on a folder of faces with .txt tag files")
+    train.add_argument("data", help="folder of face images with kohya .txt tag sidecars (e.g. a sketchbook)")
+    train.add_argument("run_dir", help="run folder: config.json, stats.jsonl, previews/, checkpoint.pt")
+    train.add_argument("--epochs", type=int, help="passes over the data (default 40)")
+    train.add_argument("--batch", type=int, help="batch size (default 64)")
+    train.add_argument("--loss", choices=("dcgan", "dragan"), help="non-saturating DCGAN, or + DRAGAN penalty")
+    train.add_argument("--res", type=int, choices=(32, 64, 128), help="image size (default 64)")
+    train.add_argument("--width", type=int, help="network width (default 32)")
+    train.add_argument("--conditioning", choices=("projection", "acgan", "both"), help="default both")
+    train.add_argument("--seed", type=int, help="random seed (default 0)")
+    train.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: CUDA, then MPS, then CPU")
+    train.add_argument("--preview-every", type=int, help="steps between preview grids (default 500)")
+    train.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 5)")
+    train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its checkpoint")
+    train.set_defaults(func=_cmd_train)
+
+    export = sub.add_parser("export", help="export a run's generator to NAME.safetensors + NAME.json")
+    export.add_argument("run_dir")
+    export.add_argument("out", help="weights/NAME")
+    export.set_defaults(func=_cmd_export)
+
+    gen = sub.add_parser("generate", help="draw a grid of faces with the given tags")
+    gen.add_argument("weights", help="NAME.safetensors (its NAME.json must sit beside it)")
+    gen.add_argument("-n", type=int, default=16, help="number of faces (default 16)")
+    gen.add_argument("--tags", default="", help='comma-separated tags, e.g. "blue_hair,glasses"')
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--columns", type=int, help="grid columns (default min(n, 8))")
+    gen.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
+    gen.set_defaults(func=_cmd_generate)
+
+    synth = sub.add_parser("synth", help="draw sketchbook faces: PNG + tag sidecar + metadata.jsonl")
+    synth.add_argument("out", help="output folder (created if missing)")
+    synth.add_argument("--count", type=int, default=1000, help="number of faces (default 1000)")
+    synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    synth.add_argument("--seed", type=int, default=0, help="the same seed gives the same files (default 0)")
+    synth.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    synth.set_defaults(func=_cmd_synth)
+
+    crop = sub.add_parser("crop", help="crop anime faces out of illustrations into a dataset folder")
+    crop.add_argument("sources", nargs="+", help="image files and folders (searched recursively); only read")
+    crop.add_argument("--dataset", required=True, help="dataset folder: crops and catalogue.sqlite go here")
+    crop.add_argument("--size", type=int, default=64, choices=(64, 128), help="crop size in pixels (64)")
+    crop.add_argument("--margin", type=float, default=0.35, help="margin around the face box per side (0.35)")
+    crop.add_argument("--min-face", type=int, default=48, help="skip faces narrower than this in the source (48)")
+    crop.add_argument("--workers", type=int, default=0, help="detector processes (0 = one per core)")
+    crop.set_defaults(func=_cmd_crop)
+
+    export = sub.add_parser("review-export", help="write the kept crops of a dataset as PNG + .txt tag files")
+    export.add_argument("dataset", help="dataset folder made by `mangagan crop`")
+    export.add_argument("out", help="folder to write NNNNNNN_NN.png + .txt into (the trainer reads it)")
+    export.set_defaults(func=_cmd_review_export)
     return parser
 
 

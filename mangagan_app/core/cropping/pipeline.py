@@ -107,15 +107,14 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _load(path: str) -> tuple[bytes, os.stat_result, Image.Image]:
-    st = os.stat(path)
+def _load(path: str) -> tuple[bytes, Image.Image]:
     with open(path, "rb") as fh:
         data = fh.read()
     if not data:
         raise ValueError("empty file (0 bytes)")
     image = Image.open(io.BytesIO(data))
     image.load()  # decode now so a truncated file fails here, not mid-detection
-    return data, st, image
+    return data, image
 
 
 def _sidecar_tags(path: Path) -> SidecarTags | None:
@@ -136,8 +135,11 @@ def process_source(job: SourceJob, cfg: CropConfig, dataset_dir: str) -> SourceR
     """
     size = mtime = sha = width = height = None
     try:
-        data, st, image = _load(job.path)
-        size, mtime, sha = st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest()
+        st = os.stat(job.path)
+        # Recorded even when reading fails, so an unchanged bad file is not retried.
+        size, mtime = st.st_size, st.st_mtime_ns
+        data, image = _load(job.path)
+        sha = hashlib.sha256(data).hexdigest()
         rgb = to_detector_rgb(image)
         width, height = rgb.size
         if min(width, height) < cfg.min_face:
@@ -238,7 +240,7 @@ def _record(catalogue: Catalogue, result: SourceResult, summary: CropSummary) ->
     summary.processed += 1
     if result.error:
         summary.errors[_reason_key(result.error)] += 1
-        log.info("%s: %s", result.path, result.error)
+        log.debug("%s: %s", result.path, result.error)
     summary.faces += len(result.faces)
     summary.small_faces += result.small_faces
 
