@@ -1,0 +1,142 @@
+"""Writing sketchbook faces to disk: PNG + kohya tag sidecar + ``metadata.jsonl``.
+
+Image ``i`` of a run with seed ``s`` draws from ``default_rng([s, i])`` alone, so a
+file's content depends only on (seed, index, size): the number of worker processes
+and the order they finish in change nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mangagan_app.core.attributes import VOCABULARY, Attributes
+from mangagan_app.core.files import atomic_write_bytes, atomic_write_text
+from mangagan_app.core.sketchbook.face import render_face
+from mangagan_app.core.sketchbook.priors import sample_attributes
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+StopFn = Callable[[], bool]
+CHUNK = 32  # images per task: large enough to amortise process hand-off, small enough to stop quickly
+
+
+def sketchbook_face(seed: int, index: int, size: int = 128) -> tuple[Attributes, Image.Image]:
+    """Face number ``index`` of the sketchbook with ``seed``: its attributes and image."""
+    rng = np.random.default_rng([seed, index])
+    attrs = sample_attributes(rng)
+    return attrs, render_face(attrs, rng, size)
+
+
+def tag_line(attrs: Attributes) -> str:
+    """The kohya-style caption of ``attrs``: ``1girl, blue_hair, short_hair, ...``."""
+    return ", ".join(VOCABULARY.to_tags(attrs))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _write_chunk(out_dir: str, seed: int, indices: list[int], size: int) -> list[dict]:
+    """Render and write ``indices``; returns their metadata records (runs in a worker)."""
+    records = []
+    for index in indices:
+        attrs, image = sketchbook_face(seed, index, size)
+        name = f"{index:06d}.png"
+        atomic_write_bytes(Path(out_dir) / name, png_bytes(image))
+        atomic_write_text(Path(out_dir) / f"{index:06d}.txt", tag_line(attrs) + "\n")
+        records.append({"file": name, "index": index, "seed": seed, "size": size, **attrs.to_dict()})
+    return records
+
+
+def ignore_interrupts() -> None:
+    """Worker-process initialiser: Ctrl+C is the parent's to handle (it stops the run cleanly)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """What a synth run wrote: ``written`` images, ``stopped`` if asked to stop early."""
+
+    out_dir: Path
+    written: int
+    stopped: bool
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def write_sketchbook(out_dir: str | os.PathLike, count: int, *, size: int = 128, seed: int = 0,
+                     workers: int | None = None, progress: ProgressFn | None = None,
+                     should_stop: StopFn | None = None) -> SynthResult:
+    """Write ``count`` faces to ``out_dir`` (created if needed) with tag sidecars and metadata.
+
+    Files are ``NNNNNN.png`` + ``NNNNNN.txt``; ``metadata.jsonl`` holds one record per
+    written image in index order (file name, seed, size, exact attributes) and is
+    written last, atomically. ``progress(done, total)`` is called as chunks finish;
+    when ``should_stop()`` turns true no new chunks start and the images written so
+    far are kept and listed. Raises ``ValueError`` for a non-positive count or a
+    size below 16, ``OSError`` when the folder cannot be written.
+    """
+    if count <= 0:
+        raise ValueError(f"count must be positive, got {count}")
+    if size < 16:
+        raise ValueError(f"size must be at least 16 px, got {size}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers or default_workers()
+    chunks = [list(range(i, min(i + CHUNK, count))) for i in range(0, count, CHUNK)]
+    records: list[dict] = []
+    stopped = False
+
+    def stop_requested() -> bool:
+        return bool(should_stop and should_stop())
+
+    if workers == 1:
+        for chunk in chunks:
+            if stop_requested():
+                stopped = True
+                break
+            records += _write_chunk(str(out), seed, chunk, size)
+            if progress:
+                progress(len(records), count)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_interrupts) as pool:
+            pending: set[Future] = set()
+            queue = list(chunks)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < workers * 2 and not stopped:
+                        pending.add(pool.submit(_write_chunk, str(out), seed, queue.pop(0), size))
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        records += fut.result()
+                    if progress and done:
+                        progress(len(records), count)
+                    if not stopped and stop_requested():
+                        stopped = True
+                        queue.clear()
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    records.sort(key=lambda r: r["index"])
+    atomic_write_text(out / "metadata.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    log.debug("wrote %d sketchbook faces to %s", len(records), out)
+    return SynthResult(out, len(records), stopped)
