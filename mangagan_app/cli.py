@@ -165,11 +165,12 @@ def _train_progress_printer():
         if p.phase == "loading":
             line = f"loading images {p.step}/{p.total_steps}"
         else:
-            l = p.losses
-            cls = f" cls D {l['d_cls']:.2f} G {l['g_cls']:.2f}" if "d_cls" in l else ""
-            gp = f" gp {l['gp']:.3f}" if "gp" in l else ""
+            ls = p.losses
+            cls = f" cls D {ls['d_cls']:.2f} G {ls['g_cls']:.2f}" if "d_cls" in ls else ""
+            gp = f" gp {ls['gp']:.3f}" if "gp" in ls else ""
             line = (f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.total_steps} | {p.images_per_sec:.0f} img/s | "
-                    f"D {l.get('d_adv', 0):.3f} G {l.get('g_adv', 0):.3f}{cls}{gp} | ETA {_format_eta(p.eta_seconds)}")
+                    f"D {ls.get('d_adv', 0):.3f} G {ls.get('g_adv', 0):.3f}{cls}{gp} | "
+                    f"ETA {_format_eta(p.eta_seconds)}")
         print(("\r" + line.ljust(110)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     return show

@@ -67,3 +67,62 @@ class CropConfig:
         """Build from JSON; unknown keys are ignored so older/newer files still load."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainingConfig:
+    """How the conditional GAN is trained (``mangagan train`` and the Train tab).
+
+    ``data`` is a folder of face images with kohya ``.txt`` tag sidecars.
+    ``resolution`` 64 or 128 (32 for quick tests); ``width`` is D's first / G's last
+    channel count. ``conditioning``: ``projection``, ``acgan`` or ``both``. ``loss``:
+    ``dcgan`` (non-saturating) or ``dragan`` (adds DRAGAN's gradient penalty with
+    weight ``dragan_weight``). ``aux_weight`` scales the attribute-classifier loss.
+    Statistics are logged every ``tick_steps`` steps, a preview every
+    ``preview_steps``, a checkpoint every ``checkpoint_minutes`` (and every
+    ``checkpoint_steps`` when > 0). ``device`` None picks CUDA → MPS → CPU.
+    """
+
+    data: str = ""
+    resolution: int = 64
+    width: int = 32
+    z_dim: int = 128
+    conditioning: str = "both"
+    loss: str = "dcgan"
+    batch: int = 64
+    epochs: int = 40
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    aux_weight: float = 1.0
+    dragan_weight: float = 10.0
+    ema_beta: float = 0.999
+    seed: int = 0
+    tick_steps: int = 25
+    preview_steps: int = 500
+    checkpoint_minutes: float = 5.0
+    checkpoint_steps: int = 0
+    device: str | None = None
+    leave_core_for_gui: bool = False
+
+    def __post_init__(self) -> None:
+        if self.resolution not in (32, 64, 128):
+            raise ValueError(f"resolution must be 64 or 128 (32 for tests), not {self.resolution}")
+        if self.loss not in ("dcgan", "dragan"):
+            raise ValueError(f"loss must be dcgan or dragan, not {self.loss!r}")
+        if self.conditioning not in ("projection", "acgan", "both"):
+            raise ValueError(f"conditioning must be projection, acgan or both, not {self.conditioning!r}")
+        if self.batch < 2 or self.epochs < 1 or self.width < 1:
+            raise ValueError("batch must be >= 2, epochs >= 1 and width >= 1")
+        if self.tick_steps < 1 or self.preview_steps < 1:
+            raise ValueError("tick_steps and preview_steps must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainingConfig:
+        """Build from JSON; unknown keys are ignored so older/newer files still load."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

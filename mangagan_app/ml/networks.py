@@ -1,0 +1,136 @@
+"""The conditional DCGAN: a generator and a discriminator, readable block by block.
+
+G maps noise ``z`` (B, 128) and a condition vector (B, dim) — one-hot per exclusive
+attribute group, multi-hot for free tags, laid out by ``core.attributes.VOCABULARY``
+— to an image (B, 3, H, W) in [-1, 1]. D returns a realness logit and, depending on
+``conditioning``:
+
+* ``"projection"`` (Miyato & Koyama 2018): the logit gains ``<embed(cond), features>``;
+* ``"acgan"``: an auxiliary head predicts the condition vector (MakeGirlsMoe's choice);
+* ``"both"``: the two together (the default, chosen by measurement; see the README).
+
+The resolution is 64 px (4 up-sampling blocks from 4×4) or 128 px (5 blocks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+CONDITIONINGS = ("projection", "acgan", "both")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything needed to rebuild the networks; stored in checkpoints and model cards."""
+
+    resolution: int = 64
+    width: int = 32
+    z_dim: int = 128
+    cond_dim: int = 38
+    conditioning: str = "both"
+
+    def __post_init__(self) -> None:
+        if self.resolution not in (32, 64, 128):
+            raise ValueError(f"resolution must be 32, 64 or 128, not {self.resolution}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, not {self.conditioning!r}")
+        if self.width < 1 or self.z_dim < 1 or self.cond_dim < 1:
+            raise ValueError("width, z_dim and cond_dim must be positive")
+
+    @property
+    def blocks(self) -> int:
+        """Up-/down-sampling blocks between 4×4 and the image size."""
+        return int(math.log2(self.resolution // 4))
+
+    def channels(self) -> list[int]:
+        """Channels from the 4×4 end to the image end, e.g. width 32 at 64 px → [256, 128, 64, 32]."""
+        return [self.width * min(8, 2 ** (self.blocks - 1 - i)) for i in range(self.blocks)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Architecture:
+        return cls(**{k: data[k] for k in ("resolution", "width", "z_dim", "cond_dim", "conditioning")})
+
+
+class Generator(nn.Module):
+    """``G(z, cond) -> image``: z (B, z_dim), cond (B, cond_dim) → (B, 3, H, W) in [-1, 1]."""
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.arch = arch
+        ch = arch.channels()
+        # The condition is concatenated to z: cheap, and the auxiliary/projection
+        # losses in D are what force G to obey it.
+        self.stem = nn.Sequential(
+            nn.Linear(arch.z_dim + arch.cond_dim, ch[0] * 16, bias=False),
+            nn.Unflatten(1, (ch[0], 4, 4)),
+            nn.BatchNorm2d(ch[0]),
+            nn.ReLU(inplace=True),
+        )  # (B, 8w, 4, 4)
+        ups = []
+        for c_in, c_out in zip(ch[:-1], ch[1:], strict=True):
+            ups += [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]  # each block doubles H and W: (B, 4w, 8, 8) → (B, 2w, 16, 16) → (B, w, 32, 32) at 64 px
+        self.ups = nn.Sequential(*ups)
+        self.to_rgb = nn.Sequential(nn.ConvTranspose2d(ch[-1], 3, 4, 2, 1), nn.Tanh())  # (B, 3, H, W)
+        _init_weights(self)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.stem(torch.cat([z, cond], dim=1))
+        return self.to_rgb(self.ups(h))
+
+
+class Discriminator(nn.Module):
+    """``D(image, cond, mask) -> (logit (B,), aux_logits (B, cond_dim) or None)``.
+
+    ``mask`` zeroes the condition slots that are unknown for an image, so an image
+    without tags gets only the unconditional realness score. No normalisation layer:
+    DRAGAN's gradient penalty is per sample and batch norm would couple the samples.
+    """
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.arch = arch
+        ch = list(reversed(arch.channels()))  # [w, 2w, 4w, 8w] at 64 px
+        layers = [nn.Conv2d(3, ch[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]  # (B, w, H/2, W/2)
+        for c_in, c_out in zip(ch[:-1], ch[1:], strict=True):
+            # each block halves H and W: (B, 2w, 16, 16) → (B, 4w, 8, 8) → (B, 8w, 4, 4) at 64 px
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        self.body = nn.Sequential(*layers, nn.Flatten())  # (B, 8w * 16)
+        features = ch[-1] * 16
+        self.realness = nn.Linear(features, 1)  # (B, 1)
+        self.embed = (nn.Linear(arch.cond_dim, features, bias=False)
+                      if arch.conditioning in ("projection", "both") else None)
+        self.aux = nn.Linear(features, arch.cond_dim) if arch.conditioning in ("acgan", "both") else None
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.body(x)
+        logit = self.realness(h).squeeze(1)  # (B,)
+        if self.embed is not None:
+            known = cond if mask is None else cond * mask
+            logit = logit + (self.embed(known) * h).sum(dim=1)
+        aux = self.aux(h) if self.aux is not None else None  # (B, cond_dim)
+        return logit, aux
+
+
+def _init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: N(0, 0.02) weights, BN scale N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,367 @@
+"""Train the conditional GAN into a run folder, resumably and observably.
+
+A run folder holds ``config.json`` (the :class:`TrainingConfig`), ``stats.jsonl``
+(one line per tick: losses, img/s, seconds per tick), ``previews/step_NNNNNNN.png``
+(one row per hair colour, fixed noise, drawn by the EMA generator) and
+``checkpoint.pt`` (+ ``checkpoint.prev.pt``, the one before). Everything the loop
+draws at random comes from generators seeded by (seed, epoch) or (seed, step), so
+a resumed run sees exactly the batches and noise an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mangagan_app.config import TrainingConfig
+from mangagan_app.core.attributes import VOCABULARY
+from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
+from mangagan_app.ml import losses
+from mangagan_app.ml.dataset import TrainingFaces, load_face_folder
+from mangagan_app.ml.device import choose_device
+from mangagan_app.ml.networks import Architecture, Discriminator, Generator
+from mangagan_app.ml.sampling import hair_colour_rows, image_grid, noise, to_uint8
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+PREVIEW_COLUMNS = 8
+# Settings that may change when a run is resumed; the others define the run.
+RESUMABLE_CHANGES = frozenset({"epochs", "tick_steps", "preview_steps", "checkpoint_minutes",
+                               "checkpoint_steps", "device", "leave_core_for_gui", "data"})
+
+
+@dataclass
+class TrainProgress:
+    """One progress report. In the ``loading`` phase ``step``/``total_steps`` count
+    decoded images; in ``training`` they count optimiser steps."""
+
+    phase: str
+    step: int
+    total_steps: int
+    epoch: int = 0
+    epochs: int = 0
+    images_per_sec: float = 0.0
+    eta_seconds: float = 0.0
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Preview:
+    step: int
+    path: Path
+    image: np.ndarray  # (H, W, 3) uint8, one row per hair colour
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    total_steps: int
+    epoch: int
+    stopped: bool
+    checkpoint: Path
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be used as asked (checkpoint present/missing/incompatible)."""
+
+
+def _permutation(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data order and the flips of one epoch, a pure function of (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g), torch.rand(n, generator=g) < 0.5
+
+
+class _Models:
+    """G, D, the EMA copy of G and their optimisers."""
+
+    def __init__(self, cfg: TrainingConfig, arch: Architecture, device: torch.device):
+        torch.manual_seed(cfg.seed)
+        self.g = Generator(arch).to(device)
+        self.d = Discriminator(arch).to(device)
+        self.g_ema = Generator(arch).to(device).eval().requires_grad_(False)
+        self.g_ema.load_state_dict(self.g.state_dict())
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
+
+    @torch.no_grad()
+    def update_ema(self, beta: float) -> None:
+        for p_ema, p in zip(self.g_ema.parameters(), self.g.parameters(), strict=True):
+            p_ema.lerp_(p, 1.0 - beta)
+        # BatchNorm running statistics follow the live generator.
+        for b_ema, b in zip(self.g_ema.buffers(), self.g.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def state(self) -> dict:
+        return {"G": self.g.state_dict(), "D": self.d.state_dict(), "G_ema": self.g_ema.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load(self, state: dict) -> None:
+        self.g.load_state_dict(state["G"])
+        self.d.load_state_dict(state["D"])
+        self.g_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+
+def _train_step(models: _Models, faces: TrainingFaces, cfg: TrainingConfig, indices: torch.Tensor,
+                flips: torch.Tensor, step: int, device: torch.device) -> dict[str, float]:
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    x, cond, mask = (t.to(device) for t in faces.batch(indices, flips))
+    z = torch.randn((len(indices), cfg.z_dim), generator=g).to(device)
+    fake_cond = faces.sample_conditions(len(indices), g).to(device)
+    full = torch.ones_like(fake_cond)
+    use_aux = models.d.aux is not None
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                              enabled=device.type == "cuda" and torch.cuda.is_bf16_supported())
+    stats: dict[str, float] = {}
+
+    with autocast:
+        fake = models.g(z, fake_cond)  # (B, 3, H, W)
+        real_logit, real_aux = models.d(x, cond, mask)
+        fake_logit, _ = models.d(fake.detach(), fake_cond, full)
+        loss_d = losses.d_adversarial(real_logit, fake_logit)
+        stats["d_adv"] = loss_d.item()
+        if use_aux:
+            cls_real = losses.attribute_loss(real_aux.float(), cond, mask, VOCABULARY)
+            loss_d = loss_d + cfg.aux_weight * cls_real
+            stats["d_cls"] = cls_real.item()
+    if cfg.loss == "dragan":
+        # gradient penalty in full precision: second derivatives are fragile in bf16
+        gp = losses.dragan_penalty(models.d, x, cond, mask, g.manual_seed(g.initial_seed() + 1))
+        loss_d = loss_d + cfg.dragan_weight * gp
+        stats["gp"] = gp.item()
+    models.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    models.opt_d.step()
+
+    with autocast:
+        fake_logit_g, fake_aux = models.d(fake, fake_cond, full)
+        loss_g = losses.g_adversarial(fake_logit_g)
+        stats["g_adv"] = loss_g.item()
+        if use_aux:
+            cls_fake = losses.attribute_loss(fake_aux.float(), fake_cond, full, VOCABULARY)
+            loss_g = loss_g + cfg.aux_weight * cls_fake
+            stats["g_cls"] = cls_fake.item()
+    models.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    models.opt_g.step()
+    models.update_ema(cfg.ema_beta)
+
+    stats["d_real"] = torch.sigmoid(real_logit.detach().float()).mean().item()
+    stats["d_fake"] = torch.sigmoid(fake_logit.detach().float()).mean().item()
+    return stats
+
+
+def _save_checkpoint(run_dir: Path, state: dict) -> Path:
+    """Write the resume state atomically, keeping the previous one as a fallback."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path = run_dir / CHECKPOINT
+    if path.exists():
+        os.replace(path, run_dir / PREVIOUS_CHECKPOINT)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_resume_state(run_dir: str | Path) -> dict:
+    """The newest readable resume state of ``run_dir`` (falls back to the previous one).
+
+    Raises ``RunFolderError`` naming each file and why it could not be read.
+    """
+    run_dir = Path(run_dir)
+    reasons = []
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = run_dir / name
+        if not path.exists():
+            reasons.append(f"{path}: missing")
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or "G_ema" not in state or "step" not in state:
+                raise ValueError("not a MangaGAN checkpoint")
+            if reasons:
+                log.warning("using the previous checkpoint %s (%s)", path, "; ".join(reasons))
+            return state
+        except Exception as exc:  # noqa: BLE001 — any unreadable file falls back to the previous one
+            reasons.append(f"{path}: {type(exc).__name__}: {exc}")
+    raise RunFolderError("no usable checkpoint: " + "; ".join(reasons))
+
+
+def _write_preview(models: _Models, run_dir: Path, step: int, fixed_z: torch.Tensor,
+                   fixed_cond: torch.Tensor) -> Preview:
+    with torch.no_grad():
+        images = to_uint8(models.g_ema(fixed_z, fixed_cond))
+    grid = image_grid(images, PREVIEW_COLUMNS)
+    buf = io.BytesIO()
+    Image.fromarray(grid).save(buf, format="PNG")
+    path = run_dir / "previews" / f"step_{step:07d}.png"
+    atomic_write_bytes(path, buf.getvalue())
+    return Preview(step, path, grid)
+
+
+def _truncate_stats(path: Path, step: int) -> None:
+    """Drop stats lines written after the checkpoint being resumed (they will be redone)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode("utf-8"))
+
+
+def _check_resume_config(saved: dict, cfg: TrainingConfig) -> None:
+    wanted = cfg.to_dict()
+    changed = [k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k]]
+    if changed:
+        raise RunFolderError("cannot resume with different " + ", ".join(
+            f"{k} ({saved.get(k)!r} → {wanted[k]!r})" for k in changed))
+
+
+def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
+          progress: Callable[[TrainProgress], None] | None = None,
+          should_stop: Callable[[], bool] | None = None,
+          on_preview: Callable[[Preview], None] | None = None,
+          faces: TrainingFaces | None = None) -> TrainResult:
+    """Train (or, with ``resume``, continue training) into ``run_dir``.
+
+    ``faces`` overrides loading ``cfg.data`` (a folder of images with ``.txt`` tag
+    sidecars). ``progress`` is called while loading and once per tick;
+    ``should_stop`` is polled before every step — when it returns True the run saves
+    a checkpoint and returns with ``stopped=True``; ``on_preview`` receives each
+    preview grid. Callbacks run on the training thread.
+
+    Raises ``RunFolderError`` when ``run_dir`` already holds a checkpoint and
+    ``resume`` is False, when resuming finds no readable checkpoint, or when the
+    settings that define the run differ from the checkpoint's; ``FileNotFoundError``
+    / ``ValueError`` from loading the data.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "previews").mkdir(exist_ok=True)
+    state = None
+    if resume:
+        state = load_resume_state(run_dir)
+        _check_resume_config(state["config"], cfg)
+    elif (run_dir / CHECKPOINT).exists():
+        raise RunFolderError(f"{run_dir} already holds a training run; resume it or choose another folder")
+
+    choice = choose_device(cfg.device, leave_core_for_gui=cfg.leave_core_for_gui)
+    if choice.device.type == "cpu":
+        torch.set_num_threads(choice.threads)
+    log.info("training on %s", choice.description)
+
+    if faces is None:
+        faces = load_face_folder(cfg.data, cfg.resolution, progress=(
+            (lambda done, total: progress(TrainProgress("loading", done, total))) if progress else None))
+    if faces.resolution != cfg.resolution:
+        raise ValueError(f"the data is {faces.resolution} px but the run is configured for {cfg.resolution} px")
+    steps_per_epoch = len(faces) // cfg.batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(faces)} images are fewer than one batch of {cfg.batch}")
+
+    arch = Architecture(cfg.resolution, cfg.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning)
+    models = _Models(cfg, arch, choice.device)
+    step = epoch = batch_in_epoch = 0
+    elapsed_before = 0.0
+    if state is not None:
+        models.load(state)
+        step, epoch, batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
+        elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        log.info("resuming %s at step %d (epoch %d)", run_dir, step, epoch)
+        _truncate_stats(run_dir / "stats.jsonl", step)
+    atomic_write_json(run_dir / "config.json", cfg.to_dict())
+
+    total_steps = cfg.epochs * steps_per_epoch
+    hair_rows = len(VOCABULARY.group("hair_colour").values)
+    fixed_z = noise(PREVIEW_COLUMNS, cfg.z_dim, cfg.seed + 7).repeat(hair_rows, 1).to(choice.device)
+    fixed_cond = hair_colour_rows(PREVIEW_COLUMNS, cfg.seed + 7).to(choice.device)
+
+    session_start = time.monotonic()
+    session_steps = 0
+    last_checkpoint_time = time.monotonic()
+    tick_start, tick_train_time, tick_sums, tick_steps = time.monotonic(), 0.0, {}, 0
+    stopped = False
+    stats_path = run_dir / "stats.jsonl"
+
+    def checkpoint() -> Path:
+        nonlocal last_checkpoint_time
+        last_checkpoint_time = time.monotonic()
+        return _save_checkpoint(run_dir, {
+            "format": 1, "config": cfg.to_dict(), "architecture": arch.to_dict(),
+            "vocabulary": VOCABULARY.to_json(), "data": faces.summary(),
+            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+            "elapsed_seconds": elapsed_before + time.monotonic() - session_start, **models.state(),
+        })
+
+    models.g.train()
+    models.d.train()
+    while epoch < cfg.epochs and not stopped:
+        order, flips = _permutation(cfg.seed, epoch, len(faces))
+        while batch_in_epoch < steps_per_epoch:
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            sl = slice(batch_in_epoch * cfg.batch, (batch_in_epoch + 1) * cfg.batch)
+            t0 = time.perf_counter()
+            stats = _train_step(models, faces, cfg, order[sl], flips[sl], step, choice.device)
+            tick_train_time += time.perf_counter() - t0
+            for k, v in stats.items():
+                tick_sums[k] = tick_sums.get(k, 0.0) + v
+            step += 1
+            tick_steps += 1
+            batch_in_epoch += 1
+            if batch_in_epoch == steps_per_epoch:
+                epoch, batch_in_epoch = epoch + 1, 0
+            session_steps += 1
+
+            if tick_steps == cfg.tick_steps or step == total_steps:
+                now = time.monotonic()
+                means = {k: v / tick_steps for k, v in tick_sums.items()}
+                ips = tick_steps * cfg.batch / max(tick_train_time, 1e-9)
+                per_step = (now - session_start) / session_steps
+                eta = per_step * (total_steps - step)
+                record = {"step": step, "epoch": epoch, "kimg": step * cfg.batch / 1000,
+                          "img_per_sec": round(ips, 2), "sec_per_tick": round(now - tick_start, 3),
+                          "time": round(elapsed_before + now - session_start, 2),
+                          **{k: round(v, 5) for k, v in means.items()}}
+                with open(stats_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if progress:
+                    progress(TrainProgress("training", step, total_steps, epoch, cfg.epochs, ips, eta, means))
+                tick_start, tick_train_time, tick_sums, tick_steps = now, 0.0, {}, 0
+            if step % cfg.preview_steps == 0:
+                preview = _write_preview(models, run_dir, step, fixed_z, fixed_cond)
+                if on_preview:
+                    on_preview(preview)
+            due_by_steps = cfg.checkpoint_steps > 0 and step % cfg.checkpoint_steps == 0
+            due_by_time = time.monotonic() - last_checkpoint_time >= cfg.checkpoint_minutes * 60
+            if due_by_steps or due_by_time:
+                checkpoint()
+            if batch_in_epoch == 0:
+                break  # the epoch is complete; draw the next order
+
+    path = checkpoint()
+    if step % cfg.preview_steps != 0:
+        preview = _write_preview(models, run_dir, step, fixed_z, fixed_cond)
+        if on_preview:
+            on_preview(preview)
+    log.info("%s at step %d of %d; checkpoint %s", "stopped" if stopped else "finished", step, total_steps, path)
+    return TrainResult(run_dir, step, total_steps, epoch, stopped, path)
