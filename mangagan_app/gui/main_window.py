@@ -47,11 +47,16 @@ class MainWindow(QMainWindow):
         return [
             ("Generate", PlannedTab("Generate: draw new anime faces, morph them with sliders and "
                                     "attribute checkboxes, and export PNGs.")),
-            ("Dataset", PlannedTab("Dataset: crop faces out of your illustrations and review every "
-                                   "crop with keep / reject.")),
+            ("Dataset", self._build_dataset_tab()),
             ("Train", PlannedTab("Train: train the face generator on your reviewed crops, on the "
                                  "GPU when there is one.")),
         ]
+
+    def _build_dataset_tab(self) -> QWidget:
+        from mangagan_app.gui.dataset_tab import DatasetTab
+
+        self.dataset_tab = DatasetTab(self.settings)
+        return self.dataset_tab
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -101,4 +106,5 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self.save_state()
+        self.dataset_tab.shutdown()
         super().closeEvent(event)
