@@ -140,3 +140,23 @@ def write_sketchbook(out_dir: str | os.PathLike, count: int, *, size: int = 128,
     atomic_write_text(out / "metadata.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     log.debug("wrote %d sketchbook faces to %s", len(records), out)
     return SynthResult(out, len(records), stopped)
+
+
+def ensure_sketchbook(out_dir: str | os.PathLike, count: int, *, size: int, seed: int,
+                      progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> SynthResult:
+    """The sketchbook folder ``out_dir`` with ``count`` faces, drawing it only if it is not complete.
+
+    A folder counts as complete when its ``metadata.jsonl`` (written last) lists
+    ``count`` faces of this ``size`` and ``seed``; anything else is redrawn, which is
+    safe because the same (seed, index, size) always gives the same bytes.
+    """
+    metadata = Path(out_dir) / "metadata.jsonl"
+    try:
+        records = [json.loads(line) for line in metadata.read_text(encoding="utf-8").splitlines() if line]
+    except (OSError, ValueError):
+        records = []
+    if len(records) == count and all(r.get("size") == size and r.get("seed") == seed for r in records):
+        if progress:
+            progress(count, count)
+        return SynthResult(Path(out_dir), count, False)
+    return write_sketchbook(out_dir, count, size=size, seed=seed, progress=progress, should_stop=should_stop)

@@ -190,7 +190,7 @@ class _Painter:
     # ---- eyes, nose, mouth ------------------------------------------------------------
     def eye_shape(self, side: float) -> tuple[list, list, list]:
         k = self.k
-        w = 0.22 * k.eye_size
+        w = 0.235 * k.eye_size
         h = w * k.eye_height * (0.85 if "looking_down" in self.a.tags else 1.0)
         cu = side * k.eye_spacing
         inner = (cu - side * w * 0.95, 0.04)
@@ -247,20 +247,21 @@ class _Painter:
     def nose_mouth(self) -> None:
         k = self.k
         self.line([(0.02 * k.light, 0.42), (0.0, 0.47)], shade(k.skin, -0.3, -0.1), self.lw, z=1.3)
-        mw = 0.13 * k.mouth_width
+        mw = 0.15 * k.mouth_width
         mv = 0.76 if k.chin > 1.1 else 0.72
         line = shade(k.skin, -0.5, -0.1)
         if "open_mouth" in self.a.tags:
             if "smile" in self.a.tags:
-                shape = [(-mw, mv - 0.03)] + bezier((-mw, mv - 0.03), (-mw * 0.7, mv + 0.2),
-                                                    (mw * 0.7, mv + 0.2), (mw, mv - 0.03), 10)
+                shape = bezier((-mw, mv - 0.03), (-mw * 0.7, mv + 0.24), (mw * 0.7, mv + 0.24), (mw, mv - 0.03), 12)
             else:
-                shape = ellipse(0.0, mv + 0.04, mw * 0.6, 0.08, 16)
+                shape = ellipse(0.0, mv + 0.05, mw * 0.7, 0.1, 16)
             self.poly(shape, (150, 45, 55), line, z=1.0)
             self.poly(ellipse(0.0, mv + 0.09, mw * 0.45, 0.04, 12), (235, 120, 130), z=1.0)
         elif "smile" in self.a.tags:
-            self.line(bezier((-mw, mv - 0.02), (-mw * 0.4, mv + 0.07), (mw * 0.4, mv + 0.07), (mw, mv - 0.02), 8),
-                      line, self.lw * 1.1, z=1.0)
+            # Wider than the neutral mouth and curved up at the corners, so it reads at 64 px.
+            sw = mw * 1.25
+            self.line(bezier((-sw, mv - 0.05), (-sw * 0.5, mv + 0.11), (sw * 0.5, mv + 0.11), (sw, mv - 0.05), 10),
+                      line, self.lw * 1.4, z=1.0)
         else:
             self.line([(-mw * 0.6, mv + 0.02), (mw * 0.6, mv + 0.01)], line, self.lw * 1.1, z=1.0)
 
@@ -289,44 +290,44 @@ class _Painter:
         edge = self.bang_edge()
         outline = [(-1.2 * vol, -0.55)] + top + [(1.2 * vol, -0.55), (1.1 * k.face_width, -0.3)]
         bangs = outline + edge + [(-1.1 * k.face_width, -0.3)]
+        self.side_locks(style)
         bangs_xy = self.poly(bangs, self.hair, z=[0.0] * len(outline) + [0.5] * len(edge) + [0.0])
 
         def bands() -> None:
             # Shadow band above the tips, then the highlight ("angel ring") across the crown.
             shadow = [(u, v - 0.02) for u, v in edge] + [(u, v - 0.28) for u, v in reversed(edge)]
             self.poly(shadow, self.hair_dark, z=0.5)
-            ring_v = -1.2 + 0.05 * k.light
-            ring = []
-            for i in range(9):
-                a = -0.85 + 1.7 * i / 8
-                ring.append((a * vol * 0.95, ring_v + 0.55 * a * a - 0.05))
-            for i in range(len(ring) - 1):
-                (u0, v0), (u1, v1) = ring[i], ring[i + 1]
-                mu, mv = (u0 + u1) / 2, (v0 + v1) / 2
-                lens = [(u0, v0), (mu, mv - 0.07), (u1, v1), (mu, mv + 0.09)]
-                self.poly(lens, self.hair_light, z=0.3)
+            # The ring: a smooth upper edge and a jagged lower edge, following the crown.
+            ring_v = -1.22 + 0.05 * k.light
+            upper, lower = [], []
+            for i in range(13):
+                a = -0.85 + 1.7 * i / 12
+                v = ring_v + 0.5 * a * a
+                upper.append((a * vol * 0.95, v - 0.06))
+                lower.append((a * vol * 0.95, v + (0.13 if i % 2 else 0.03)))
+            self.poly(upper + lower[::-1], self.hair_light, z=0.3)
             for u, v in edge[1::2]:
                 self.line([(u * 0.7, v - 0.75), (u, v - 0.12)], self.hair_dark, self.lw * 0.9, z=0.4)
 
         self.clipped([bangs_xy], bands)
         self.d.line(bangs_xy + bangs_xy[:1], fill=self.hair_line, width=self.lw, joint="curve")
-        self.side_locks(style)
 
     def side_locks(self, style: str) -> None:
         k = self.k
         end = {"short": 0.75, "long": 1.35, "twintails": 1.0, "ponytail": 0.95, "drill": 1.1}[style]
         end += 0.4 * k.lock_length
         for side in (-1.0, 1.0):
-            path = bezier((side * 1.0 * k.face_width, -0.75), (side * 1.08, 0.0),
-                          (side * 0.98, end * 0.7), (side * 0.9, end), 12)
-            widths = [0.17 - 0.15 * t for t in np.linspace(0, 1, 12)]
+            # The root starts under the bangs so only the hanging part shows.
+            path = bezier((side * 0.95 * k.face_width, -1.05), (side * 1.1, -0.1),
+                          (side * 0.98, end * 0.7), (side * 0.86, end), 14)
+            widths = [0.2 - 0.18 * t ** 1.5 for t in np.linspace(0, 1, 14)]
             self.poly(ribbon(path, widths), self.hair, self.hair_line, z=0.15)
-            self.line(path[2:9], self.hair_dark, self.lw * 0.9, z=0.15)
+            self.line(path[4:11], self.hair_dark, self.lw * 0.9, z=0.15)
 
     # ---- accessories ------------------------------------------------------------------
     def glasses(self) -> None:
         colour = shade(self.k.accent, -0.15) if self.k.accent[1] < 0.9 else (40, 40, 50)
-        w = 0.22 * self.k.eye_size
+        w = 0.235 * self.k.eye_size
         h = w * self.k.eye_height
         for side in (-1.0, 1.0):
             cu = side * self.k.eye_spacing
@@ -451,7 +452,7 @@ def paint_background(image: Image.Image, look: Look) -> None:
 
 
 # Framing of a training crop: the face (two units wide) fills about half the square.
-CROP_UNIT = 0.235
+CROP_UNIT = 0.26
 CROP_EYE_Y = 0.52
 
 

@@ -86,7 +86,7 @@ def sample_look(attrs: Attributes, rng: np.random.Generator, *, max_roll_deg: fl
     hair = jitter_hls(rng, HAIR_HLS[attrs.choices["hair_colour"]])
     eye = jitter_hls(rng, EYE_HLS[attrs.choices["eye_colour"]])
     dark = "dark_skin" in attrs.tags
-    skin = jitter_hls(rng, DARK_SKIN_HLS if dark else LIGHT_SKIN_HLS, (0.01, 0.07 if dark else 0.04, 0.08))
+    skin = jitter_hls(rng, DARK_SKIN_HLS if dark else LIGHT_SKIN_HLS, (0.01, 0.08 if dark else 0.04, 0.08))
     accent = ACCENT_HLS[int(u[0] * len(ACCENT_HLS))]
     accent2 = ACCENT_HLS[int(u[1] * len(ACCENT_HLS))]
     clothes = (u[2], between(3, 0.25, 0.9), between(4, 0.1, 0.7))
@@ -101,7 +101,7 @@ def sample_look(attrs: Attributes, rng: np.random.Generator, *, max_roll_deg: fl
         hair=hair, eye=eye, skin=skin, accent=accent, accent2=accent2, clothes=clothes,
         face_width=between(11, 0.9, 1.04), chin=between(12, 1.02, 1.22), jaw=between(13, 0.45, 0.66),
         eye_size=between(14, 0.9, 1.15), eye_spacing=between(15, 0.40, 0.49),
-        eye_height=between(16, 1.0, 1.35), eye_tilt=between(17, -0.04, 0.08),
+        eye_height=between(16, 1.1, 1.45), eye_tilt=between(17, -0.04, 0.08),
         line=between(18, 0.8, 1.3), light=-1.0 if u[19] < 0.5 else 1.0,
         bang_count=5 + int(u[20] * 4), bang_depth=between(21, -0.42, -0.22),
         lock_length=between(22, 0.0, 1.0), volume=between(23, 1.0, 1.12),

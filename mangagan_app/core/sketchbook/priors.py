@@ -47,7 +47,8 @@ EYE_HLS = {
 }
 HLS_JITTER = (0.012, 0.045, 0.08)
 LIGHT_SKIN_HLS = (0.065, 0.90, 0.85)
-DARK_SKIN_HLS = (0.065, 0.50, 0.42)
+# Dark skin spans tan (lightness 0.62) to deep brown (0.46); see look.py for the spread.
+DARK_SKIN_HLS = (0.065, 0.54, 0.46)
 
 
 def sample_attributes(rng: np.random.Generator) -> Attributes:
