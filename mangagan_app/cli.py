@@ -188,6 +188,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "epochs": args.epochs, "batch": args.batch, "loss": args.loss, "resolution": args.res,
         "width": args.width, "conditioning": args.conditioning, "seed": args.seed, "device": args.device,
         "preview_steps": args.preview_every, "checkpoint_minutes": args.checkpoint_minutes,
+        "threads": args.threads,
     }.items() if v is not None}
     run_dir = Path(args.run_dir)
     try:
@@ -239,6 +240,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     info = read_card(weights)
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card}")
     print(f"steps {info['training']['steps']}, sha256 {info['sha256']}")
+    from mangagan_app.ml.generator_service import store_directions
+
+    directions = store_directions(
+        weights, progress=lambda done, total: print(f"\rslider directions: {done}/{total} samples", end="",
+                                                    flush=True))
+    print(f"\nstored {len(directions)} slider directions in {card}")
     return 0
 
 
@@ -257,6 +264,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     except (UnknownTagsError, ConflictingTagsError) as exc:
         print(f"generate: {exc}", file=sys.stderr)
         return 2
+    single_face_options = args.sliders or args.variety is not None or args.scale != 1 or args.smooth
+    if single_face_options and args.n != 1:
+        print("generate: --sliders, --variety, --scale and --smooth apply to one face: add -n 1", file=sys.stderr)
+        return 2
+    if args.n == 1:
+        return _generate_one(args, attrs)
     try:
         generator, _ = load_generator(args.weights)
     except WeightsError as exc:
@@ -268,6 +281,59 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     Image.fromarray(image_grid(images, columns)).save(buf, format="PNG")
     atomic_write_bytes(args.output, buf.getvalue())
     print(f"wrote {args.n} faces to {args.output}")
+    return 0
+
+
+def _generate_one(args: argparse.Namespace, attrs) -> int:
+    """One face with its parameters in the PNG (what the Generate tab exports)."""
+    from mangagan_app.core.face_recipe import save_png
+    from mangagan_app.ml.checkpoint import WeightsError
+    from mangagan_app.ml.generator_service import GeneratorService, upscale
+
+    try:
+        sliders = tuple(float(v) for v in args.sliders.split(",")) if args.sliders else ()
+    except ValueError:
+        print(f"generate: --sliders takes comma-separated numbers, not {args.sliders!r}", file=sys.stderr)
+        return 2
+    try:
+        service = GeneratorService.load(args.weights)
+    except WeightsError as exc:
+        print(f"generate: {exc}", file=sys.stderr)
+        return 1
+    if len(sliders) > len(service.directions):
+        print(f"generate: the model has {len(service.directions)} slider directions, "
+              f"{len(sliders)} values given", file=sys.stderr)
+        return 2
+    recipe = service.recipe(args.seed, attrs, sliders=sliders,
+                            truncation=1.0 if args.variety is None else args.variety)
+    image = upscale(service.render_image(recipe), args.scale, smooth=args.smooth)
+    save_png(args.output, image, recipe, service.vocabulary)
+    print(f"wrote {args.output} ({image.width}×{image.height}); restore it with: mangagan restore {args.output}")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from mangagan_app.config import WEIGHTS_DIR
+    from mangagan_app.core.face_recipe import RecipeError, read_png_recipe, save_png
+    from mangagan_app.ml.checkpoint import WeightsError
+    from mangagan_app.ml.generator_service import GeneratorService, find_weights_by_sha256, upscale
+
+    try:
+        recipe = read_png_recipe(args.png)
+        weights = args.weights or find_weights_by_sha256(WEIGHTS_DIR, recipe.model_sha256)
+        if weights is None:
+            print(f"restore: no model in {WEIGHTS_DIR} has sha256 {recipe.model_sha256[:12]}…; "
+                  "pass the one that made it with --weights", file=sys.stderr)
+            return 1
+        service = GeneratorService.load(weights)
+        for warning in service.check(recipe, args.png):
+            print(f"restore: warning: {warning}", file=sys.stderr)
+    except (RecipeError, WeightsError) as exc:
+        print(f"restore: {exc}", file=sys.stderr)
+        return 1
+    image = upscale(service.render_image(recipe), args.scale, smooth=args.smooth)
+    save_png(args.output, image, recipe, service.vocabulary)
+    print(f"wrote {args.output} ({image.width}×{image.height}) from {service.name}")
     return 0
 
 
@@ -293,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: CUDA, then MPS, then CPU")
     train.add_argument("--preview-every", type=int, help="steps between preview grids (default 500)")
     train.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 5)")
+    train.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its checkpoint")
     train.set_defaults(func=_cmd_train)
 
@@ -308,7 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--columns", type=int, help="grid columns (default min(n, 8))")
     gen.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
+    gen.add_argument("--sliders", default="", help='-n 1: slider offsets in σ, direction 1 first, e.g. "1.5,0,-2"')
+    gen.add_argument("--variety", type=float, help="-n 1: truncation factor for the noise (default 1.0)")
+    gen.add_argument("--scale", type=int, default=1, choices=range(1, 9), metavar="1-8", help="-n 1: enlarge")
+    gen.add_argument("--smooth", action="store_true", help="-n 1: enlarge with Lanczos instead of nearest")
     gen.set_defaults(func=_cmd_generate)
+
+    restore = sub.add_parser("restore", help="draw a face again from the parameters in an exported PNG")
+    restore.add_argument("png", help="a PNG exported by the Generate tab or `generate -n 1`")
+    restore.add_argument("-o", "--output", required=True, help="PNG to write")
+    restore.add_argument("--weights", help="NAME.safetensors (default: the model in weights/ that made it)")
+    restore.add_argument("--scale", type=int, default=1, choices=range(1, 9), metavar="1-8", help="enlarge")
+    restore.add_argument("--smooth", action="store_true", help="enlarge with Lanczos instead of nearest")
+    restore.set_defaults(func=_cmd_restore)
 
     synth = sub.add_parser("synth", help="draw sketchbook faces: PNG + tag sidecar + metadata.jsonl")
     synth.add_argument("out", help="output folder (created if missing)")
@@ -322,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("sources", nargs="+", help="image files and folders (searched recursively); only read")
     crop.add_argument("--dataset", required=True, help="dataset folder: crops and catalogue.sqlite go here")
     crop.add_argument("--size", type=int, default=64, choices=(64, 128), help="crop size in pixels (64)")
-    crop.add_argument("--margin", type=float, default=0.35, help="margin around the face box per side (0.35)")
+    crop.add_argument("--margin", type=float, default=0.4, help="margin around the face box per side (0.4)")
     crop.add_argument("--min-face", type=int, default=48, help="skip faces narrower than this in the source (48)")
     crop.add_argument("--workers", type=int, default=0, help="detector processes (0 = one per core)")
     crop.set_defaults(func=_cmd_crop)

@@ -39,10 +39,10 @@ class CropConfig:
     """
 
     size: int = 64
-    margin: float = 0.35
-    lift: float = 0.12
+    margin: float = 0.4
+    lift: float = 0.15
     min_face: int = 48
-    detect_face_px: int = 64
+    detect_face_px: int = 52
     pyramid_step: float = 2.0
     max_pixels: int = 64_000_000
     workers: int = 0
@@ -80,7 +80,9 @@ class TrainingConfig:
     weight ``dragan_weight``). ``aux_weight`` scales the attribute-classifier loss.
     Statistics are logged every ``tick_steps`` steps, a preview every
     ``preview_steps``, a checkpoint every ``checkpoint_minutes`` (and every
-    ``checkpoint_steps`` when > 0). ``device`` None picks CUDA → MPS → CPU.
+    ``checkpoint_steps`` when > 0). ``device`` None picks CUDA → MPS → CPU;
+    ``threads`` > 0 caps the CPU threads (0: all cores, or all but one beside a GUI —
+    on a CPU shared with other busy processes, fewer threads can be much faster).
     """
 
     data: str = ""
@@ -104,9 +106,12 @@ class TrainingConfig:
     checkpoint_minutes: float = 5.0
     checkpoint_steps: int = 0
     device: str | None = None
+    threads: int = 0
     leave_core_for_gui: bool = False
 
     def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = automatic), not {self.threads}")
         if self.resolution not in (32, 64, 128):
             raise ValueError(f"resolution must be 64 or 128 (32 for tests), not {self.resolution}")
         if self.loss not in ("dcgan", "dragan"):
