@@ -10,3 +10,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/gui/" in item.nodeid.replace(os.sep, "/"):
             item.add_marker(pytest.mark.gui)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A real generator, briefly trained on sketchbook faces at 32 px and exported with its
+    card and slider directions: ``<tmp>/tiny.safetensors`` (+ ``tiny.json``)."""
+    from mangagan_app.config import TrainingConfig
+    from mangagan_app.core.sketchbook.dataset import write_sketchbook
+    from mangagan_app.ml.checkpoint import export_run
+    from mangagan_app.ml.generator_service import store_directions
+    from mangagan_app.ml.trainer import train
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    write_sketchbook(root / "faces", 128, size=32, seed=5, workers=1)
+    train(TrainingConfig(data=str(root / "faces"), resolution=32, width=4, batch=32, epochs=1, tick_steps=2,
+                         preview_steps=1000, checkpoint_minutes=60.0), root / "run")
+    weights, _ = export_run(root / "run", root / "weights" / "tiny")
+    store_directions(weights, samples=2000)
+    return weights
