@@ -152,6 +152,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 130 if result.stopped else 0
 
 
+def _cmd_synth_sheet(args: argparse.Namespace) -> int:
+    from mangagan_app.core.files import atomic_write_bytes
+    from mangagan_app.core.sketchbook.dataset import contact_sheet, png_bytes
+
+    sheet = contact_sheet(args.seed, args.count, args.size, args.columns)
+    atomic_write_bytes(args.out, png_bytes(sheet))
+    print(f"wrote {args.out} ({args.count} faces, {sheet.width}x{sheet.height})")
+    return 0
+
+
 def _format_eta(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
@@ -396,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="the same seed gives the same files (default 0)")
     synth.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     synth.set_defaults(func=_cmd_synth)
+
+    sheet = sub.add_parser("synth-sheet", help="write a contact sheet (grid) of sketchbook faces")
+    sheet.add_argument("out", help="output PNG")
+    sheet.add_argument("--count", type=int, default=64, help="number of faces (default 64)")
+    sheet.add_argument("--columns", type=int, default=8, help="faces per row (default 8)")
+    sheet.add_argument("--size", type=int, default=64, help="face size in pixels (default 64)")
+    sheet.add_argument("--seed", type=int, default=0, help="sketchbook seed (faces 0..count-1 of synth)")
+    sheet.set_defaults(func=_cmd_synth_sheet)
 
     crop = sub.add_parser("crop", help="crop anime faces out of illustrations into a dataset folder")
     crop.add_argument("sources", nargs="+", help="image files and folders (searched recursively); only read")

@@ -39,7 +39,7 @@ PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 PREVIEW_COLUMNS = 8
 # Settings that may change when a run is resumed; the others define the run.
 RESUMABLE_CHANGES = frozenset({"epochs", "tick_steps", "preview_steps", "checkpoint_minutes",
-                               "checkpoint_steps", "device", "leave_core_for_gui", "data"})
+                               "checkpoint_steps", "device", "threads", "leave_core_for_gui", "data"})
 
 
 @dataclass
@@ -265,7 +265,7 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
 
     choice = choose_device(cfg.device, leave_core_for_gui=cfg.leave_core_for_gui)
     if choice.device.type == "cpu":
-        torch.set_num_threads(choice.threads)
+        torch.set_num_threads(min(cfg.threads, choice.threads) if cfg.threads else choice.threads)
     log.info("training on %s", choice.description)
 
     if faces is None:
@@ -332,7 +332,7 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
                 epoch, batch_in_epoch = epoch + 1, 0
             session_steps += 1
 
-            if tick_steps == cfg.tick_steps or step == total_steps:
+            if step % cfg.tick_steps == 0 or step == total_steps:
                 now = time.monotonic()
                 means = {k: v / tick_steps for k, v in tick_sums.items()}
                 ips = tick_steps * cfg.batch / max(tick_train_time, 1e-9)
