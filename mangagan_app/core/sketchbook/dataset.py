@@ -51,6 +51,22 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def contact_sheet(seed: int = 0, count: int = 64, size: int = 64, columns: int = 8,
+                  first: int = 0) -> Image.Image:
+    """A grid of sketchbook faces ``first .. first+count-1`` (the same faces ``synth`` writes).
+
+    Raises ``ValueError`` for a non-positive count or column number.
+    """
+    if count <= 0 or columns <= 0:
+        raise ValueError(f"count and columns must be positive, got {count} and {columns}")
+    rows = -(-count // columns)
+    sheet = Image.new("RGB", (columns * size, rows * size), (255, 255, 255))
+    for k in range(count):
+        _, face = sketchbook_face(seed, first + k, size)
+        sheet.paste(face, ((k % columns) * size, (k // columns) * size))
+    return sheet
+
+
 def _write_chunk(out_dir: str, seed: int, indices: list[int], size: int) -> list[dict]:
     """Render and write ``indices``; returns their metadata records (runs in a worker)."""
     records = []

@@ -370,13 +370,14 @@ class _Painter:
                           (0.98 * vol, -1.42 * vol), 10)
             self.line(band, hls_rgb(*self.k.accent2), self.lw * 4, z=0.2)
         else:
-            # Beret pushed to one side, with its stalk.
+            # Beret pushed to one side: a puffy cap that covers the crown, with a darker band.
             s = self.k.ribbon_side or 1.0
-            beret = ellipse(s * 0.25, -1.55 * vol, 1.35 * vol, 0.5, 36, angle=s * 0.12)
+            beret = ellipse(s * 0.2, -1.5 * vol, 1.38 * vol, 0.6, 36, angle=s * 0.12)
             self.poly(beret, colour, line, z=0.2)
-            self.poly(ellipse(s * 0.25, -1.28 * vol, 1.05 * vol, 0.12, 24, angle=s * 0.1), shade(self.k.accent, -0.15),
-                      z=0.2)
-            self.poly(ellipse(s * 0.3, -2.08 * vol, 0.08, 0.1, 10), line, z=0.2)
+            band = ellipse(s * 0.05, -1.12 * vol, 1.0 * vol, 0.16, 24, angle=s * 0.08)
+            self.poly(band, shade(self.k.accent, -0.15), line, z=0.2)
+            self.line(ellipse(s * 0.35, -1.6 * vol, 0.8, 0.25, 10, angle=s * 0.12, start=3.6, stop=5.4),
+                      shade(self.k.accent, +0.12), self.lw * 2, z=0.2)
 
     def ribbon(self) -> None:
         s = self.k.ribbon_side
