@@ -37,8 +37,13 @@ def to_detector_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float greys: scale to 8 bit rather than clip.
-        return ImageOps.autocontrast(image.convert("F").point(lambda v: v / 256.0).convert("L")).convert("RGB")
+        # 16-bit, 32-bit and float greys: scale their range to 8 bit rather than clip.
+        grey = image.convert("F")
+        high = grey.getextrema()[1]
+        factor = 255.0 / 65535.0 if 255 < high <= 65535 else 255.0 / high if high > 65535 else 1.0
+        if 0 < high <= 1.0:  # float images in 0..1
+            factor = 255.0
+        return grey.point(lambda v: v * factor).convert("L").convert("RGB")
     return image.convert("RGB")
 
 

@@ -1,0 +1,251 @@
+"""Cropping with the real animeface detector: geometry, tags, the run, bad input, resume."""
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mangagan_app.config import CropConfig
+from mangagan_app.core.catalogue import Catalogue
+from mangagan_app.core.cropping import detect_faces_multiscale
+from mangagan_app.core.cropping.geometry import crop_square, cut_square, detection_scales, fit_square, same_face
+from mangagan_app.core.cropping.pipeline import crop_sources, export_kept, find_images
+from mangagan_app.core.cropping.tags import face_tags, nearest_colour, parse_sidecar, read_sidecar_tags
+from mangagan_app.core.sketchbook import render_face, sample_attributes
+
+TILES = (128, 160, 200)
+
+
+def make_scene(seed: int, tiles=TILES):
+    """A 520x300 canvas with one sketchbook face per tile size; returns (image, tile boxes, attributes)."""
+    rng = np.random.default_rng(seed)
+    canvas = Image.new("RGB", (20 + sum(tiles) + 10 * len(tiles), 300), (230, 225, 215))
+    boxes, attrs, x = [], [], 10
+    for size in tiles:
+        a = sample_attributes(rng)
+        canvas.paste(render_face(a, rng, size), (x, 10))
+        boxes.append((x, 10, size, size))
+        attrs.append(a)
+        x += size + 10
+    return canvas, boxes, attrs
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def small_cfg(**kw) -> CropConfig:
+    return CropConfig(**{"workers": 1, **kw})
+
+
+# ---- geometry ------------------------------------------------------------------------
+def test_crop_square_holds_the_box_with_margin_when_lifted():
+    x, y, side, side2 = crop_square((100, 100, 50, 50), margin=0.4, lift=0.15)
+    assert side == side2 == 90
+    assert x <= 100 and x + side >= 150 and y < 100 and y + side >= 150
+
+
+def test_fit_square_shifts_inside_when_face_touches_border():
+    assert fit_square((-10, -5, 60, 60), 200, 100) == (0, 0, 60, 60)
+    assert fit_square((180, 70, 60, 60), 200, 100) == (140, 40, 60, 60)
+
+
+def test_cut_square_pads_with_edge_pixels_when_square_exceeds_image():
+    image = Image.new("RGB", (40, 20), (10, 200, 30))
+    crop = cut_square(image, fit_square((0, -10, 40, 40), 40, 20), 64)
+    assert crop.size == (64, 64)
+    assert crop.getpixel((0, 0)) == (10, 200, 30)  # no black or white frame
+
+
+def test_detection_scales_go_down_the_pyramid_when_image_is_big():
+    scales = detection_scales(2048, 1536, min_face=48, detect_face_px=52, pyramid_step=2.0)
+    assert scales[0] == 1.0 and scales[1] == 0.5 and 1536 * scales[-1] >= 64
+    big_faces = detection_scales(2048, 1536, min_face=96, detect_face_px=48, pyramid_step=2.0)
+    assert big_faces[0] == 0.5
+
+
+def test_same_face_when_one_box_holds_the_other_centre():
+    assert same_face((0, 0, 100, 100), (30, 30, 60, 60))
+    assert not same_face((0, 0, 100, 100), (200, 0, 100, 100))
+
+
+# ---- the real detector ------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1])
+def test_multiscale_detection_finds_every_face_when_scene_has_three_sizes(seed):
+    image, tiles, _ = make_scene(seed)
+    faces = detect_faces_multiscale(image, detection_scales(*image.size, min_face=48, detect_face_px=52,
+                                                            pyramid_step=2.0))
+    for x, y, w, h in tiles:
+        assert any(x <= f.box[0] + f.box[2] / 2 < x + w and y <= f.box[1] + f.box[3] / 2 < y + h for f in faces)
+    assert len(faces) == len(tiles)
+
+
+# ---- tags ---------------------------------------------------------------------------------
+def test_sidecar_tags_carry_to_faces_when_kohya_txt_present(tmp_path):
+    sidecar = tmp_path / "a.txt"
+    sidecar.write_text("1girl, solo, Blue Hair, red_eyes, smile, scenery")
+    tags, origin = face_tags(parse_sidecar(read_sidecar_tags(sidecar)), (0, 0, 0), (0, 0, 0))
+    assert origin == "sidecar"
+    assert set(tags) == {"blue_hair", "red_eyes", "smile"}
+
+
+def test_detector_picks_among_named_colours_when_sidecar_names_two(tmp_path):
+    sidecar = tmp_path / "a.png.json"
+    sidecar.write_text(json.dumps({"tag_string": "2girls blonde_hair black_hair blue_eyes"}))
+    parsed = parse_sidecar(read_sidecar_tags(sidecar))
+    assert parsed.ambiguous == {"hair_colour": ("blonde", "black")}
+    tags, origin = face_tags(parsed, (30, 30, 40), (50, 90, 200))
+    assert "black_hair" in tags and "blue_eyes" in tags and origin == "sidecar+detector"
+
+
+def test_colour_mapping_names_plain_colours_when_no_sidecar():
+    assert nearest_colour((60, 100, 210), "hair_colour") == "blue"
+    assert nearest_colour((245, 215, 120), "hair_colour") == "blonde"
+    assert nearest_colour((200, 40, 40), "eye_colour") == "red"
+    assert face_tags(None, (60, 100, 210), (200, 40, 40)) == (["blue_hair", "red_eyes"], "detector")
+
+
+# ---- the run ------------------------------------------------------------------------------
+@pytest.fixture()
+def scenes(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    make_scene(0)[0].save(src / "scene0.png")
+    make_scene(1)[0].save(src / "sub" / "scene1.jpg", quality=95)
+    (src / "scene0.txt").write_text("1girl, aqua_hair, green_eyes")
+    return src
+
+
+def test_crop_run_writes_crops_and_rows_when_sources_are_good(scenes, tmp_path):
+    before = {p: sha(p) for p in scenes.rglob("*") if p.is_file()}
+    dataset = tmp_path / "dataset"
+    summary = crop_sources([scenes], dataset, small_cfg(size=64))
+    assert summary.processed == 2 and summary.faces == 6 and not summary.errors
+    with Catalogue(dataset) as cat:
+        faces = cat.faces(cat.face_ids(order="source"))
+        assert len(faces) == 6
+        for face in faces.values():
+            with Image.open(dataset / face.crop_file) as crop:
+                assert crop.size == (64, 64)
+            assert face.decision == "unreviewed"
+        by_source = {Path(f.source_path).name: f for f in faces.values()}
+        assert by_source["scene0.png"].tags == ("aqua_hair", "green_eyes")
+        assert by_source["scene1.jpg"].tags_source == "detector"
+        recorded = cat.source_hashes()
+    # The user's files: same bytes, no new files among them, hashes recorded.
+    assert {p: sha(p) for p in scenes.rglob("*") if p.is_file()} == before
+    assert recorded == {str(p): h for p, h in before.items() if p.suffix != ".txt"}
+
+
+def test_rerun_skips_done_sources_when_nothing_changed(scenes, tmp_path):
+    dataset = tmp_path / "dataset"
+    crop_sources([scenes], dataset, small_cfg())
+    again = crop_sources([scenes], dataset, small_cfg())
+    assert (again.skipped, again.processed, again.faces) == (2, 0, 0)
+
+
+def test_interrupted_run_resumes_with_the_rest_when_started_again(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        make_scene(i, tiles=(128,))[0].save(src / f"s{i}.png")
+    dataset = tmp_path / "dataset"
+    done: list[int] = []
+    first = crop_sources([src], dataset, small_cfg(), progress=lambda d, t, p: done.append(d),
+                         should_stop=lambda: len(done) >= 1)
+    assert first.stopped and 1 <= first.processed < 4
+    with Catalogue(dataset) as cat:
+        assert cat.source_status()["pending"] == 4 - first.processed
+    second = crop_sources([src], dataset, small_cfg())
+    assert second.processed == 4 - first.processed and not second.stopped
+    with Catalogue(dataset) as cat:
+        assert cat.source_status() == {"pending": 0, "done": 4, "error": 0}
+        assert len(cat.face_ids()) == 4
+
+
+def _png_bytes(image: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+def test_bad_inputs_become_error_rows_when_the_run_goes_on(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    face, _, _ = make_scene(2, tiles=(160,))
+    face.save(src / "good.png")
+    (src / "zero.png").write_bytes(b"")
+    (src / "notes.jpg").write_text("this is not a picture")
+    jpeg = io.BytesIO()
+    face.save(jpeg, "JPEG")
+    (src / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    png = _png_bytes(face)
+    (src / "truncated.png").write_bytes(png[: len(png) // 2])
+    Image.new("RGB", (1, 1)).save(src / "one.png")
+    Image.new("L", (1500, 1500)).save(src / "bomb.png")  # over the pixel limit set below
+    os.symlink(src / "loop.png", src / "loop.png")
+    # Odd but valid: converted, not refused.
+    face.convert("CMYK").save(src / "cmyk.jpg")
+    Image.fromarray(np.asarray(face.convert("L"), np.uint16) * 257).save(src / "sixteen.png")
+    face.convert("P").save(src / "palette.png", transparency=0)
+    frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    frames[0].save(src / "animated.gif", save_all=True, append_images=frames[1:])
+    before = {p.name: sha(p) for p in src.iterdir() if p.is_file() and not p.is_symlink()}
+
+    summary = crop_sources([src], tmp_path / "ds", small_cfg(max_pixels=2_000_000))
+    assert summary.processed == 12
+    with Catalogue(tmp_path / "ds") as cat:
+        errors = {Path(p).name: reason for p, reason in cat.errors()}
+    assert errors["zero.png"] == "empty file (0 bytes)"
+    assert errors["notes.jpg"] == "not an image Pillow can read"
+    assert errors["truncated.jpg"].startswith("truncated or corrupt image")
+    assert errors["truncated.png"].startswith("truncated or corrupt image")
+    assert errors["one.png"].startswith("image too small")
+    assert errors["bomb.png"].startswith("image too large")
+    assert errors["loop.png"] == "symlink loop"
+    assert set(errors) == {"zero.png", "notes.jpg", "truncated.jpg", "truncated.png", "one.png", "bomb.png",
+                           "loop.png"}
+    assert summary.faces >= 5  # good, cmyk, 16-bit, palette and the GIF's first frame
+    assert {p.name: sha(p) for p in src.iterdir() if p.is_file() and not p.is_symlink()} == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file_becomes_error_row_when_permission_denied(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    locked = src / "locked.png"
+    make_scene(0, tiles=(128,))[0].save(locked)
+    locked.chmod(0)
+    try:
+        crop_sources([src], tmp_path / "ds", small_cfg())
+        with Catalogue(tmp_path / "ds") as cat:
+            assert cat.errors() == [(str(locked), "permission denied")]
+    finally:
+        locked.chmod(0o644)
+
+
+def test_dataset_folder_inside_sources_is_not_cropped_again_when_searching(tmp_path):
+    (tmp_path / "ds" / "crops").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "ds" / "crops" / "x.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    assert find_images([tmp_path], exclude=tmp_path / "ds") == [tmp_path / "a.png"]
+
+
+def test_export_writes_kept_crops_with_tag_files_when_reviewed(scenes, tmp_path):
+    dataset = tmp_path / "dataset"
+    crop_sources([scenes], dataset, small_cfg())
+    with Catalogue(dataset) as cat:
+        ids = cat.face_ids(order="source")
+        previous = cat.set_decisions({ids[0]: "keep", ids[1]: "keep", ids[2]: "reject"})
+        assert set(previous.values()) == {"unreviewed"}
+        cat.set_decisions({ids[1]: "unreviewed"})  # an undo
+    out = tmp_path / "export"
+    assert export_kept(dataset, out) == 1
+    pngs, txts = sorted(out.glob("*.png")), sorted(out.glob("*.txt"))
+    assert len(pngs) == len(txts) == 1 and pngs[0].stem == txts[0].stem
+    assert txts[0].read_text().strip() == "aqua_hair, green_eyes"
