@@ -84,7 +84,7 @@ def _permutation(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Ten
     return torch.randperm(n, generator=g), torch.rand(n, generator=g) < 0.5
 
 
-class _Models:
+class GanModels:
     """G, D, the EMA copy of G and their optimisers."""
 
     def __init__(self, cfg: TrainingConfig, arch: Architecture, device: torch.device):
@@ -117,12 +117,18 @@ class _Models:
         self.opt_d.load_state_dict(state["opt_d"])
 
 
-def _train_step(models: _Models, faces: TrainingFaces, cfg: TrainingConfig, indices: torch.Tensor,
-                flips: torch.Tensor, step: int, device: torch.device) -> dict[str, float]:
+def train_step(models: GanModels, cfg: TrainingConfig, real: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+               sample_conditions: Callable[[int, torch.Generator], torch.Tensor], step: int,
+               device: torch.device) -> dict[str, float]:
+    """One D update and one G update on ``real`` = (images, conditions, known-masks).
+
+    Noise and fake conditions come from a generator seeded by (cfg.seed, step).
+    Returns the step's losses and mean D outputs as floats.
+    """
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-    x, cond, mask = (t.to(device) for t in faces.batch(indices, flips))
-    z = torch.randn((len(indices), cfg.z_dim), generator=g).to(device)
-    fake_cond = faces.sample_conditions(len(indices), g).to(device)
+    x, cond, mask = (t.to(device) for t in real)
+    z = torch.randn((len(x), cfg.z_dim), generator=g).to(device)
+    fake_cond = sample_conditions(len(x), g).to(device)
     full = torch.ones_like(fake_cond)
     use_aux = models.d.aux is not None
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
@@ -201,7 +207,7 @@ def load_resume_state(run_dir: str | Path) -> dict:
     raise RunFolderError("no usable checkpoint: " + "; ".join(reasons))
 
 
-def _write_preview(models: _Models, run_dir: Path, step: int, fixed_z: torch.Tensor,
+def _write_preview(models: GanModels, run_dir: Path, step: int, fixed_z: torch.Tensor,
                    fixed_cond: torch.Tensor) -> Preview:
     with torch.no_grad():
         images = to_uint8(models.g_ema(fixed_z, fixed_cond))
@@ -278,7 +284,7 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
         raise ValueError(f"{len(faces)} images are fewer than one batch of {cfg.batch}")
 
     arch = Architecture(cfg.resolution, cfg.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning)
-    models = _Models(cfg, arch, choice.device)
+    models = GanModels(cfg, arch, choice.device)
     step = epoch = batch_in_epoch = 0
     elapsed_before = 0.0
     if state is not None:
@@ -321,7 +327,8 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
                 break
             sl = slice(batch_in_epoch * cfg.batch, (batch_in_epoch + 1) * cfg.batch)
             t0 = time.perf_counter()
-            stats = _train_step(models, faces, cfg, order[sl], flips[sl], step, choice.device)
+            stats = train_step(models, cfg, faces.batch(order[sl], flips[sl]), faces.sample_conditions, step,
+                               choice.device)
             tick_train_time += time.perf_counter() - t0
             for k, v in stats.items():
                 tick_sums[k] = tick_sums.get(k, 0.0) + v
