@@ -163,6 +163,10 @@ class Catalogue:
     def crops_dir(self) -> Path:
         return self.dataset_dir / CROPS_DIR
 
+    def integrity(self) -> str:
+        """SQLite's own consistency check: ``"ok"`` or the first problem found."""
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
     # ---- meta ----------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, QSize, Qt
 from PySide6.QtGui import (
     QColor,
     QImageReader,
+    QKeyEvent,
     QKeySequence,
     QPainter,
     QPen,
@@ -98,6 +100,33 @@ class SourceList(QListWidget):
             event.acceptProposedAction()
         else:
             super().dropEvent(event)
+
+
+class ReviewGrid(QListView):
+    """The thumbnail grid; review keys act on the selection, arrows move as usual.
+
+    Keys are handled here rather than by window shortcuts so that they work
+    exactly when the grid has focus and never steal letters from text fields.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.key_actions: dict[int, Callable[[], None]] = {}
+        self.undo: Callable[[], None] = lambda: None
+        self.redo: Callable[[], None] = lambda: None
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        if event.matches(QKeySequence.StandardKey.Redo) or (
+                event.key() == Qt.Key.Key_Z and event.modifiers() == (Qt.KeyboardModifier.ControlModifier
+                                                                       | Qt.KeyboardModifier.ShiftModifier)):
+            self.redo()
+        elif event.matches(QKeySequence.StandardKey.Undo):
+            self.undo()
+        elif event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier) \
+                and event.key() in self.key_actions:
+            self.key_actions[event.key()]()
+        else:
+            super().keyPressEvent(event)
 
 
 class _DecisionCommand(QUndoCommand):
@@ -249,7 +278,7 @@ class DatasetTab(QWidget):
         layout.addWidget(self.counts_label)
 
         review = QSplitter(Qt.Orientation.Horizontal)
-        self.grid = QListView()
+        self.grid = ReviewGrid()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setMovement(QListView.Movement.Static)
@@ -287,26 +316,18 @@ class DatasetTab(QWidget):
         return panel
 
     def _build_shortcuts(self) -> None:
-        context = Qt.ShortcutContext.WidgetWithChildrenShortcut
-        bindings = [
-            ("K", lambda: self.decide_selected("keep")),
-            ("X", lambda: self.decide_selected("reject")),
-            ("R", lambda: self.decide_selected("reject")),
-            (QKeySequence(Qt.Key.Key_Delete), lambda: self.decide_selected("reject")),
-            ("U", lambda: self.decide_selected("unreviewed")),
-            (QKeySequence(Qt.Key.Key_Space), self.toggle_selected),
-            (QKeySequence.StandardKey.Undo, self.undo_stack.undo),
-            ("Ctrl+Shift+Z", self.undo_stack.redo),
-            ("Ctrl+Y", self.undo_stack.redo),
-        ]
-        self.shortcuts = []
-        for key, slot in bindings:
-            shortcut = QShortcut(QKeySequence(key), self.grid, context=context)
-            shortcut.activated.connect(slot)
-            self.shortcuts.append(shortcut)
-        escape = QShortcut(QKeySequence(Qt.Key.Key_Escape), self, context=context)
+        self.grid.key_actions = {
+            Qt.Key.Key_K: lambda: self.decide_selected("keep"),
+            Qt.Key.Key_X: lambda: self.decide_selected("reject"),
+            Qt.Key.Key_R: lambda: self.decide_selected("reject"),
+            Qt.Key.Key_Delete: lambda: self.decide_selected("reject"),
+            Qt.Key.Key_U: lambda: self.decide_selected("unreviewed"),
+            Qt.Key.Key_Space: self.toggle_selected,
+        }
+        self.grid.undo = self.undo_stack.undo
+        self.grid.redo = self.undo_stack.redo
+        escape = QShortcut(QKeySequence(Qt.Key.Key_Escape), self, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         escape.activated.connect(self.cancel_cropping)
-        self.shortcuts.append(escape)
 
     # ---- settings ------------------------------------------------------------------
     def _restore_settings(self) -> None:
