@@ -12,6 +12,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.gui)
 
 
+@pytest.fixture(autouse=True)
+def _isolated_app_data(request, tmp_path, monkeypatch):
+    """GUI tests write app data (runs, models, favourites) under tmp_path, never in the user's home."""
+    if "tests/gui/" not in request.node.nodeid.replace(os.sep, "/"):
+        return
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """A real generator, briefly trained on sketchbook faces at 32 px and exported with its

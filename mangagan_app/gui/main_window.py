@@ -48,9 +48,15 @@ class MainWindow(QMainWindow):
             ("Generate", PlannedTab("Generate: draw new anime faces, morph them with sliders and "
                                     "attribute checkboxes, and export PNGs.")),
             ("Dataset", self._build_dataset_tab()),
-            ("Train", PlannedTab("Train: train the face generator on your reviewed crops, on the "
-                                 "GPU when there is one.")),
+            ("Train", self._build_train_tab()),
         ]
+
+    def _build_train_tab(self) -> QWidget:
+        from mangagan_app.gui.train_tab import TrainTab
+
+        self.train_tab = TrainTab(self.settings)
+        self.train_tab.status_message.connect(self.show_status)
+        return self.train_tab
 
     def _build_dataset_tab(self) -> QWidget:
         from mangagan_app.gui.dataset_tab import DatasetTab
@@ -85,8 +91,8 @@ class MainWindow(QMainWindow):
     def show_about(self) -> None:
         QMessageBox.about(self, "About MangaGAN Studio", self.about_text())
 
-    def show_error(self, message: str) -> None:
-        """A plain-words error in the status bar, kept until the next message."""
+    def show_status(self, message: str) -> None:
+        """A plain-words message (often an error) in the status bar, kept until the next one."""
         self.statusBar().showMessage(message)
 
     def _restore_state(self) -> None:
@@ -105,6 +111,8 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        # A running training stops after its current step and saves, so closing loses nothing.
+        self.train_tab.wait_for_worker()
         self.save_state()
         self.dataset_tab.shutdown()
         super().closeEvent(event)

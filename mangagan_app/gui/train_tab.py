@@ -1,0 +1,381 @@
+"""The Train tab: choose data and settings, start / stop / resume, watch losses and previews.
+
+The run itself happens in :class:`TrainWorker` (a QThread around ``ml.trainer.train``);
+this widget only turns its signals into a progress bar, a loss plot and a preview.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mangagan_app.config import TrainingConfig
+from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
+from mangagan_app.ml.checkpoint import export_run
+from mangagan_app.ml.device import choose_device
+from mangagan_app.ml.trainer import Preview, TrainProgress, TrainResult
+
+LOSS_COLOURS = {"d_adv": "#d62728", "g_adv": "#1f77b4", "d_cls": "#ff7f0e", "g_cls": "#2ca02c", "gp": "#9467bd"}
+
+
+def app_data_dir() -> Path:
+    folder = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def preview_pixmap(image: np.ndarray) -> QPixmap:
+    height, width, _ = image.shape
+    data = np.ascontiguousarray(image)
+    qimage = QImage(data.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(qimage.copy())
+
+
+class TrainTab(QWidget):
+    """Emits ``model_exported(weights_path)`` when the user sends a run to the Generate tab."""
+
+    model_exported = Signal(Path)
+    status_message = Signal(str)
+
+    def __init__(self, settings: QSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.worker: TrainWorker | None = None
+        self.last_progress: TrainProgress | None = None
+        self.loss_history: dict[str, list[tuple[int, float]]] = {}
+        self.setAcceptDrops(True)
+        defaults = TrainingConfig()
+
+        layout = QHBoxLayout(self)
+        controls = QVBoxLayout()
+        layout.addLayout(controls, 0)
+        controls.addWidget(self._build_data_box())
+        controls.addWidget(self._build_settings_box(defaults))
+        controls.addLayout(self._build_buttons())
+        controls.addStretch(1)
+
+        monitor = QVBoxLayout()
+        layout.addLayout(monitor, 1)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setFormat("%p %")
+        self.progress_label = QLabel("Not running. Pick data and press Start.")
+        monitor.addWidget(self.progress_bar)
+        monitor.addWidget(self.progress_label)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "loss")
+        self.plot.addLegend(offset=(-10, 10))
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        monitor.addWidget(self.plot, 1)
+        self.preview_label = QLabel("Previews appear here during training: one row per hair colour.")
+        self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview_label.setMinimumHeight(260)
+        monitor.addWidget(self.preview_label, 1)
+
+        self._restore_choices()
+        self.run_edit.textChanged.connect(self._update_buttons)
+        self._update_buttons()
+
+    # ---- building ---------------------------------------------------------------
+    def _build_data_box(self) -> QGroupBox:
+        box = QGroupBox("Training data")
+        form = QVBoxLayout(box)
+        self.use_sketchbook = QRadioButton("Sketchbook faces drawn by the app")
+        self.use_folder = QRadioButton("A folder of face images (with .txt tag files)")
+        group = QButtonGroup(self)
+        group.addButton(self.use_sketchbook)
+        group.addButton(self.use_folder)
+        self.sketchbook_count = QSpinBox()
+        self.sketchbook_count.setRange(256, 200_000)
+        self.sketchbook_count.setSingleStep(1000)
+        self.sketchbook_count.setValue(4000)
+        self.sketchbook_count.setSuffix(" faces")
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("Drop a folder here or browse…")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_data)
+        form.addWidget(self.use_sketchbook)
+        form.addWidget(self.sketchbook_count)
+        form.addWidget(self.use_folder)
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        form.addLayout(row)
+        self.use_sketchbook.setChecked(True)
+        return box
+
+    def _build_settings_box(self, defaults: TrainingConfig) -> QGroupBox:
+        box = QGroupBox("Settings")
+        form = QFormLayout(box)
+        self.resolution = QComboBox()
+        self.resolution.addItems(["64", "128"])
+        self.width_spin = QSpinBox()
+        self.width_spin.setRange(8, 256)
+        self.width_spin.setValue(defaults.width)
+        self.width_spin.setToolTip("Channels of the networks' widest layer: wider is slower and better")
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(2, 1024)
+        self.batch_spin.setValue(defaults.batch)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 10_000)
+        self.epochs_spin.setValue(defaults.epochs)
+        self.loss_combo = QComboBox()
+        self.loss_combo.addItems(["dcgan", "dragan"])
+        self.loss_combo.setToolTip("dcgan: non-saturating GAN loss; dragan: adds DRAGAN's gradient penalty")
+        self.run_edit = QLineEdit(str(app_data_dir() / "runs" / time.strftime("run-%Y%m%d-%H%M%S")))
+        pick_run = QPushButton("…")
+        pick_run.setToolTip("Choose the run folder (an existing one can be resumed)")
+        pick_run.clicked.connect(self._browse_run)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_edit, 1)
+        run_row.addWidget(pick_run)
+        form.addRow("Resolution (px)", self.resolution)
+        form.addRow("Network width", self.width_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Loss", self.loss_combo)
+        form.addRow("Run folder", run_row)
+        form.addRow("Device", QLabel(choose_device(leave_core_for_gui=True).description))
+        return box
+
+    def _build_buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop")
+        self.resume_button = QPushButton("Resume")
+        self.use_button = QPushButton("Use in Generate")
+        shortcuts = {self.start_button: "Ctrl+Return", self.stop_button: "Ctrl+.",
+                     self.resume_button: "Ctrl+Shift+Return"}
+        tips = {self.start_button: "Start a new run in the run folder",
+                self.stop_button: "Stop after the current step and save a checkpoint",
+                self.resume_button: "Continue the run in the run folder from its last checkpoint"}
+        for button, keys in shortcuts.items():
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.activated.connect(button.click)
+            button.setToolTip(f"{tips[button]} ({QKeySequence(keys).toString(QKeySequence.SequenceFormat.NativeText)})")
+        self.use_button.setToolTip("Export the run's generator and open it in the Generate tab")
+        self.start_button.clicked.connect(lambda: self.start(resume=False))
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.stop_button.clicked.connect(self.stop)
+        self.use_button.clicked.connect(self.export_for_generate)
+        for button in (self.start_button, self.stop_button, self.resume_button, self.use_button):
+            row.addWidget(button)
+        return row
+
+    # ---- settings persistence -----------------------------------------------------
+    def _restore_choices(self) -> None:
+        s = self.settings
+        self.use_folder.setChecked(s.value("train/use_folder", False, type=bool))
+        self.folder_edit.setText(s.value("train/folder", "", type=str))
+        self.sketchbook_count.setValue(s.value("train/sketchbook_count", self.sketchbook_count.value(), type=int))
+        self.resolution.setCurrentText(s.value("train/resolution", "64", type=str))
+        self.width_spin.setValue(s.value("train/width", self.width_spin.value(), type=int))
+        self.batch_spin.setValue(s.value("train/batch", self.batch_spin.value(), type=int))
+        self.epochs_spin.setValue(s.value("train/epochs", self.epochs_spin.value(), type=int))
+        self.loss_combo.setCurrentText(s.value("train/loss", "dcgan", type=str))
+        last_run = s.value("train/run_dir", "", type=str)
+        if last_run:
+            self.run_edit.setText(last_run)
+
+    def _save_choices(self) -> None:
+        s = self.settings
+        s.setValue("train/use_folder", self.use_folder.isChecked())
+        s.setValue("train/folder", self.folder_edit.text())
+        s.setValue("train/sketchbook_count", self.sketchbook_count.value())
+        s.setValue("train/resolution", self.resolution.currentText())
+        s.setValue("train/width", self.width_spin.value())
+        s.setValue("train/batch", self.batch_spin.value())
+        s.setValue("train/epochs", self.epochs_spin.value())
+        s.setValue("train/loss", self.loss_combo.currentText())
+        s.setValue("train/run_dir", self.run_edit.text())
+
+    # ---- actions ------------------------------------------------------------------
+    def config(self) -> TrainingConfig:
+        """The settings form as a training config (the data folder is filled in by ``start``)."""
+        return TrainingConfig(
+            resolution=int(self.resolution.currentText()), width=self.width_spin.value(),
+            batch=self.batch_spin.value(), epochs=self.epochs_spin.value(),
+            loss=self.loss_combo.currentText(), leave_core_for_gui=True,
+        )
+
+    def _sketchbook_source(self, resolution: int) -> SketchbookSource:
+        count = self.sketchbook_count.value()
+        return SketchbookSource(app_data_dir() / "sketchbook" / f"{resolution}px-{count}", count)
+
+    def start(self, *, resume: bool) -> None:
+        if self.is_running():
+            return
+        run_dir = Path(self.run_edit.text()).expanduser()
+        cfg = self.config()
+        if resume:
+            saved = self._saved_config(run_dir)
+            if saved is None:
+                self._report(f"Nothing to resume in {run_dir}: it has no config.json from an earlier run.")
+                return
+            cfg = TrainingConfig.from_dict({**saved, "epochs": cfg.epochs, "leave_core_for_gui": True})
+        sketchbook = None
+        if self.use_folder.isChecked():
+            folder = Path(self.folder_edit.text()).expanduser()
+            if not folder.is_dir():
+                self._report(f"The data folder {folder} does not exist.")
+                return
+            cfg.data = str(folder)
+        else:
+            sketchbook = self._sketchbook_source(cfg.resolution)
+            cfg.data = str(sketchbook.folder)
+        self._save_choices()
+        if not resume:
+            self.loss_history.clear()
+            for curve in self.curves.values():
+                curve.setData([], [])
+        self.worker = TrainWorker(cfg, run_dir, resume=resume, sketchbook=sketchbook, parent=self)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.preview.connect(self._on_preview)
+        self.worker.succeeded.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.finished.connect(self._update_buttons)
+        self.worker.start()
+        self.progress_label.setText("Starting…")
+        self._update_buttons()
+
+    def stop(self) -> None:
+        if self.is_running():
+            self.worker.requestInterruption()
+            self.progress_label.setText("Stopping after the current step and saving…")
+
+    def is_running(self) -> bool:
+        return self.worker is not None and self.worker.isRunning()
+
+    def wait_for_worker(self, msecs: int = 60_000) -> bool:
+        """Ask a running worker to stop and wait for it (used when the window closes)."""
+        if not self.is_running():
+            return True
+        self.worker.requestInterruption()
+        return self.worker.wait(msecs)
+
+    def export_for_generate(self) -> None:
+        run_dir = Path(self.run_edit.text()).expanduser()
+        name = app_data_dir() / "models" / run_dir.name
+        try:
+            weights, _card = export_run(run_dir, name)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, details in the log
+            self._report(f"Could not export {run_dir}: {exc}")
+            return
+        self.status_message.emit(f"Exported {weights.name}; it is open in the Generate tab")
+        self.model_exported.emit(weights)
+
+    # ---- worker signals -------------------------------------------------------------
+    def _on_progress(self, p: TrainProgress) -> None:
+        self.last_progress = p
+        self.progress_bar.setMaximum(max(1, p.total_steps))
+        self.progress_bar.setValue(p.step)
+        if p.phase == "drawing":
+            self.progress_label.setText(f"Drawing sketchbook faces {p.step}/{p.total_steps}")
+        elif p.phase == "loading":
+            self.progress_label.setText(f"Loading images {p.step}/{p.total_steps}")
+        else:
+            losses = "  ".join(f"{k} {v:.3f}" for k, v in sorted(p.losses.items()))
+            self.progress_label.setText(
+                f"Epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps} · {p.images_per_sec:.0f} img/s · "
+                f"ETA {format_eta(p.eta_seconds)}\n{losses}")
+            self._plot_losses(p.step, p.losses)
+
+    def _plot_losses(self, step: int, losses: dict[str, float]) -> None:
+        for key, value in losses.items():
+            history = self.loss_history.setdefault(key, [])
+            history.append((step, value))
+            curve = self.curves.get(key)
+            if curve is None:
+                curve = self.plot.plot(name=key, pen=pg.mkPen(LOSS_COLOURS.get(key, "#444"), width=2))
+                self.curves[key] = curve
+            xs, ys = zip(*history, strict=True)
+            curve.setData(list(xs), list(ys))
+
+    def _on_preview(self, preview: Preview) -> None:
+        pixmap = preview_pixmap(preview.image)
+        target = self.preview_label.size()
+        self.preview_label.setPixmap(pixmap.scaled(target, Qt.AspectRatioMode.KeepAspectRatio,
+                                                   Qt.TransformationMode.FastTransformation))
+        self.preview_label.setToolTip(f"Preview at step {preview.step}: {preview.path}")
+
+    def _on_finished(self, result: TrainResult) -> None:
+        verb = "Stopped" if result.stopped else "Finished"
+        self.progress_label.setText(f"{verb} at step {result.step}/{result.total_steps}. "
+                                    f"Checkpoint saved; Resume continues from it.")
+        self.status_message.emit(f"Training {verb.lower()} at step {result.step}")
+
+    def _on_failed(self, message: str) -> None:
+        self._report(f"Training stopped: {message}")
+
+    def _report(self, message: str) -> None:
+        self.progress_label.setText(message)
+        self.status_message.emit(message)
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        has_checkpoint = (Path(self.run_edit.text()).expanduser() / "checkpoint.pt").exists()
+        self.start_button.setEnabled(not running)
+        self.resume_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.use_button.setEnabled(not running and has_checkpoint)
+
+    @staticmethod
+    def _saved_config(run_dir: Path) -> dict | None:
+        try:
+            return json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    # ---- browsing and dropping --------------------------------------------------------
+    def _browse_data(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of face images", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+            self.use_folder.setChecked(True)
+
+    def _browse_run(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Run folder", self.run_edit.text())
+        if folder:
+            self.run_edit.setText(folder)
+            self._update_buttons()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
+        if any(Path(url.toLocalFile()).is_dir() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt's name
+        for url in event.mimeData().urls():
+            path = Path(url.toLocalFile())
+            if path.is_dir():
+                self.folder_edit.setText(str(path))
+                self.use_folder.setChecked(True)
+                return
