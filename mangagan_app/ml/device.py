@@ -15,6 +15,13 @@ class DeviceChoice:
     threads: int
 
 
+def available_cores() -> int:
+    """Cores this process may run on (honours ``taskset`` and container CPU sets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def choose_device(prefer: str | None = None, *, leave_core_for_gui: bool = False) -> DeviceChoice:
     """Pick the device (``prefer`` = "cuda" / "mps" / "cpu" forces one).
 
@@ -29,6 +36,6 @@ def choose_device(prefer: str | None = None, *, leave_core_for_gui: bool = False
         return DeviceChoice(torch.device("mps"), "Apple MPS", torch.get_num_threads())
     if prefer not in (None, "cpu"):
         raise RuntimeError(f"the {prefer} device was requested but is not available")
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     threads = max(1, cores - 1) if leave_core_for_gui else cores
     return DeviceChoice(torch.device("cpu"), f"CPU ({threads} of {cores} threads)", threads)
