@@ -10,11 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import multiprocessing
 import os
-import signal
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +20,11 @@ from PIL import Image
 from mangagan_app.core.attributes import VOCABULARY, Attributes
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_text
 from mangagan_app.core.sketchbook.face import render_face
+from mangagan_app.core.sketchbook.parallel import ProgressFn, StopFn, run_chunks
 from mangagan_app.core.sketchbook.priors import sample_attributes
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
-StopFn = Callable[[], bool]
 CHUNK = 32  # images per task: large enough to amortise process hand-off, small enough to stop quickly
 
 
@@ -79,11 +74,6 @@ def _write_chunk(out_dir: str, seed: int, indices: list[int], size: int) -> list
     return records
 
 
-def ignore_interrupts() -> None:
-    """Worker-process initialiser: Ctrl+C is the parent's to handle (it stops the run cleanly)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 @dataclass(frozen=True)
 class SynthResult:
     """What a synth run wrote: ``written`` images, ``stopped`` if asked to stop early."""
@@ -115,44 +105,9 @@ def write_sketchbook(out_dir: str | os.PathLike, count: int, *, size: int = 128,
         raise ValueError(f"size must be at least 16 px, got {size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    workers = workers or default_workers()
-    chunks = [list(range(i, min(i + CHUNK, count))) for i in range(0, count, CHUNK)]
-    records: list[dict] = []
-    stopped = False
-
-    def stop_requested() -> bool:
-        return bool(should_stop and should_stop())
-
-    if workers == 1:
-        for chunk in chunks:
-            if stop_requested():
-                stopped = True
-                break
-            records += _write_chunk(str(out), seed, chunk, size)
-            if progress:
-                progress(len(records), count)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_interrupts) as pool:
-            pending: set[Future] = set()
-            queue = list(chunks)
-            try:
-                while queue or pending:
-                    while queue and len(pending) < workers * 2 and not stopped:
-                        pending.add(pool.submit(_write_chunk, str(out), seed, queue.pop(0), size))
-                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        records += fut.result()
-                    if progress and done:
-                        progress(len(records), count)
-                    if not stopped and stop_requested():
-                        stopped = True
-                        queue.clear()
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
-    records.sort(key=lambda r: r["index"])
+    chunks = [(str(out), seed, list(range(i, min(i + CHUNK, count))), size) for i in range(0, count, CHUNK)]
+    records, stopped = run_chunks(_write_chunk, chunks, workers=workers or default_workers(), total=count,
+                                  progress=progress, should_stop=should_stop)
     atomic_write_text(out / "metadata.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     log.debug("wrote %d sketchbook faces to %s", len(records), out)
     return SynthResult(out, len(records), stopped)

@@ -143,11 +143,12 @@ class _Painter:
             self.poly(tip, self.hair, self.hair_line)
 
     # ---- body and face ----------------------------------------------------------------
-    def body(self) -> None:
+    def body(self, bottom: float) -> None:
         neck = [(-0.34, 0.5), (0.34, 0.5), (0.37, 1.75), (-0.37, 1.75)]
         self.poly(neck, self.skin, self.skin_line)
         self.poly([(-0.34, 0.6), (0.34, 0.6), (0.35, 1.15), (0.0, 1.3), (-0.35, 1.15)], self.skin_shadow)
-        shoulder = bezier((0.36, 1.55), (0.8, 1.7), (1.9, 1.8), (2.6, 2.4), 10) + [(2.9, 3.6), (0.0, 3.6)]
+        bottom = max(bottom, 2.5)
+        shoulder = bezier((0.36, 1.55), (0.8, 1.7), (1.9, 1.8), (2.6, 2.4), 10) + [(2.9, bottom), (0.0, bottom)]
         clothes = hls_rgb(*self.k.clothes)
         body = mirror(shoulder) + shoulder
         self.poly(body, clothes, shade(self.k.clothes, -0.3))
@@ -399,10 +400,10 @@ class _Painter:
         self.poly(rot(ellipse(0.0, 0.0, 0.11, 0.13, 12)), shade(self.k.accent2, -0.1), line, z=0.2)
 
     # ---- the whole character ------------------------------------------------------------
-    def draw(self, body: bool = True) -> None:
+    def draw(self, body_bottom: float | None) -> None:
         self.back_hair()
-        if body:
-            self.body()
+        if body_bottom is not None:
+            self.body(body_bottom)
         self.face()
         self.skin_details()
         self.eyes()
@@ -420,9 +421,14 @@ class _Painter:
             self.ribbon()
 
 
-def draw_character(image: Image.Image, pose: Pose, attrs: Attributes, look: Look, *, body: bool = True) -> None:
-    """Draw one character onto ``image`` (RGB or RGBA) in place at ``pose``."""
-    _Painter(image, pose, attrs, look).draw(body=body)
+def draw_character(image: Image.Image, pose: Pose, attrs: Attributes, look: Look, *,
+                   body_bottom: float | None = 3.6) -> None:
+    """Draw one character onto ``image`` (RGB or RGBA) in place at ``pose``.
+
+    The neck, shoulders and torso reach down to ``body_bottom`` (face units below
+    the eye line); ``None`` draws the head alone.
+    """
+    _Painter(image, pose, attrs, look).draw(body_bottom)
 
 
 def paint_background(image: Image.Image, look: Look) -> None:
@@ -475,7 +481,11 @@ def render_face(attrs: Attributes, rng: np.random.Generator, size: int = 128) ->
     """
     if size < 16:
         raise ValueError(f"size must be at least 16 px, got {size}")
-    look = sample_look(attrs, rng)
+    return render_look(attrs, sample_look(attrs, rng), size)
+
+
+def render_look(attrs: Attributes, look: Look, size: int) -> Image.Image:
+    """Draw ``attrs`` with the given :class:`Look` as a square crop of ``size`` pixels."""
     scale = supersample(size)
     big = size * scale
     canvas = Image.new("RGB", (big, big))
