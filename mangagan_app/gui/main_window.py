@@ -38,6 +38,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         for name, widget in self._build_tabs():
             self.tabs.addTab(widget, name)
+        self.train_tab.model_exported.connect(self._open_in_generate)
         self.setCentralWidget(self.tabs)
         self._build_menus()
         self.statusBar().showMessage("Ready", 3000)
@@ -45,11 +46,21 @@ class MainWindow(QMainWindow):
 
     def _build_tabs(self) -> list[tuple[str, QWidget]]:
         return [
-            ("Generate", PlannedTab("Generate: draw new anime faces, morph them with sliders and "
-                                    "attribute checkboxes, and export PNGs.")),
+            ("Generate", self._build_generate_tab()),
             ("Dataset", self._build_dataset_tab()),
             ("Train", self._build_train_tab()),
         ]
+
+    def _build_generate_tab(self) -> QWidget:
+        from mangagan_app.gui.generate_tab import GenerateTab
+
+        self.generate_tab = GenerateTab(self.settings)
+        self.generate_tab.status_message.connect(self.show_status)
+        return self.generate_tab
+
+    def _open_in_generate(self, weights) -> None:
+        self.generate_tab.load_model(weights)
+        self.tabs.setCurrentWidget(self.generate_tab)
 
     def _build_train_tab(self) -> QWidget:
         from mangagan_app.gui.train_tab import TrainTab
@@ -113,6 +124,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         # A running training stops after its current step and saves, so closing loses nothing.
         self.train_tab.wait_for_worker()
+        self.generate_tab.shutdown()
         self.save_state()
         self.dataset_tab.shutdown()
         super().closeEvent(event)

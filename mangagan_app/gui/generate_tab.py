@@ -1,0 +1,1023 @@
+"""The Generate tab: the face large, a 4×4 grid of variations, attribute controls,
+latent sliders, morphing, history with undo, favourites and export.
+
+All state is the current :class:`FaceRecipe` in an :class:`EditHistory`; every
+control edits a copy and pushes it. Drawing happens on a :class:`RenderWorker`
+thread; the canvas shows the newest finished render.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mangagan_app.config import WEIGHTS_DIR
+from mangagan_app.core.attributes import Attributes
+from mangagan_app.core.face_history import EditHistory, FavouritesStore
+from mangagan_app.core.face_recipe import FaceRecipe, RecipeError, png_bytes, random_attributes, read_png_recipe
+from mangagan_app.core.files import atomic_write_bytes
+from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
+from mangagan_app.gui.generate_worker import ModelLoader, RenderWorker
+from mangagan_app.ml.generator_service import (
+    GeneratorService,
+    find_default_weights,
+    frame_strip,
+    gif_bytes,
+    morph,
+    morph_frames,
+    upscale,
+)
+from mangagan_app.ml.sampling import image_grid
+
+log = logging.getLogger(__name__)
+
+GRID = 4
+SLIDER_STEPS = 100  # slider ticks per σ
+SLIDER_RANGE = 3  # ±3σ
+MAX_SEED = 2**31 - 1
+STRIP_LENGTH = 40
+
+# Swatch colours for the hair and eye colour values (anime palettes, not physics).
+SWATCHES = {
+    "blonde": "#f3d573", "brown": "#8a5a36", "black": "#26232a", "blue": "#3f6fd8", "pink": "#f08cb8",
+    "purple": "#8a55c9", "green": "#3e9b52", "red": "#d23b3b", "silver": "#c9ccd6", "white": "#f4f4f4",
+    "orange": "#f08a2e", "aqua": "#3cc9d0", "grey": "#8c8c8c", "yellow": "#f2d93a",
+}
+VARIATION_MODES = (("Similar faces", 0.45), ("Cousins", 0.75), ("New faces", 1.0))
+
+
+def _shortcut_tip(text: str, shortcut: str) -> str:
+    return f"{text} ({shortcut})"
+
+
+class AttributeGroupBox(QGroupBox):
+    """One vocabulary group: swatches / radio-like buttons (exclusive) or checkboxes (free),
+    with a "Random" box that lets Randomize redraw this group."""
+
+    changed = Signal(str)  # label of the edit, e.g. "Blue hair"
+
+    def __init__(self, group, parent: QWidget | None = None):
+        super().__init__(group.label, parent)
+        self.group = group
+        self.random_box = QCheckBox("Random")
+        self.random_box.setToolTip(f"When ticked, Randomize (R) draws a new {group.label.lower()}; "
+                                   "otherwise it stays fixed")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 6)
+        layout.addWidget(self.random_box, alignment=Qt.AlignmentFlag.AlignRight)
+        grid = QGridLayout()
+        grid.setSpacing(3)
+        layout.addLayout(grid)
+        self.buttons: dict[str, QToolButton | QCheckBox] = {}
+        self.button_group = QButtonGroup(self)
+        self.button_group.setExclusive(group.exclusive)
+        swatches = group.exclusive and all(v in SWATCHES for v in group.values)
+        columns = 7 if swatches else 3 if group.exclusive else 2
+        for i, value in enumerate(group.values):
+            tag = group.tag(value)
+            if not group.exclusive:
+                button = QCheckBox(value.replace("_", " "))
+            elif swatches:
+                button = QToolButton()
+                button.setFixedSize(26, 26)
+                button.setStyleSheet(
+                    f"QToolButton {{ background: {SWATCHES[value]}; border: 1px solid #555; border-radius: 4px; }}"
+                    "QToolButton:checked { border: 3px solid #ffb000; }")
+            else:
+                button = QToolButton()
+                button.setText(value)
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+                button.setMinimumWidth(70)
+            button.setCheckable(True)
+            button.setToolTip(tag.replace("_", " "))
+            button.setObjectName(tag)
+            self.button_group.addButton(button, i)
+            self.buttons[value] = button
+            grid.addWidget(button, i // columns, i % columns)
+        self.button_group.idClicked.connect(self._clicked)
+
+    def _clicked(self, index: int) -> None:
+        value = self.group.values[index]
+        # Choosing a value by hand means "keep this": the group stops being random.
+        if self.group.exclusive:
+            self.random_box.setChecked(False)
+        self.changed.emit(self.group.tag(value).replace("_", " ").capitalize())
+
+    def show_attributes(self, attrs: Attributes) -> None:
+        for value, button in self.buttons.items():
+            button.blockSignals(True)
+            button.setChecked(attrs.choices.get(self.group.name) == value if self.group.exclusive
+                              else value in attrs.tags)
+            button.blockSignals(False)
+
+    def read_into(self, attrs: Attributes) -> None:
+        checked = [v for v, b in self.buttons.items() if b.isChecked()]
+        if self.group.exclusive:
+            if checked:
+                attrs.choices[self.group.name] = checked[0]
+        else:
+            attrs.tags.update(checked)
+
+
+class DirectionSlider(QWidget):
+    """One latent direction: an editable name, a ±3σ slider and its value."""
+
+    def __init__(self, index: int, name: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.index = index
+        self.name_edit = QLineEdit(name)
+        self.name_edit.setFrame(False)
+        self.name_edit.setFixedWidth(96)
+        self.name_edit.setToolTip("Click to rename this direction (kept for this model)")
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(-SLIDER_RANGE * SLIDER_STEPS, SLIDER_RANGE * SLIDER_STEPS)
+        self.slider.setToolTip(f"Move the face along {name} (±{SLIDER_RANGE}σ); double-click the value to reset")
+        self.value_label = QLabel("+0.00")
+        self.value_label.setFixedWidth(40)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.name_edit)
+        layout.addWidget(self.slider, 1)
+        layout.addWidget(self.value_label)
+
+    def sigma(self) -> float:
+        return self.slider.value() / SLIDER_STEPS
+
+    def show_sigma(self, value: float) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setValue(round(value * SLIDER_STEPS))
+        self.slider.blockSignals(False)
+        self.value_label.setText(f"{value:+.2f}")
+
+
+class FaceStrip(QListWidget):
+    """A horizontal strip of face thumbnails (history or favourites)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setFlow(QListWidget.Flow.LeftToRight)
+        self.setWrapping(False)
+        self.setMovement(QListWidget.Movement.Static)
+        self.setIconSize(QSize(64, 64))
+        self.setFixedHeight(96)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+
+
+class GenerateTab(QWidget):
+    """Draw, tweak, morph and export faces with the loaded generator.
+
+    ``weights_dir`` is searched for the default model; ``data_dir`` holds favourites
+    and the slider-direction cache (the app data folder by default).
+    """
+
+    status_message = Signal(str)
+    face_shown = Signal()  # the canvas got a newly rendered current face
+
+    def __init__(self, settings: QSettings, *, weights_dir: Path | None = None, data_dir: Path | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.weights_dir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+        if data_dir is None:
+            data_dir = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+        self.data_dir = Path(data_dir)
+        self.favourites = FavouritesStore(self.data_dir / "favourites.json")
+        self.history = EditHistory()
+        self.service: GeneratorService | None = None
+        self.worker: RenderWorker | None = None
+        self._loader: ModelLoader | None = None
+        self._token = 0
+        self._shown_token = 0
+        self._face_pixels: np.ndarray | None = None  # what the canvas shows, (H, W, 3)
+        self._preview: FaceRecipe | None = None  # a dragged slider / morph position not yet an edit
+        self._grid_seed = 0
+        self._grid_token = 0
+        self._grid_items: list[tuple[np.ndarray, int | None]] = []
+        self._grid_pixels: np.ndarray | None = None
+        self._thumbs: dict[int, QIcon] = {}
+        self.morph_a: FaceRecipe | None = None
+        self.morph_b: FaceRecipe | None = None
+        self.setAcceptDrops(True)
+        self._build()
+        self._build_actions()
+        self._set_enabled(False)
+        self.load_default_model()
+
+    # ---- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.canvas = FaceCanvas()
+        self.canvas.set_smooth(self.settings.value("generate/smooth", False, type=bool))
+
+        top = QHBoxLayout()
+        self.randomize_button = QPushButton("Randomize")
+        self.seed_box = QSpinBox()
+        self.seed_box.setRange(-1, MAX_SEED)
+        self.seed_box.setSpecialValueText("—")
+        self.seed_box.setToolTip("Seed of the noise; the same seed and attributes give the same face "
+                                 "(— after morphing or picking a variation)")
+        self.seed_box.setMinimumWidth(110)
+        self.lock_noise = QCheckBox("Lock noise")
+        self.lock_noise.setChecked(self.settings.value("generate/lock_noise", False, type=bool))
+        self.lock_noise.setToolTip("Randomize keeps this face's noise and only redraws the random attributes")
+        self.smooth_box = QCheckBox("Smooth")
+        self.smooth_box.setChecked(self.canvas.smooth)
+        self.star_button = QToolButton()
+        self.star_button.setCheckable(True)
+        self.star_button.setText("☆")
+        self.star_button.setStyleSheet("QToolButton { font-size: 18px; } QToolButton:checked { color: #ffb000; }")
+        self.undo_button = QToolButton()
+        self.undo_button.setText("↶ Undo")
+        self.redo_button = QToolButton()
+        self.redo_button.setText("Redo ↷")
+        for w in (self.randomize_button, QLabel("Seed"), self.seed_box, self.lock_noise, self.undo_button,
+                  self.redo_button, self.star_button):
+            top.addWidget(w)
+        top.addStretch(1)
+        top.addWidget(self.smooth_box)
+        self.model_button = QPushButton("Model…")
+        self.model_button.setToolTip("Load another exported model (.safetensors with its .json card)")
+        self.model_button.clicked.connect(self._choose_model)
+        top.addWidget(self.model_button)
+
+        # The 4×4 variation grid beside the big face (Waifu Labs' "pick one").
+        grid_box = QWidget()
+        grid_layout = QVBoxLayout(grid_box)
+        grid_layout.setContentsMargins(0, 0, 0, 0)
+        grid_head = QHBoxLayout()
+        self.variation_mode = QComboBox()
+        for label, _ in VARIATION_MODES:
+            self.variation_mode.addItem(label)
+        self.variation_mode.setCurrentIndex(self.settings.value("generate/variation_mode", 0, type=int))
+        self.new_grid_button = QPushButton("New grid")
+        grid_head.addWidget(QLabel("Variations"))
+        grid_head.addWidget(self.variation_mode, 1)
+        grid_head.addWidget(self.new_grid_button)
+        grid_layout.addLayout(grid_head)
+        cells = QGridLayout()
+        cells.setSpacing(4)
+        self.grid_buttons: list[QToolButton] = []
+        for i in range(GRID * GRID):
+            cell = QToolButton()
+            cell.setIconSize(QSize(80, 80))
+            cell.setFixedSize(88, 88)
+            cell.setToolTip("Click to make this face the current one")
+            cell.clicked.connect(lambda _=False, i=i: self.pick_variation(i))
+            self.grid_buttons.append(cell)
+            cells.addWidget(cell, i // GRID, i % GRID)
+        grid_layout.addLayout(cells)
+        grid_layout.addStretch(1)
+
+        faces = QSplitter(Qt.Orientation.Horizontal)
+        faces.addWidget(self.canvas)
+        faces.addWidget(grid_box)
+        faces.setStretchFactor(0, 3)
+        faces.setStretchFactor(1, 0)
+        faces.setChildrenCollapsible(False)
+
+        self.history_strip = FaceStrip()
+        self.favourites_strip = FaceStrip()
+        self.strips = QTabWidget()
+        self.strips.addTab(self.history_strip, "History")
+        self.strips.addTab(self.favourites_strip, "Favourites ★")
+        self.strips.setFixedHeight(130)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(6, 6, 6, 6)
+        left_layout.addLayout(top)
+        left_layout.addWidget(faces, 1)
+        left_layout.addWidget(self.strips)
+
+        self.panel = QWidget()
+        self.panel_layout = QVBoxLayout(self.panel)
+        self.panel_layout.setContentsMargins(6, 6, 6, 6)
+        self.attributes_box = QGroupBox("Attributes")
+        self.attributes_layout = QVBoxLayout(self.attributes_box)
+        self.sliders_box = QGroupBox("Sliders")
+        self.sliders_layout = QVBoxLayout(self.sliders_box)
+        self.panel_layout.addWidget(self.attributes_box)
+        self.panel_layout.addWidget(self.sliders_box)
+        self.panel_layout.addWidget(self._build_morph_box())
+        self.panel_layout.addWidget(self._build_export_box())
+        self.panel_layout.addWidget(self._build_originality_box())
+        self.panel_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(self.panel)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(360)
+
+        self.variety = QSlider(Qt.Orientation.Horizontal)
+        self.variety.setRange(0, 150)
+        self.variety.setValue(100)
+        self.variety.setToolTip("Variety (truncation): lower gives safer, more average faces; "
+                                "higher gives wilder ones")
+        self.variety_label = QLabel("1.00")
+        self.reset_sliders_button = QPushButton("Reset sliders")
+        self.direction_sliders: list[DirectionSlider] = []
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(scroll)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 0)
+        splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+        self.randomize_button.clicked.connect(self.randomize)
+        self.seed_box.editingFinished.connect(self._seed_edited)
+        self.lock_noise.toggled.connect(lambda on: self.settings.setValue("generate/lock_noise", on))
+        self.smooth_box.toggled.connect(self._set_smooth)
+        self.star_button.clicked.connect(self.toggle_favourite)
+        self.undo_button.clicked.connect(self.undo)
+        self.redo_button.clicked.connect(self.redo)
+        self.new_grid_button.clicked.connect(self.new_grid)
+        self.variation_mode.currentIndexChanged.connect(self._variation_mode_changed)
+        self.variety.valueChanged.connect(self._variety_moved)
+        self.variety.sliderReleased.connect(self._commit_sliders)
+        self.reset_sliders_button.clicked.connect(self.reset_sliders)
+        self.history_strip.itemClicked.connect(self._history_clicked)
+        self.favourites_strip.itemClicked.connect(self._favourite_clicked)
+        self.history_strip.customContextMenuRequested.connect(
+            lambda pos: self._strip_menu(self.history_strip, pos))
+        self.favourites_strip.customContextMenuRequested.connect(
+            lambda pos: self._strip_menu(self.favourites_strip, pos))
+
+    def _build_morph_box(self) -> QGroupBox:
+        box = QGroupBox("Morph A ↔ B")
+        layout = QGridLayout(box)
+        self.morph_a_label, self.morph_b_label = QLabel("A"), QLabel("B")
+        for label in (self.morph_a_label, self.morph_b_label):
+            label.setFixedSize(72, 72)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            label.setStyleSheet("QLabel { border: 1px dashed #888; }")
+        self.set_a_button = QPushButton("A = current")
+        self.set_b_button = QPushButton("B = current")
+        self.set_a_button.setToolTip("Use the current face as A (or right-click a history/favourite face)")
+        self.set_b_button.setToolTip("Use the current face as B (or right-click a history/favourite face)")
+        self.morph_slider = QSlider(Qt.Orientation.Horizontal)
+        self.morph_slider.setRange(0, 100)
+        self.morph_slider.setToolTip("t: 0 is A, 1 is B (slerp on the noise, linear on attributes and sliders)")
+        self.keep_morph_button = QPushButton("Keep this face")
+        self.keep_morph_button.setToolTip("Make the morph frame shown the current face")
+        self.frames_box = QSpinBox()
+        self.frames_box.setRange(2, 120)
+        self.frames_box.setValue(self.settings.value("generate/morph_frames", 24, type=int))
+        self.frames_box.setSuffix(" frames")
+        self.gif_button = QPushButton("Export GIF…")
+        self.strip_button = QPushButton("Export strip PNG…")
+        layout.addWidget(self.morph_a_label, 0, 0)
+        layout.addWidget(self.morph_slider, 0, 1)
+        layout.addWidget(self.morph_b_label, 0, 2)
+        layout.addWidget(self.set_a_button, 1, 0)
+        layout.addWidget(self.keep_morph_button, 1, 1)
+        layout.addWidget(self.set_b_button, 1, 2)
+        row = QHBoxLayout()
+        row.addWidget(self.frames_box)
+        row.addWidget(self.gif_button)
+        row.addWidget(self.strip_button)
+        layout.addLayout(row, 2, 0, 1, 3)
+        self.set_a_button.clicked.connect(lambda: self.set_morph_end("a", self.current_recipe()))
+        self.set_b_button.clicked.connect(lambda: self.set_morph_end("b", self.current_recipe()))
+        self.morph_slider.valueChanged.connect(self._morph_moved)
+        self.keep_morph_button.clicked.connect(self.keep_morph_frame)
+        self.gif_button.clicked.connect(lambda: self._ask_path_then("Export morph GIF", "morph.gif",
+                                                                    "GIF (*.gif)", self.export_morph_gif))
+        self.strip_button.clicked.connect(lambda: self._ask_path_then("Export morph strip", "morph-strip.png",
+                                                                      "PNG (*.png)", self.export_morph_strip))
+        self.frames_box.valueChanged.connect(lambda n: self.settings.setValue("generate/morph_frames", n))
+        return box
+
+    def _build_export_box(self) -> QGroupBox:
+        box = QGroupBox("Export")
+        layout = QGridLayout(box)
+        self.scale_box = QSpinBox()
+        self.scale_box.setRange(1, 8)
+        self.scale_box.setSuffix("×")
+        self.scale_box.setValue(self.settings.value("generate/export_scale", 4, type=int))
+        self.scale_box.setToolTip("Export size: 1× to 8× the model's resolution")
+        self.method_box = QComboBox()
+        self.method_box.addItems(["Nearest (crisp pixels)", "Lanczos (smooth)"])
+        self.method_box.setCurrentIndex(self.settings.value("generate/export_smooth", 0, type=int))
+        self.export_button = QPushButton("Export PNG…")
+        self.copy_button = QPushButton("Copy")
+        self.open_button = QPushButton("Open PNG…")
+        self.sheet_button = QPushButton("Export grid sheet…")
+        layout.addWidget(QLabel("Size"), 0, 0)
+        layout.addWidget(self.scale_box, 0, 1)
+        layout.addWidget(self.method_box, 0, 2)
+        layout.addWidget(self.export_button, 1, 0)
+        layout.addWidget(self.copy_button, 1, 1)
+        layout.addWidget(self.sheet_button, 1, 2)
+        layout.addWidget(self.open_button, 2, 0, 1, 3)
+        self.scale_box.valueChanged.connect(lambda v: self.settings.setValue("generate/export_scale", v))
+        self.method_box.currentIndexChanged.connect(lambda i: self.settings.setValue("generate/export_smooth", i))
+        self.export_button.clicked.connect(lambda: self._ask_path_then("Export face", "face.png", "PNG (*.png)",
+                                                                       self.export_png))
+        self.sheet_button.clicked.connect(lambda: self._ask_path_then("Export variation grid", "variations.png",
+                                                                      "PNG (*.png)", self.export_grid_sheet))
+        self.copy_button.clicked.connect(self.copy_to_clipboard)
+        self.open_button.clicked.connect(self._open_dialog)
+        return box
+
+    def _build_originality_box(self) -> QGroupBox:
+        # The originality check (nearest training faces) lands with the shipped model's
+        # feature index; its button lives here so the panel layout does not change then.
+        box = QGroupBox("Originality")
+        layout = QVBoxLayout(box)
+        self.originality_button = QPushButton("Check originality")
+        self.originality_button.setEnabled(False)
+        self.originality_button.setToolTip("Shows the closest training faces to this one (coming with the "
+                                           "shipped model's training-set index)")
+        layout.addWidget(self.originality_button)
+        return box
+
+    def _build_actions(self) -> None:
+        def action(text: str, shortcut: QKeySequence | str, slot) -> QAction:
+            act = QAction(text, self)
+            act.setShortcut(QKeySequence(shortcut))
+            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            act.triggered.connect(slot)
+            self.addAction(act)
+            return act
+
+        self.randomize_action = action("Randomize", "R", self.randomize)
+        self.undo_action = action("Undo", QKeySequence.StandardKey.Undo, self.undo)
+        self.redo_action = action("Redo", "Ctrl+Shift+Z", self.redo)
+        self.star_action = action("Star", "Ctrl+D", self._star_shortcut)
+        self.export_action = action("Export PNG", QKeySequence.StandardKey.Save, self.export_button.click)
+        self.copy_action = action("Copy", "Ctrl+Shift+C", self.copy_to_clipboard)
+        self.open_action = action("Open PNG", QKeySequence.StandardKey.Open, self._open_dialog)
+        self.grid_action = action("New grid", "G", self.new_grid)
+        self.smooth_action = action("Smooth", "S", self.smooth_box.toggle)
+        for widget, act, text in (
+            (self.randomize_button, self.randomize_action, "New random face"),
+            (self.undo_button, self.undo_action, "Undo the last edit"),
+            (self.redo_button, self.redo_action, "Redo"),
+            (self.star_button, self.star_action, "Star this face: keep it in Favourites"),
+            (self.export_button, self.export_action, "Export the face as PNG with its parameters"),
+            (self.copy_button, self.copy_action, "Copy the face (at the export size) to the clipboard"),
+            (self.open_button, self.open_action, "Open an exported PNG to get its face back (or drop it here)"),
+            (self.new_grid_button, self.grid_action, "Draw a new grid of variations"),
+            (self.smooth_box, self.smooth_action, "Smooth scaling of the big face instead of crisp pixels"),
+        ):
+            widget.setToolTip(_shortcut_tip(text, act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)))
+
+    # ---- model -----------------------------------------------------------------------------------
+    def load_default_model(self) -> None:
+        weights = find_default_weights(self.weights_dir) if self.weights_dir.is_dir() else None
+        if weights is None:
+            self.canvas.set_message(
+                f"No model yet: no .safetensors file in\n{self.weights_dir}\n\n"
+                "Train one in the Train tab and export it into that folder, then reopen this tab.")
+            self.status_message.emit(f"No model found in {self.weights_dir}")
+            return
+        self.load_model(weights)
+
+    def load_model(self, weights: Path) -> None:
+        """Load ``weights`` on a worker thread; the tab fills in when it is ready."""
+        self.canvas.set_message(f"Loading {Path(weights).name}…")
+        self._loader = ModelLoader(Path(weights), self.data_dir / "cache")
+        self._loader.loaded.connect(self._model_loaded)
+        self._loader.failed.connect(self._model_failed)
+        self._loader.start()
+
+    def _choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load a model", str(self.weights_dir),
+                                              "Model weights (*.safetensors)")
+        if path:
+            self.load_model(Path(path))
+
+    def _model_failed(self, message: str) -> None:
+        self.canvas.set_message(message)
+        self.status_message.emit(message)
+
+    def _model_loaded(self, service: GeneratorService) -> None:
+        if self.sender() is not self._loader:
+            return  # a model asked for earlier finished after a newer request
+        self.shutdown()
+        self.service = service
+        self.worker = RenderWorker(service)
+        self.worker.rendered.connect(self._rendered)
+        self.worker.failed.connect(self.status_message.emit)
+        self.worker.start()
+        self._build_attribute_controls()
+        self._build_slider_controls()
+        self._set_enabled(True)
+        self.history = EditHistory()
+        self._thumbs.clear()
+        start = self.settings.value("generate/last_seed", 0, type=int)
+        self._push(self._with_controls(service.recipe(start)), f"Seed {start}")
+        self.new_grid()
+        self._refresh_favourites()
+        self.status_message.emit(f"Model {service.name}: {service.resolution} px, "
+                                 f"{len(service.directions)} slider directions")
+
+    def shutdown(self) -> None:
+        """Stop the render thread (the window calls this when closing)."""
+        if self._loader is not None and self._loader.isRunning():
+            self._loader.wait()
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def _set_enabled(self, on: bool) -> None:
+        for w in (self.randomize_button, self.seed_box, self.lock_noise, self.star_button, self.undo_button,
+                  self.redo_button, self.panel, self.new_grid_button, self.variation_mode):
+            w.setEnabled(on)
+        self.originality_button.setEnabled(False)
+
+    def _build_attribute_controls(self) -> None:
+        while self.attributes_layout.count():
+            item = self.attributes_layout.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        self.group_boxes: list[AttributeGroupBox] = []
+        for group in self.service.vocabulary.groups:
+            box = AttributeGroupBox(group)
+            key = f"generate/random/{group.name}"
+            box.random_box.setChecked(self.settings.value(key, not group.exclusive or group.name != "hair_colour",
+                                                          type=bool))
+            box.random_box.toggled.connect(lambda on, key=key: self.settings.setValue(key, on))
+            box.changed.connect(self._attributes_edited)
+            self.group_boxes.append(box)
+            self.attributes_layout.addWidget(box)
+
+    def _build_slider_controls(self) -> None:
+        while self.sliders_layout.count():
+            item = self.sliders_layout.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+            elif item.layout():
+                item.layout().setParent(None)
+        variety_row = QHBoxLayout()
+        variety_row.addWidget(QLabel("Variety"))
+        variety_row.addWidget(self.variety, 1)
+        variety_row.addWidget(self.variety_label)
+        holder = QWidget()
+        holder.setLayout(variety_row)
+        self.sliders_layout.addWidget(holder)
+        self.direction_sliders = []
+        for i in range(len(self.service.directions)):
+            name = self.settings.value(self._direction_key(i), f"Direction {i + 1}")
+            row = DirectionSlider(i, str(name))
+            row.slider.valueChanged.connect(lambda _v, row=row: self._direction_moved(row))
+            row.slider.sliderReleased.connect(self._commit_sliders)
+            row.name_edit.editingFinished.connect(lambda row=row: self._rename_direction(row))
+            self.direction_sliders.append(row)
+            self.sliders_layout.addWidget(row)
+        self.sliders_layout.addWidget(self.reset_sliders_button)
+
+    def _direction_key(self, index: int) -> str:
+        return f"generate/direction_names/{self.service.sha256[:16]}/{index}"
+
+    def _rename_direction(self, row: DirectionSlider) -> None:
+        name = row.name_edit.text().strip() or f"Direction {row.index + 1}"
+        row.name_edit.setText(name)
+        self.settings.setValue(self._direction_key(row.index), name)
+
+    # ---- state -------------------------------------------------------------------------------
+    def current_recipe(self) -> FaceRecipe | None:
+        entry = self.history.current
+        return entry.recipe if entry else None
+
+    def current_pixels(self) -> np.ndarray | None:
+        """The pixels the canvas shows now ((H, W, 3) uint8), None before the first render."""
+        return self._face_pixels
+
+    def _with_controls(self, recipe: FaceRecipe) -> FaceRecipe:
+        """``recipe`` with the variety and slider values the controls show."""
+        return recipe.with_(truncation=self.variety.value() / 100,
+                            sliders=tuple(s.sigma() for s in self.direction_sliders))
+
+    def _push(self, recipe: FaceRecipe, label: str) -> None:
+        self._preview = None
+        if self.history.push(recipe, label):
+            self._show_recipe(recipe)
+            self._refresh_grid()
+            self._refresh_history()
+        else:
+            self._show_recipe(recipe)
+
+    def _show_recipe(self, recipe: FaceRecipe) -> None:
+        """Bring every control in line with ``recipe`` and ask for its render."""
+        attrs = recipe.attributes(self.service.vocabulary)
+        for box in self.group_boxes:
+            box.show_attributes(attrs)
+        self.seed_box.blockSignals(True)
+        self.seed_box.setValue(-1 if recipe.seed is None else recipe.seed)
+        self.seed_box.blockSignals(False)
+        self.variety.blockSignals(True)
+        self.variety.setValue(round(recipe.truncation * 100))
+        self.variety.blockSignals(False)
+        self.variety_label.setText(f"{recipe.truncation:.2f}")
+        for row in self.direction_sliders:
+            row.show_sigma(recipe.slider(row.index))
+        self.star_button.setChecked(self.favourites.find(recipe) is not None)
+        self.star_button.setText("★" if self.star_button.isChecked() else "☆")
+        self.undo_button.setEnabled(self.history.can_undo())
+        self.redo_button.setEnabled(self.history.can_redo())
+        self.undo_action.setText(f"Undo {self.history.undo_label()}".strip())
+        self.redo_action.setText(f"Redo {self.history.redo_label()}".strip())
+        self._request_face(recipe)
+
+    def _request_face(self, recipe: FaceRecipe) -> None:
+        self._token += 1
+        self.worker.request("face", self._token, [recipe])
+
+    def _rendered(self, kind: str, token: int, images: np.ndarray) -> None:
+        if kind == "face":
+            if token < self._shown_token:
+                return  # an older position arrived late: a newer one is already shown
+            self._shown_token = token
+            self._face_pixels = images[0]
+            self.canvas.set_image(qimage_from_array(images[0]))
+            current = self.history.current
+            if current is not None and token == self._token and self._preview is None:
+                self._thumbs.setdefault(id(current), QIcon(QPixmap.fromImage(self.canvas.image())))
+                self._refresh_history()
+            self.face_shown.emit()
+        elif kind == "grid" and token == self._grid_token:
+            self._grid_pixels = images
+            for button, pixels in zip(self.grid_buttons, images, strict=False):
+                button.setIcon(QIcon(QPixmap.fromImage(qimage_from_array(pixels))))
+
+    # ---- edits -------------------------------------------------------------------------------
+    def randomize(self) -> None:
+        """New face: fresh noise (unless locked) and the groups marked Random redrawn."""
+        if self.service is None:
+            return
+        current = self.current_recipe()
+        seed = int(np.random.default_rng().integers(MAX_SEED))
+        rng = np.random.default_rng(seed)
+        drawn = random_attributes(self.service.vocabulary, rng)
+        attrs = Attributes()
+        for box in self.group_boxes:
+            if not box.random_box.isChecked():
+                box.read_into(attrs)
+            elif box.group.exclusive:
+                attrs.choices[box.group.name] = drawn.choices[box.group.name]
+            else:
+                attrs.tags.update(t for t in drawn.tags if t in box.group.values)
+        condition = self.service.vocabulary.encode(attrs)[0]
+        if self.lock_noise.isChecked() and current is not None:
+            recipe = current.with_(condition=condition)
+            label = "Randomize attributes"
+        else:
+            recipe = self._with_controls(self.service.recipe(seed)).with_(condition=condition)
+            self.settings.setValue("generate/last_seed", seed)
+            label = f"Seed {seed}"
+        self._push(recipe, label)
+        self.new_grid()
+
+    def _seed_edited(self) -> None:
+        seed = self.seed_box.value()
+        current = self.current_recipe()
+        if self.service is None or current is None or seed < 0 or seed == current.seed:
+            return
+        self.settings.setValue("generate/last_seed", seed)
+        self._push(current.with_(noise=self.service.seed_noise(seed), seed=seed), f"Seed {seed}")
+
+    def set_seed(self, seed: int) -> None:
+        """Type ``seed`` into the seed box (same as the user doing it)."""
+        self.seed_box.setValue(seed)
+        self._seed_edited()
+
+    def _attributes_edited(self, label: str) -> None:
+        current = self.current_recipe()
+        if current is None:
+            return
+        attrs = Attributes()
+        for box in self.group_boxes:
+            box.read_into(attrs)
+        # Same noise, new condition: the character stays, the attribute changes.
+        self._push(current.with_(condition=self.service.vocabulary.encode(attrs)[0]), label)
+
+    def _direction_moved(self, row: DirectionSlider) -> None:
+        row.value_label.setText(f"{row.sigma():+.2f}")
+        current = self.current_recipe()
+        if current is None:
+            return
+        recipe = self._with_controls(current)
+        if row.slider.isSliderDown():
+            self._preview = recipe
+            self._request_face(recipe)
+        else:  # keyboard, wheel or a programmatic move: each step is an edit
+            self._push(recipe, f"{row.name_edit.text()} {row.sigma():+.2f}")
+
+    def _variety_moved(self, value: int) -> None:
+        self.variety_label.setText(f"{value / 100:.2f}")
+        current = self.current_recipe()
+        if current is None:
+            return
+        recipe = self._with_controls(current)
+        if self.variety.isSliderDown():
+            self._preview = recipe
+            self._request_face(recipe)
+        else:
+            self._push(recipe, f"Variety {value / 100:.2f}")
+
+    def _commit_sliders(self) -> None:
+        current = self.current_recipe()
+        if current is not None:
+            self._push(self._with_controls(current), "Sliders")
+
+    def reset_sliders(self) -> None:
+        current = self.current_recipe()
+        if current is not None:
+            self._push(current.with_(sliders=(0.0,) * len(self.direction_sliders)), "Reset sliders")
+
+    def undo(self) -> None:
+        if self.history.undo() is not None:
+            self._show_recipe(self.history.current.recipe)
+            self._refresh_grid()
+            self._refresh_history()
+
+    def redo(self) -> None:
+        if self.history.redo() is not None:
+            self._show_recipe(self.history.current.recipe)
+            self._refresh_grid()
+            self._refresh_history()
+
+    def _set_smooth(self, on: bool) -> None:
+        self.canvas.set_smooth(on)
+        self.settings.setValue("generate/smooth", on)
+
+    # ---- variation grid --------------------------------------------------------------------------
+    def _variation_mode_changed(self, index: int) -> None:
+        self.settings.setValue("generate/variation_mode", index)
+        self.new_grid()
+
+    def new_grid(self) -> None:
+        """Sixteen new relatives of the current face (how related: the mode box)."""
+        current = self.current_recipe()
+        if current is None:
+            return
+        self._grid_seed += 1
+        strength = VARIATION_MODES[self.variation_mode.currentIndex()][1]
+        if strength >= 1.0:
+            base = int(np.random.default_rng(self._grid_seed + (current.seed or 0)).integers(MAX_SEED - 16))
+            self._grid_items = [(self.service.seed_noise(base + i), base + i) for i in range(GRID * GRID)]
+        else:
+            variants = self.service.variations(current, GRID * GRID, seed=self._grid_seed, strength=strength)
+            self._grid_items = [(v.noise, None) for v in variants]
+        self._refresh_grid()
+
+    def _grid_recipes(self) -> list[FaceRecipe]:
+        current = self.current_recipe()
+        return [current.with_(noise=noise, seed=seed) for noise, seed in self._grid_items]
+
+    def _refresh_grid(self) -> None:
+        # The grid shares the current attributes and sliders, so ticking "glasses" puts
+        # glasses on all sixteen.
+        if self.current_recipe() is None or not self._grid_items:
+            return
+        self._grid_token += 1
+        self.worker.request("grid", self._grid_token, self._grid_recipes())
+
+    def pick_variation(self, index: int) -> None:
+        """Make grid face ``index`` the current face."""
+        if index < len(self._grid_items):
+            self._push(self._grid_recipes()[index], f"Variation {index + 1}")
+
+    # ---- history & favourites -----------------------------------------------------------------
+    def _thumbnail(self, entry_id: int, recipe: FaceRecipe) -> QIcon:
+        icon = self._thumbs.get(entry_id)
+        if icon is None:
+            # Not drawn yet (undone before its render arrived): one small render here.
+            icon = QIcon(QPixmap.fromImage(qimage_from_array(self.service.render([recipe])[0])))
+            self._thumbs[entry_id] = icon
+        return icon
+
+    def _refresh_history(self) -> None:
+        self.history_strip.clear()
+        entries = self.history.entries
+        first = max(0, len(entries) - STRIP_LENGTH)
+        for i in range(first, len(entries)):
+            entry = entries[i]
+            item = QListWidgetItem(self._thumbnail(id(entry), entry.recipe), "")
+            item.setToolTip(entry.label + (" (current)" if i == self.history.index else ""))
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            self.history_strip.addItem(item)
+            if i == self.history.index:
+                item.setSelected(True)
+        self.history_strip.scrollToBottom()
+        live = {id(e) for e in entries}
+        for key in [k for k in self._thumbs if k not in live]:
+            del self._thumbs[key]
+
+    def _refresh_favourites(self) -> None:
+        self.favourites_strip.clear()
+        if self.service is None:
+            return
+        favs = self.favourites.all(self.service.sha256)
+        images = self.service.render([f.recipe for f in favs]) if favs else []
+        for fav, pixels in zip(favs, images, strict=True):
+            item = QListWidgetItem(QIcon(QPixmap.fromImage(qimage_from_array(pixels))), "")
+            item.setToolTip(fav.name or "Favourite")
+            item.setData(Qt.ItemDataRole.UserRole, fav.id)
+            self.favourites_strip.addItem(item)
+
+    def _history_clicked(self, item: QListWidgetItem) -> None:
+        entry = self.history.entries[item.data(Qt.ItemDataRole.UserRole)]
+        if entry is not self.history.current:
+            self._push(entry.recipe, f"Back to: {entry.label}")
+
+    def _favourite_recipe(self, fav_id: str) -> FaceRecipe | None:
+        return next((f.recipe for f in self.favourites.all() if f.id == fav_id), None)
+
+    def _favourite_clicked(self, item: QListWidgetItem) -> None:
+        recipe = self._favourite_recipe(item.data(Qt.ItemDataRole.UserRole))
+        if recipe is not None:
+            self._push(recipe, "Favourite")
+
+    def _strip_menu(self, strip: FaceStrip, pos) -> None:
+        item = strip.itemAt(pos)
+        if item is None:
+            return
+        key = item.data(Qt.ItemDataRole.UserRole)
+        recipe = (self.history.entries[key].recipe if strip is self.history_strip else self._favourite_recipe(key))
+        if recipe is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Use as morph A", lambda: self.set_morph_end("a", recipe))
+        menu.addAction("Use as morph B", lambda: self.set_morph_end("b", recipe))
+        if strip is self.favourites_strip:
+            menu.addAction("Remove from favourites", lambda: self._unstar(recipe))
+        menu.exec(strip.viewport().mapToGlobal(pos))
+
+    def _star_shortcut(self) -> None:
+        self.star_button.setChecked(not self.star_button.isChecked())
+        self.toggle_favourite()
+
+    def toggle_favourite(self) -> None:
+        """Star or unstar the current face (favourites are kept between runs)."""
+        current = self.current_recipe()
+        if current is None:
+            return
+        if self.favourites.find(current) is None:
+            self.favourites.add(current)
+            self.status_message.emit("Starred: the face is in Favourites")
+        else:
+            self.favourites.remove(current)
+        self._unstarred_refresh(current)
+
+    def _unstar(self, recipe: FaceRecipe) -> None:
+        self.favourites.remove(recipe)
+        self._unstarred_refresh(self.current_recipe())
+
+    def _unstarred_refresh(self, current: FaceRecipe | None) -> None:
+        starred = current is not None and self.favourites.find(current) is not None
+        self.star_button.setChecked(starred)
+        self.star_button.setText("★" if starred else "☆")
+        self._refresh_favourites()
+
+    # ---- morph -------------------------------------------------------------------------------
+    def set_morph_end(self, end: str, recipe: FaceRecipe | None) -> None:
+        if recipe is None or self.service is None:
+            return
+        label = self.morph_a_label if end == "a" else self.morph_b_label
+        if end == "a":
+            self.morph_a = recipe
+        else:
+            self.morph_b = recipe
+        pixmap = QPixmap.fromImage(qimage_from_array(self.service.render([recipe])[0]))
+        label.setPixmap(pixmap.scaled(68, 68, Qt.AspectRatioMode.KeepAspectRatio,
+                                      Qt.TransformationMode.FastTransformation))
+
+    def set_morph_t(self, t: float) -> None:
+        self.morph_slider.setValue(round(t * 100))
+        self._morph_moved(self.morph_slider.value())
+
+    def _morph_moved(self, value: int) -> None:
+        if self.morph_a is None or self.morph_b is None:
+            self.status_message.emit("Choose A and B first (the buttons, or right-click a history face)")
+            return
+        self._preview = morph(self.morph_a, self.morph_b, value / 100)
+        self._request_face(self._preview)
+
+    def keep_morph_frame(self) -> None:
+        if self._preview is not None and self.morph_a is not None and self.morph_b is not None:
+            self._push(self._preview, f"Morph t={self.morph_slider.value() / 100:.2f}")
+
+    def _morph_frames(self) -> list[Image.Image] | None:
+        if self.morph_a is None or self.morph_b is None:
+            self.status_message.emit("Choose A and B first (the buttons, or right-click a history face)")
+            return None
+        return morph_frames(self.service, self.morph_a, self.morph_b, self.frames_box.value())
+
+    def export_morph_gif(self, path: Path) -> None:
+        frames = self._morph_frames()
+        if frames:
+            scale, smooth = self.scale_box.value(), self.method_box.currentIndex() == 1
+            atomic_write_bytes(path, gif_bytes([upscale(f, scale, smooth=smooth) for f in frames]))
+            self.status_message.emit(f"Saved the morph ({len(frames)} frames) to {path}")
+
+    def export_morph_strip(self, path: Path) -> None:
+        frames = self._morph_frames()
+        if frames:
+            atomic_write_bytes(path, png_bytes(frame_strip(frames)))
+            self.status_message.emit(f"Saved the morph strip to {path}")
+
+    # ---- export / open ---------------------------------------------------------------------------
+    def _ask_path_then(self, title: str, default_name: str, filter_: str, save) -> None:
+        if self.service is None:
+            return
+        folder = self.settings.value("generate/export_dir", str(Path.home()))
+        path, _ = QFileDialog.getSaveFileName(self, title, str(Path(folder) / default_name), filter_)
+        if path:
+            self.settings.setValue("generate/export_dir", str(Path(path).parent))
+            try:
+                save(Path(path))
+            except OSError as exc:
+                self.status_message.emit(f"Could not save {Path(path).name}: {exc.strerror or exc}")
+
+    def _export_image(self) -> Image.Image:
+        recipe = self.current_recipe()
+        return upscale(self.service.render_image(recipe), self.scale_box.value(),
+                       smooth=self.method_box.currentIndex() == 1)
+
+    def export_png(self, path: Path) -> None:
+        """Write the current face at the chosen size with its parameters in the PNG."""
+        atomic_write_bytes(path, png_bytes(self._export_image(), self.current_recipe(), self.service.vocabulary))
+        self.status_message.emit(f"Saved {path} (open or drop it here to get this face back)")
+
+    def export_grid_sheet(self, path: Path) -> None:
+        images = self.service.render(self._grid_recipes())
+        sheet = Image.fromarray(image_grid(images, GRID))
+        factor = max(1, min(8, self.scale_box.value()))
+        atomic_write_bytes(path, png_bytes(upscale(sheet, factor, smooth=self.method_box.currentIndex() == 1)))
+        self.status_message.emit(f"Saved the variation grid to {path}")
+
+    def copy_to_clipboard(self) -> None:
+        if self.service is None or self.current_recipe() is None:
+            return
+        image = self._export_image()
+        QApplication.clipboard().setImage(qimage_from_array(np.asarray(image.convert("RGB"))))
+        self.status_message.emit("Copied the face to the clipboard")
+
+    def _open_dialog(self) -> None:
+        folder = self.settings.value("generate/export_dir", str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(self, "Open a face PNG", folder, "PNG (*.png)")
+        if path:
+            self.open_png(Path(path))
+
+    def open_png(self, path: Path) -> bool:
+        """Restore the face stored in an exported PNG; a plain sentence in the status bar
+        (and False) when the file holds no parameters or comes from another model."""
+        if self.service is None:
+            self.status_message.emit("Load a model before opening a face PNG")
+            return False
+        try:
+            recipe = read_png_recipe(path)
+            warnings = self.service.check(recipe, Path(path).name)
+        except RecipeError as exc:
+            self.status_message.emit(str(exc))
+            return False
+        self._push(recipe, f"Opened {Path(path).name}")
+        self.status_message.emit(f"Restored the face from {Path(path).name}"
+                                 + (f" ({'; '.join(warnings)})" if warnings else ""))
+        return True
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
+        urls = event.mimeData().urls()
+        if urls and urls[0].isLocalFile() and urls[0].toLocalFile().lower().endswith(".png"):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt's name
+        self.open_png(Path(event.mimeData().urls()[0].toLocalFile()))
+        event.acceptProposedAction()
+

@@ -1,0 +1,88 @@
+"""Rendering and model loading off the GUI thread.
+
+:class:`RenderWorker` keeps one pending request per kind ("face", "grid", ...); a
+new request replaces an unstarted older one of the same kind, so while a slider is
+dragged only the newest position is drawn and stale positions are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QThread, Signal
+
+from mangagan_app.core.face_recipe import FaceRecipe
+from mangagan_app.ml.generator_service import GeneratorService
+
+log = logging.getLogger(__name__)
+
+
+class RenderWorker(QThread):
+    """Renders recipe batches with ``service``; ``rendered(kind, token, images)`` per batch
+    (``images`` is a (B, H, W, 3) uint8 array), ``failed(message)`` on an error."""
+
+    rendered = Signal(str, int, object)
+    failed = Signal(str)
+
+    def __init__(self, service: GeneratorService, parent=None):
+        super().__init__(parent)
+        self.service = service
+        self._pending: dict[str, tuple[int, list[FaceRecipe]]] = {}
+        self._wake = threading.Condition()
+
+    def request(self, kind: str, token: int, recipes: Sequence[FaceRecipe]) -> None:
+        """Queue a render, replacing an unstarted request of the same ``kind``."""
+        with self._wake:
+            self._pending[kind] = (token, list(recipes))
+            self._wake.notify()
+
+    def stop(self) -> None:
+        """Ask the loop to end and wait for it (a render in progress finishes first)."""
+        self.requestInterruption()
+        with self._wake:
+            self._wake.notify()
+        self.wait()
+
+    def run(self) -> None:
+        while not self.isInterruptionRequested():
+            with self._wake:
+                while not self._pending and not self.isInterruptionRequested():
+                    self._wake.wait(0.5)
+                # The current face goes first: it is what the artist is looking at.
+                kind = "face" if "face" in self._pending else next(iter(self._pending), None)
+                job = self._pending.pop(kind) if kind else None
+            if job is None:
+                continue
+            token, recipes = job
+            try:
+                images = self.service.render(recipes)
+            except Exception as exc:  # noqa: BLE001 - shown as a sentence, logged in full
+                log.exception("render failed")
+                self.failed.emit(f"Drawing the face failed: {exc}")
+                continue
+            self.rendered.emit(kind, token, images)
+
+
+class ModelLoader(QThread):
+    """Loads weights (computing slider directions if the card has none): ``loaded(service)``
+    or ``failed(message)``."""
+
+    loaded = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, weights: Path, cache_dir: Path | None, parent=None):
+        super().__init__(parent)
+        self.weights = Path(weights)
+        self.cache_dir = cache_dir
+
+    def run(self) -> None:
+        try:
+            service = GeneratorService.load(self.weights, cache_dir=self.cache_dir)
+        except Exception as exc:  # noqa: BLE001 - the message names the file and reason
+            log.exception("loading %s failed", self.weights)
+            self.failed.emit(f"Could not load the model {self.weights.name}: {exc}")
+            return
+        self.loaded.emit(service)

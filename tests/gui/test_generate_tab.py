@@ -1,0 +1,145 @@
+"""The Generate tab with a real tiny model, offscreen."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings, Qt
+
+from mangagan_app.core.face_recipe import read_png_recipe
+from mangagan_app.gui.generate_tab import GenerateTab
+
+
+def _open_tab(qtbot, tmp_path, weights_dir):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    tab = GenerateTab(settings, weights_dir=weights_dir, data_dir=tmp_path / "data")
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    return tab
+
+
+def _settle(qtbot, tab):
+    """Wait until the newest requested face is on the canvas."""
+    qtbot.waitUntil(lambda: tab.current_pixels() is not None and tab._shown_token == tab._token, timeout=20000)
+    return tab.current_pixels().copy()
+
+
+@pytest.fixture
+def tab(qtbot, tmp_path, tiny_weights):
+    tab = _open_tab(qtbot, tmp_path, tiny_weights.parent)
+    qtbot.waitUntil(lambda: tab.service is not None, timeout=30000)
+    _settle(qtbot, tab)
+    yield tab
+    tab.shutdown()
+
+
+def _other_hair_button(tab):
+    current = tab.current_recipe().attributes(tab.service.vocabulary).choices["hair_colour"]
+    box = next(b for b in tab.group_boxes if b.group.name == "hair_colour")
+    value = next(v for v in box.group.values if v != current)
+    return box.buttons[value], value
+
+
+def test_ticking_an_attribute_changes_the_face_and_keeps_the_noise_when_clicked(qtbot, tab):
+    before_recipe, before = tab.current_recipe(), _settle(qtbot, tab)
+    button, value = _other_hair_button(tab)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    after = _settle(qtbot, tab)
+    recipe = tab.current_recipe()
+    assert recipe.attributes(tab.service.vocabulary).choices["hair_colour"] == value
+    assert np.array_equal(recipe.noise, before_recipe.noise)
+    assert not np.array_equal(after, before)
+
+
+def test_slider_move_changes_the_face_and_undo_redo_restore_identical_pixels_when_pressed(qtbot, tab):
+    original = _settle(qtbot, tab)
+    tab.direction_sliders[0].slider.setValue(200)
+    moved = _settle(qtbot, tab)
+    assert tab.current_recipe().sliders[0] == 2.0 and not np.array_equal(moved, original)
+    button, _ = _other_hair_button(tab)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    ticked = _settle(qtbot, tab)
+    qtbot.keyClick(tab, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(_settle(qtbot, tab), moved)
+    qtbot.keyClick(tab, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(_settle(qtbot, tab), original)
+    assert tab.direction_sliders[0].slider.value() == 0
+    qtbot.keyClick(tab, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(tab, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert np.array_equal(_settle(qtbot, tab), ticked)
+
+
+def test_export_then_open_restores_identical_pixels_when_the_png_is_reopened(qtbot, tab, tmp_path):
+    tab.set_seed(1234)
+    tab.direction_sliders[1].slider.setValue(-150)
+    face = _settle(qtbot, tab)
+    tab.scale_box.setValue(3)
+    path = tmp_path / "face.png"
+    tab.export_png(path)
+    with Image.open(path) as im:
+        assert im.size == (3 * face.shape[1], 3 * face.shape[0])
+    assert read_png_recipe(path) == tab.current_recipe()
+    qtbot.keyClick(tab, Qt.Key.Key_R)
+    assert not np.array_equal(_settle(qtbot, tab), face)
+    assert tab.open_png(path)
+    assert np.array_equal(_settle(qtbot, tab), face)
+    assert tab.seed_box.value() == 1234 and tab.direction_sliders[1].slider.value() == -150
+
+
+def test_foreign_png_is_refused_with_a_message_when_opened(qtbot, tab, tmp_path):
+    plain = tmp_path / "sketch.png"
+    Image.new("RGB", (16, 16), "white").save(plain)
+    before = tab.current_recipe()
+    with qtbot.waitSignal(tab.status_message) as message:
+        assert not tab.open_png(plain)
+    assert "sketch.png holds no MangaGAN face parameters" in message.args[0]
+    assert tab.current_recipe() == before
+
+
+def test_morph_endpoints_equal_a_and_b_when_t_is_zero_and_one(qtbot, tab):
+    a = _settle(qtbot, tab)
+    tab.set_morph_end("a", tab.current_recipe())
+    tab.set_seed(99)
+    b = _settle(qtbot, tab)
+    tab.set_morph_end("b", tab.current_recipe())
+    tab.set_morph_t(0.5)
+    middle = _settle(qtbot, tab)
+    tab.set_morph_t(0.0)
+    assert np.array_equal(_settle(qtbot, tab), a)
+    tab.set_morph_t(1.0)
+    assert np.array_equal(_settle(qtbot, tab), b)
+    assert not np.array_equal(middle, a) and not np.array_equal(middle, b)
+
+
+def test_variation_click_makes_it_current_when_picked(qtbot, tab):
+    qtbot.waitUntil(lambda: tab._grid_pixels is not None, timeout=20000)
+    grid_face = tab._grid_pixels[5].copy()
+    qtbot.mouseClick(tab.grid_buttons[5], Qt.MouseButton.LeftButton)
+    assert np.array_equal(_settle(qtbot, tab), grid_face)
+
+
+def test_favourite_is_kept_when_the_tab_is_reopened(qtbot, tab, tmp_path, tiny_weights):
+    qtbot.keyClick(tab, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+    starred = tab.current_recipe()
+    assert tab.star_button.isChecked() and tab.favourites_strip.count() == 1
+    tab.shutdown()
+    again = _open_tab(qtbot, tmp_path, tiny_weights.parent)
+    qtbot.waitUntil(lambda: again.service is not None, timeout=30000)
+    assert again.favourites_strip.count() == 1
+    assert again.favourites.all()[0].recipe == starred
+    again.shutdown()
+
+
+def test_tooltips_name_the_shortcuts_when_hovered(tab):
+    assert tab.randomize_button.toolTip().endswith("(R)")
+    assert "Ctrl+Z" in tab.undo_button.toolTip() and "Ctrl+Shift+Z" in tab.redo_button.toolTip()
+    assert "Ctrl+S" in tab.export_button.toolTip()
+
+
+def test_missing_model_is_explained_when_the_weights_folder_is_empty(qtbot, tmp_path):
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    tab = _open_tab(qtbot, tmp_path, empty)
+    assert tab.service is None
+    assert "No model yet" in tab.canvas._message and str(empty) in tab.canvas._message
+    assert not tab.randomize_button.isEnabled()
