@@ -179,9 +179,10 @@ class Catalogue:
     def plan(self, paths: Iterable[str | os.PathLike]) -> list[SourceJob]:
         """Register ``paths`` and return the ones that need work.
 
-        A source already ``done`` or ``error`` with the same size and mtime is
-        skipped; a changed one loses its old faces (and their crop files) and is
-        redone; a ``pending`` one (an interrupted run) is redone.
+        A source already ``done`` or ``error`` with the same size and mtime, or
+        one that cannot be read now, is skipped; a changed one loses its old
+        faces (and their crop files) and is redone; a ``pending`` one (an
+        interrupted run) is redone.
         """
         jobs: list[SourceJob] = []
         stale_files: list[str] = []
@@ -200,7 +201,9 @@ class Catalogue:
                     jobs.append(SourceJob(int(cur.lastrowid), path))
                     continue
                 source_id, old_size, old_mtime, status = row
-                unchanged = size is not None and (old_size, old_mtime) == (size, mtime)
+                # A source that cannot be seen now (a drive not mounted) keeps its faces
+                # and review decisions; only a changed file is redone.
+                unchanged = size is None or (old_size, old_mtime) == (size, mtime)
                 if status != "pending" and unchanged:
                     continue
                 stale_files += [r[0] for r in self._db.execute(
@@ -305,7 +308,7 @@ class Catalogue:
         counts.update(self._db.execute("SELECT decision, COUNT(*) FROM faces GROUP BY decision").fetchall())
         return counts
 
-    def near_duplicates(self, *, max_bits: int = 4) -> dict[int, int]:
+    def near_duplicates(self, *, max_bits: int = 1) -> dict[int, int]:
         """Faces whose difference hash is within ``max_bits`` of an earlier face: {face id: earlier id}.
 
         Exact-hash matches are found by the index; near ones by comparing within

@@ -150,6 +150,8 @@ class DatasetTab(QWidget):
         super().__init__(parent)
         self.settings = settings
         self.catalogue: Catalogue | None = None
+        # Near-duplicate flags cost a pass over every face: found on open and after a run only.
+        self._duplicates: dict[int, int] | None = None
         self.worker: CropWorker | None = None
         self.undo_stack = QUndoStack(self)
         self.model = FaceListModel(self)
@@ -222,7 +224,7 @@ class DatasetTab(QWidget):
         layout.addLayout(run_row)
         self.progress_bar = QProgressBar()
         self.progress_bar.setFormat("%v / %m images")
-        self.progress_bar.setValue(0)
+        self.progress_bar.setTextVisible(False)
         layout.addWidget(self.progress_bar)
         self.run_status = QLabel("")
         self.run_status.setWordWrap(True)
@@ -380,6 +382,7 @@ class DatasetTab(QWidget):
             self.catalogue.close()
             self.catalogue = None
         self.undo_stack.clear()
+        self._duplicates = None
         folder = folder.strip()
         if folder:
             try:
@@ -409,6 +412,7 @@ class DatasetTab(QWidget):
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)  # busy until the images are counted
+        self.progress_bar.setTextVisible(True)
         self.run_status.setText("Looking for images…")
         self.worker.start()
 
@@ -429,10 +433,12 @@ class DatasetTab(QWidget):
         self.progress_bar.setRange(0, max(summary.found - summary.skipped, 1))
         self.progress_bar.setValue(summary.processed)
         self.run_status.setText("\n".join(summary.lines()))
+        self._duplicates = None
         self.reload_faces()
 
     def _on_failed(self, message: str) -> None:
         self.run_status.setText(message)
+        self._duplicates = None
         self.reload_faces()
 
     def _on_thread_done(self) -> None:
@@ -451,7 +457,9 @@ class DatasetTab(QWidget):
             self.model.set_faces(None, [])
         else:
             ids = self.catalogue.face_ids(decision, order=order)
-            self.model.set_faces(self.catalogue, ids, self.catalogue.near_duplicates())
+            if self._duplicates is None:
+                self._duplicates = self.catalogue.near_duplicates()
+            self.model.set_faces(self.catalogue, ids, self._duplicates)
         self._update_counts()
         self._update_errors()
         if self.model.rowCount():
@@ -543,7 +551,7 @@ class DatasetTab(QWidget):
         crop = current.data(Qt.ItemDataRole.DecorationRole)
         if isinstance(crop, QPixmap) and not crop.isNull():
             self.crop_preview.setPixmap(crop.scaled(256, 256, Qt.AspectRatioMode.KeepAspectRatio,
-                                                    Qt.TransformationMode.FastTransformation))
+                                                    Qt.TransformationMode.SmoothTransformation))
         self.source_preview.setPixmap(_source_with_box(record.source_path, record.box, record.square, 256))
         self.preview_text.setText(
             f"<b>{Path(record.source_path).name}</b><br>likelihood {record.likelihood:.3f} · "

@@ -249,3 +249,27 @@ def test_export_writes_kept_crops_with_tag_files_when_reviewed(scenes, tmp_path)
     pngs, txts = sorted(out.glob("*.png")), sorted(out.glob("*.txt"))
     assert len(pngs) == len(txts) == 1 and pngs[0].stem == txts[0].stem
     assert txts[0].read_text().strip() == "aqua_hair, green_eyes"
+
+
+def test_faces_and_decisions_survive_when_source_folder_is_missing_on_rerun(scenes, tmp_path):
+    dataset = tmp_path / "dataset"
+    crop_sources([scenes], dataset, small_cfg())
+    with Catalogue(dataset) as cat:
+        first = cat.face_ids()[0]
+        cat.set_decisions({first: "keep"})
+    scenes.rename(tmp_path / "unmounted")
+    again = crop_sources([scenes], dataset, small_cfg())
+    assert again.errors == {"file not found": 1}  # the folder itself, named in the errors
+    with Catalogue(dataset) as cat:
+        assert len(cat.face_ids()) == 6 and cat.decision_counts()["keep"] == 1
+
+
+def test_changed_source_is_cropped_again_when_its_file_changes(scenes, tmp_path):
+    dataset = tmp_path / "dataset"
+    crop_sources([scenes], dataset, small_cfg())
+    make_scene(5, tiles=(160,))[0].save(scenes / "scene0.png")
+    again = crop_sources([scenes], dataset, small_cfg())
+    assert (again.processed, again.faces) == (1, 1)
+    with Catalogue(dataset) as cat:
+        assert len(cat.face_ids()) == 4
+        assert sum(1 for _ in (dataset / "crops").rglob("*.png")) == 4  # the old crops went with their rows
