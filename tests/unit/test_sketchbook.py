@@ -1,12 +1,17 @@
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mangagan_app.core.attributes import VOCABULARY, Attributes
 from mangagan_app.core.cropping import detect_faces
 from mangagan_app.core.sketchbook import render_face, sample_attributes
 from mangagan_app.core.sketchbook.dataset import png_bytes, sketchbook_face, write_sketchbook
+from mangagan_app.core.sketchbook.face import crop_pose, render_look
+from mangagan_app.core.sketchbook.look import sample_look
+from mangagan_app.core.sketchbook.scenes import face_box, render_scene, scene_rng, write_scenes
 
 BASE = Attributes({"hair_colour": "brown", "hair_style": "long", "eye_colour": "blue"}, set())
 
@@ -109,3 +114,49 @@ def test_synth_keeps_what_it_wrote_when_asked_to_stop(tmp_path):
 def test_detector_finds_sampled_faces_when_rendered_at_128_px():
     found = sum(bool(detect_faces(sketchbook_face(2024, i, 128)[1])) for i in range(20))
     assert found >= 18, f"animeface found only {found} of 20 sketchbook faces"
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_scene_boxes_lie_inside_the_canvas_when_scenes_are_drawn():
+    for index in range(6):
+        scene = render_scene(scene_rng(3, index))
+        w, h = scene.image.size
+        assert 300 <= min(w, h) and max(w, h) <= 3000
+        assert 1 <= len(scene.faces) <= 4
+        for face in scene.faces:
+            x, y, bw, bh = face.box
+            assert 40 <= bw <= 640 and x >= -0.1 * bw and y >= -0.1 * bh
+            assert x + bw <= w + 0.1 * bw and y + bh <= h + 0.1 * bh
+            assert set(face.attributes.choices) == {"hair_colour", "hair_style", "eye_colour"}
+
+
+def test_true_face_box_matches_the_detector_when_face_is_upright():
+    # The box definition is the detector's own: on upright light-skinned crops it must agree.
+    ious = []
+    for index in range(12):
+        rng = np.random.default_rng([31, index])
+        attrs = sample_attributes(rng)
+        attrs.tags.discard("dark_skin")
+        look = dataclasses.replace(sample_look(attrs, rng), roll=0.0)
+        found = detect_faces(render_look(attrs, look, 128))
+        truth = face_box(crop_pose(128, look), look)
+        ious.append(max((_iou(truth, f.box) for f in found), default=0.0))
+    assert sum(i >= 0.5 for i in ious) >= 11, ious
+    assert float(np.median(ious)) > 0.7, ious
+
+
+def test_synth_scenes_writes_images_and_manifest_when_run(tmp_path):
+    result = write_scenes(tmp_path, 2, seed=4, workers=1)
+    manifest = json.loads((tmp_path / "scenes.json").read_text())
+    assert result.written == 2 and len(manifest["scenes"]) == 2
+    for record in manifest["scenes"]:
+        with Image.open(tmp_path / record["file"]) as image:
+            assert image.size == (record["width"], record["height"])
+            assert image.format == record["format"].upper()
+        assert record["faces"] and all(len(f["box"]) == 4 for f in record["faces"])

@@ -27,9 +27,13 @@ def supersample(size: int) -> int:
 class _Painter:
     """Draws the parts of one character onto ``image`` in face units via ``pose``."""
 
-    def __init__(self, image: Image.Image, pose: Pose, attrs: Attributes, look: Look):
+    def __init__(self, image: Image.Image, pose: Pose, attrs: Attributes, look: Look,
+                 coverage: Image.Image | None = None):
         self.im = image
         self.d = ImageDraw.Draw(image, "RGBA")
+        # Opaque parts are also drawn into ``coverage`` (mode L) so that a character drawn on
+        # its own layer can be pasted over a scene; translucent parts lie inside opaque ones.
+        self.cov = ImageDraw.Draw(coverage) if coverage is not None else None
         self.p = pose
         self.a = attrs
         self.k = look
@@ -43,23 +47,34 @@ class _Painter:
         self.skin_line = shade(look.skin, -0.45, -0.2, -0.02)
 
     # ---- primitives -----------------------------------------------------------------
+    def fill_xy(self, xy, fill) -> None:
+        self.d.polygon(xy, fill=fill)
+        if self.cov is not None and len(fill) == 3:
+            self.cov.polygon(xy, fill=255)
+
+    def stroke_xy(self, xy, fill, width) -> None:
+        width = max(1, round(width))
+        self.d.line(xy, fill=fill, width=width, joint="curve")
+        if self.cov is not None and len(fill) == 3:
+            self.cov.line(xy, fill=255, width=width, joint="curve")
+
     def poly(self, pts, fill, outline=None, width=None, z=0.0):
         xy = self.p.pts(pts, z)
-        self.d.polygon(xy, fill=fill)
+        self.fill_xy(xy, fill)
         if outline is not None:
-            self.d.line(xy + xy[:1], fill=outline, width=max(1, round(width or self.lw)), joint="curve")
+            self.stroke_xy(xy + xy[:1], outline, width or self.lw)
         return xy
 
     def line(self, pts, fill, width=None, z=0.0):
-        self.d.line(self.p.pts(pts, z), fill=fill, width=max(1, round(width or self.lw)), joint="curve")
+        self.stroke_xy(self.p.pts(pts, z), fill, width or self.lw)
 
     def clipped(self, mask_polys, draw_fn):
         """Run ``draw_fn(draw)`` on a copy and paste it back inside the union of ``mask_polys``."""
         layer = self.im.copy()
-        saved = self.d
-        self.d = ImageDraw.Draw(layer, "RGBA")
+        saved = self.d, self.cov
+        self.d, self.cov = ImageDraw.Draw(layer, "RGBA"), None
         draw_fn()
-        self.d = saved
+        self.d, self.cov = saved
         mask = Image.new("L", self.im.size, 0)
         md = ImageDraw.Draw(mask)
         for xy in mask_polys:
@@ -169,11 +184,11 @@ class _Painter:
             self.poly(ellipse(side * 0.98, 0.1, 0.14, 0.22, 14), self.skin, self.skin_line)
         pts, z = self.face_outline()
         self.face_xy = self.p.pts(pts, z)
-        self.d.polygon(self.face_xy, fill=self.skin)
+        self.fill_xy(self.face_xy, self.skin)
         # The forehead under the bangs is drawn as a plain block; the bangs cover it.
         self.poly([(-1.0 * self.k.face_width, -0.7), (1.0 * self.k.face_width, -0.7),
                    (1.0 * self.k.face_width, -1.45), (-1.0 * self.k.face_width, -1.45)], self.skin)
-        self.d.line(self.face_xy, fill=self.skin_line, width=self.lw, joint="curve")
+        self.stroke_xy(self.face_xy, self.skin_line, self.lw)
 
     def skin_details(self) -> None:
         # Cel shadow cast by the bangs onto the forehead.
@@ -311,7 +326,7 @@ class _Painter:
                 self.line([(u * 0.7, v - 0.75), (u, v - 0.12)], self.hair_dark, self.lw * 0.9, z=0.4)
 
         self.clipped([bangs_xy], bands)
-        self.d.line(bangs_xy + bangs_xy[:1], fill=self.hair_line, width=self.lw, joint="curve")
+        self.stroke_xy(bangs_xy + bangs_xy[:1], self.hair_line, self.lw)
 
     def side_locks(self, style: str) -> None:
         k = self.k
@@ -422,13 +437,14 @@ class _Painter:
 
 
 def draw_character(image: Image.Image, pose: Pose, attrs: Attributes, look: Look, *,
-                   body_bottom: float | None = 3.6) -> None:
-    """Draw one character onto ``image`` (RGB or RGBA) in place at ``pose``.
+                   body_bottom: float | None = 3.6, coverage: Image.Image | None = None) -> None:
+    """Draw one character onto the RGB ``image`` in place at ``pose``.
 
     The neck, shoulders and torso reach down to ``body_bottom`` (face units below
-    the eye line); ``None`` draws the head alone.
+    the eye line); ``None`` draws the head alone. If given, ``coverage`` (mode L,
+    same size) receives 255 wherever the character is drawn.
     """
-    _Painter(image, pose, attrs, look).draw(body_bottom)
+    _Painter(image, pose, attrs, look, coverage).draw(body_bottom)
 
 
 def paint_background(image: Image.Image, look: Look) -> None:
