@@ -152,6 +152,20 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 130 if result.stopped else 0
 
 
+def _cmd_synth_scenes(args: argparse.Namespace) -> int:
+    from mangagan_app.core.sketchbook.scenes import write_scenes
+
+    line = _SynthProgress("synth-scenes")
+    try:
+        result = write_scenes(args.out, args.count, seed=args.seed, workers=args.workers,
+                              progress=line, should_stop=lambda: line.stop)
+    finally:
+        line.close()
+    print(f"wrote {result.written} scenes and scenes.json to {result.out_dir}"
+          + (" (stopped early)" if result.stopped else ""))
+    return 130 if result.stopped else 0
+
+
 def _cmd_synth_sheet(args: argparse.Namespace) -> int:
     from mangagan_app.core.files import atomic_write_bytes
     from mangagan_app.core.sketchbook.dataset import contact_sheet, png_bytes
@@ -414,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--size", type=int, default=64, help="face size in pixels (default 64)")
     sheet.add_argument("--seed", type=int, default=0, help="sketchbook seed (faces 0..count-1 of synth)")
     sheet.set_defaults(func=_cmd_synth_sheet)
+
+    scenes = sub.add_parser("synth-scenes", help="draw scenes of 1-4 characters with true face boxes (scenes.json)")
+    scenes.add_argument("out", help="output folder (created if missing)")
+    scenes.add_argument("--count", type=int, default=50, help="number of scenes (default 50)")
+    scenes.add_argument("--seed", type=int, default=0, help="the same seed gives the same files (default 0)")
+    scenes.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    scenes.set_defaults(func=_cmd_synth_scenes)
 
     crop = sub.add_parser("crop", help="crop anime faces out of illustrations into a dataset folder")
     crop.add_argument("sources", nargs="+", help="image files and folders (searched recursively); only read")
