@@ -37,7 +37,10 @@ from mangagan_app.ml.checkpoint import export_run
 from mangagan_app.ml.device import choose_device
 from mangagan_app.ml.trainer import Preview, TrainProgress, TrainResult
 
-LOSS_COLOURS = {"d_adv": "#d62728", "g_adv": "#1f77b4", "d_cls": "#ff7f0e", "g_cls": "#2ca02c", "gp": "#9467bd"}
+LOSS_COLOURS = {"d_adv": "#d62728", "g_adv": "#1f77b4", "d_cls": "#ff7f0e", "g_cls": "#2ca02c", "gp": "#9467bd",
+                "d_real": "#8c564b", "d_fake": "#e377c2"}
+# Previews are cheap next to a step and are what people watch, so the tab asks for them often.
+GUI_PREVIEW_STEPS = 100
 
 
 def app_data_dir() -> Path:
@@ -224,7 +227,7 @@ class TrainTab(QWidget):
         return TrainingConfig(
             resolution=int(self.resolution.currentText()), width=self.width_spin.value(),
             batch=self.batch_spin.value(), epochs=self.epochs_spin.value(),
-            loss=self.loss_combo.currentText(), leave_core_for_gui=True,
+            loss=self.loss_combo.currentText(), leave_core_for_gui=True, preview_steps=GUI_PREVIEW_STEPS,
         )
 
     def _sketchbook_source(self, resolution: int) -> SketchbookSource:
