@@ -528,6 +528,10 @@ class GenerateTab(QWidget):
     def _model_loaded(self, service: GeneratorService) -> None:
         if self.sender() is not self._loader:
             return  # a model asked for earlier finished after a newer request
+        self.set_service(service)
+
+    def set_service(self, service: GeneratorService) -> None:
+        """Use an already loaded model (the loader thread and the benchmark call this)."""
         self.shutdown()
         self.service = service
         self.worker = RenderWorker(service)

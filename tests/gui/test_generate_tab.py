@@ -1,11 +1,15 @@
 """The Generate tab with a real tiny model, offscreen."""
 
+import sys
+
 import numpy as np
+import PySide6
 import pytest
 from PIL import Image
 from PySide6.QtCore import QSettings, Qt
 
 from mangagan_app.core.face_recipe import read_png_recipe
+from mangagan_app.gui.face_canvas import FaceCanvas
 from mangagan_app.gui.generate_tab import GenerateTab
 
 
@@ -143,3 +147,16 @@ def test_missing_model_is_explained_when_the_weights_folder_is_empty(qtbot, tmp_
     assert tab.service is None
     assert "No model yet" in tab.canvas._message and str(empty) in tab.canvas._message
     assert not tab.randomize_button.isEnabled()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12")
+def test_repainting_the_canvas_keeps_none_alive_when_painted_many_times(qtbot):
+    canvas = FaceCanvas()
+    qtbot.addWidget(canvas)
+    canvas.show()
+    before = sys.getrefcount(None)
+    for _ in range(200):
+        canvas.repaint()
+    lost = before - sys.getrefcount(None)
+    assert lost < 50, (f"{lost} references to None lost in 200 paints: this Qt for Python "
+                       f"({PySide6.__version__}) aborts the app after a few thousand paints; use 6.11.3")

@@ -1,0 +1,146 @@
+"""Slider latency of the Generate tab: value change → new face painted, in the real widget.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/slider_latency.py [WEIGHTS] [--moves 200]
+
+Without WEIGHTS the default model in ``weights/`` is used; without one, a randomly
+initialised generator of the shipped architecture (64 px, width 32) — latency does
+not depend on what the weights learned. Prints median / p95 in milliseconds of:
+
+1. baseline: ``GeneratorService.render`` of one face, called directly (no Qt);
+2. baseline: canvas paint only (an already rendered face set on the canvas);
+3. end to end: a dragged direction slider moved to a new value → the worker renders
+   → the canvas paints the new face (200 moves, like a user dragging);
+
+and the end-to-end overhead over the two baselines. Goal (issue 6): median ≤ 10 ms,
+p95 ≤ 20 ms at 64 px on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from mangagan_app.config import WEIGHTS_DIR  # noqa: E402
+from mangagan_app.core.attributes import VOCABULARY  # noqa: E402
+from mangagan_app.gui.face_canvas import qimage_from_array  # noqa: E402
+from mangagan_app.gui.generate_tab import GenerateTab  # noqa: E402
+from mangagan_app.ml.generator_service import (  # noqa: E402
+    GeneratorService,
+    compute_directions,
+    find_default_weights,
+)
+from mangagan_app.ml.networks import Architecture, Generator  # noqa: E402
+
+
+def _stats(samples: list[float]) -> tuple[float, float]:
+    ms = np.asarray(samples) * 1000
+    return float(np.median(ms)), float(np.percentile(ms, 95))
+
+
+def _service(weights: str | None) -> GeneratorService:
+    path = Path(weights) if weights else find_default_weights(WEIGHTS_DIR)
+    if path is not None:
+        print(f"model: {path}")
+        return GeneratorService.load(path)
+    print("model: none in weights/, using a randomly initialised 64 px width-32 generator")
+    torch.manual_seed(0)
+    generator = Generator(Architecture(resolution=64, width=32, cond_dim=VOCABULARY.dim)).eval()
+    directions = compute_directions(generator, VOCABULARY, samples=2000)
+    return GeneratorService(generator, {"vocabulary": VOCABULARY.to_json(), "sha256": "random"},
+                            directions=directions, name="random")
+
+
+def _wait(app: QApplication, done, timeout_s: float = 5.0) -> None:
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.timeout.connect(lambda: loop.quit() if done() else None)
+    timer.start(0)
+    deadline = time.perf_counter() + timeout_s
+    while not done():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("no new face was painted within 5 s")
+        loop.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 5)
+    timer.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", nargs="?")
+    parser.add_argument("--moves", type=int, default=200)
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication(sys.argv)
+    service = _service(args.weights)
+    print(f"{service.resolution} px, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
+        tab = GenerateTab(settings, weights_dir=Path(tmp) / "no-weights", data_dir=Path(tmp))
+        tab.resize(1280, 820)
+        tab.show()
+        tab.set_service(service)
+        painted = {"n": 0, "at_show": 0}
+        tab.canvas.painted.connect(lambda: painted.__setitem__("n", painted["n"] + 1))
+        # The paint that counts is the first one after the new face reached the canvas.
+        tab.face_shown.connect(lambda: painted.__setitem__("at_show", painted["n"]))
+        _wait(app, lambda: tab.current_pixels() is not None and tab._shown_token == tab._token)
+
+        recipe = tab.current_recipe()
+        rng = np.random.default_rng(0)
+        values = rng.integers(-300, 301, size=args.moves)
+
+        raw = []
+        for v in values:
+            r = recipe.with_(sliders=(v / 100,))
+            t0 = time.perf_counter()
+            service.render([r])
+            raw.append(time.perf_counter() - t0)
+
+        paint_only = []
+        images = [qimage_from_array(service.render([recipe.with_(sliders=(v / 100,))])[0]) for v in values[:20]]
+        for i in range(args.moves):
+            before = painted["n"]
+            t0 = time.perf_counter()
+            tab.canvas.set_image(images[i % len(images)])
+            _wait(app, lambda before=before: painted["n"] > before)
+            paint_only.append(time.perf_counter() - t0)
+
+        slider = tab.direction_sliders[0].slider
+        slider.setSliderDown(True)  # a drag: previews, no undo step per pixel
+        end_to_end = []
+        for v in values:
+            if int(v) == slider.value():
+                v = v + 1
+            t0 = time.perf_counter()
+            slider.setValue(int(v))
+            target = tab._token
+            _wait(app, lambda target=target: tab._shown_token >= target and painted["n"] > painted["at_show"])
+            end_to_end.append(time.perf_counter() - t0)
+        slider.setSliderDown(False)
+        tab.shutdown()
+
+    rows = [("render only (service, no Qt)", raw), ("paint only (canvas)", paint_only),
+            ("slider → painted (end to end)", end_to_end)]
+    print(f"\n{'':34}{'median ms':>10}{'p95 ms':>10}")
+    for name, samples in rows:
+        med, p95 = _stats(samples)
+        print(f"{name:34}{med:10.2f}{p95:10.2f}")
+    (e2e, e2e_p95), base = _stats(end_to_end), _stats(raw)[0] + _stats(paint_only)[0]
+    print(f"\nend to end / (render + paint) medians: {e2e / base:.2f}×; overhead {e2e - base:+.2f} ms")
+    print(f"goal median ≤ 10 ms, p95 ≤ 20 ms: {'met' if e2e <= 10 and e2e_p95 <= 20 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
