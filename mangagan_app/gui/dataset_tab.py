@@ -14,14 +14,11 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from PIL import Image, ImageDraw
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, QSize, Qt
 from PySide6.QtGui import (
-    QColor,
-    QImageReader,
     QKeyEvent,
     QKeySequence,
-    QPainter,
-    QPen,
     QPixmap,
     QShortcut,
     QUndoCommand,
@@ -51,9 +48,10 @@ from PySide6.QtWidgets import (
 
 from mangagan_app.config import CropConfig
 from mangagan_app.core.catalogue import DB_NAME, Catalogue
+from mangagan_app.core.cropping import to_detector_rgb
 from mangagan_app.core.cropping.pipeline import IMAGE_SUFFIXES, CropSummary, default_workers
 from mangagan_app.gui.crop_worker import CropWorker
-from mangagan_app.gui.review_model import DECISION_ROLE, FACE_ID_ROLE, FaceDelegate, FaceListModel
+from mangagan_app.gui.review_model import THUMB, FaceListModel, pil_to_pixmap
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +286,9 @@ class DatasetTab(QWidget):
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setBatchSize(500)
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.grid.setIconSize(QSize(96, 96))
-        self.grid.setItemDelegate(FaceDelegate(96, self.grid))
+        self.grid.setIconSize(QSize(THUMB, THUMB))
+        self.grid.setGridSize(QSize(THUMB + 8, THUMB + 8))
+        self.grid.setSpacing(2)
         self.grid.setModel(self.model)
         self.grid.setToolTip("K keep · X/Delete reject · Space toggle · arrows move · Shift/Ctrl+click select "
                              "several · Ctrl+Z undo · Ctrl+Shift+Z redo")
@@ -548,15 +547,16 @@ class DatasetTab(QWidget):
         record = self.model.record(current.row())
         if record is None:
             return
-        crop = current.data(Qt.ItemDataRole.DecorationRole)
-        if isinstance(crop, QPixmap) and not crop.isNull():
-            self.crop_preview.setPixmap(crop.scaled(256, 256, Qt.AspectRatioMode.KeepAspectRatio,
-                                                    Qt.TransformationMode.SmoothTransformation))
+        crop = self.model.crop_image(record)
+        if crop is None:
+            self.crop_preview.setText("crop file missing")
+        else:
+            self.crop_preview.setPixmap(pil_to_pixmap(crop.resize((256, 256), Image.Resampling.BICUBIC)))
         self.source_preview.setPixmap(_source_with_box(record.source_path, record.box, record.square, 256))
         self.preview_text.setText(
             f"<b>{Path(record.source_path).name}</b><br>likelihood {record.likelihood:.3f} · "
-            f"{current.data(DECISION_ROLE)}<br>tags ({record.tags_source}): {', '.join(record.tags) or 'none'}"
-            f"<br>face {current.data(FACE_ID_ROLE)}")
+            f"{record.decision}<br>tags ({record.tags_source}): {', '.join(record.tags) or 'none'}"
+            f"<br>face {record.id}")
 
     def shutdown(self) -> None:
         """Stop a running crop and close the catalogue (the window is closing)."""
@@ -572,24 +572,23 @@ def _source_with_box(path: str, box: tuple[int, int, int, int], square: tuple[in
                      size: int) -> QPixmap:
     """The source image shrunk to fit ``size``, the face box (yellow) and crop square (cyan) drawn.
 
-    Read with a scaled decode so a large illustration costs little; a source that
-    can no longer be read gives an empty pixmap.
+    Read as the detector read it (EXIF-upright, alpha over white) so the boxes
+    line up; JPEGs are decoded at reduced size. A source that can no longer be
+    read gives an empty pixmap.
     """
-    reader = QImageReader(path)
-    reader.setAutoTransform(True)
-    full = reader.size()
-    if not full.isValid() or full.isEmpty():
+    try:
+        with Image.open(path) as image:
+            full_width = image.width
+            image.draft("RGB", (size, size))
+            # draft() may decode a JPEG at 1/2 .. 1/8; boxes are in full-size pixels.
+            pre = image.width / full_width
+            rgb = to_detector_rgb(image)
+    except (OSError, ValueError, Image.DecompressionBombError):
         return QPixmap()
-    factor = min(size / full.width(), size / full.height(), 1.0)
-    reader.setScaledSize(QSize(max(1, round(full.width() * factor)), max(1, round(full.height() * factor))))
-    image = reader.read()
-    if image.isNull():
-        return QPixmap()
-    pixmap = QPixmap.fromImage(image)
-    painter = QPainter(pixmap)
-    for rect, colour in ((square, QColor(0, 200, 255)), (box, QColor(255, 210, 0))):
-        painter.setPen(QPen(colour, 2))
-        x, y, w, h = (round(v * factor) for v in rect)
-        painter.drawRect(x, y, w, h)
-    painter.end()
-    return pixmap
+    factor = min(size / rgb.width, size / rgb.height, 1.0)
+    preview = rgb.resize((max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor))))
+    draw = ImageDraw.Draw(preview)
+    scale = pre * factor
+    for (x, y, w, h), colour in ((square, (0, 200, 255)), (box, (255, 210, 0))):
+        draw.rectangle((x * scale, y * scale, (x + w) * scale, (y + h) * scale), outline=colour, width=2)
+    return pil_to_pixmap(preview)

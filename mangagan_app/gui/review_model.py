@@ -2,7 +2,10 @@
 
 The model holds only the face ids of the current filter; records are fetched
 from the catalogue in blocks and thumbnails are read from disk when a row is
-first painted, into a bounded cache. ``QListView`` with uniform item sizes only
+first painted, into a bounded cache. Qt's own delegate paints them: PySide6 6.12
+on Python 3.11 drops a reference to None/True/False on every void or bool call
+made from Python, so a Python ``paint()`` run thousands of times kills the
+interpreter; here painting stays in C++. ``QListView`` with uniform item sizes only
 asks for the rows on screen, so 200k crops cost a list of ints.
 """
 
@@ -11,18 +14,43 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PIL import Image, ImageDraw
+from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt
+from PySide6.QtGui import QImage, QPixmap
 
 from mangagan_app.core.catalogue import Catalogue, FaceRecord
 
 FACE_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 DECISION_ROLE = Qt.ItemDataRole.UserRole + 2
-DUPLICATE_ROLE = Qt.ItemDataRole.UserRole + 3
 
+THUMB = 96
 _BLOCK = 256
 _PIXMAP_CACHE = 3000
+
+
+def pil_to_pixmap(image: Image.Image) -> QPixmap:
+    """A QPixmap of an RGB Pillow image (copied, so the bytes need not outlive it)."""
+    data = image.tobytes()
+    qimage = QImage(data, image.width, image.height, 3 * image.width, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(qimage.copy())
+
+
+def decorate(image: Image.Image, decision: str, duplicate: bool) -> Image.Image:
+    """``image`` with its review state drawn on it."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    last = out.width - 1
+    if decision == "keep":
+        draw.rectangle((1, 1, last - 1, last - 1), outline=(40, 170, 60), width=4)
+    elif decision == "reject":
+        out = Image.blend(out, Image.new("RGB", out.size), 0.45)
+        draw = ImageDraw.Draw(out)
+        draw.rectangle((1, 1, last - 1, last - 1), outline=(220, 40, 40), width=4)
+        draw.line((0, 0, last, last), fill=(220, 40, 40), width=3)
+        draw.line((last, 0, 0, last), fill=(220, 40, 40), width=3)
+    if duplicate:
+        draw.polygon([(last - 18, 0), (last, 0), (last, 18)], fill=(255, 200, 0))
+    return out
 
 
 class FaceListModel(QAbstractListModel):
@@ -74,8 +102,10 @@ class FaceListModel(QAbstractListModel):
             old = self._records.get(face_id)
             if old is not None:
                 self._records[face_id] = FaceRecord(**{**old.__dict__, "decision": decision})
+            self._pixmaps.pop(face_id, None)
             index = self.index(row)
-            self.dataChanged.emit(index, index, [DECISION_ROLE, Qt.ItemDataRole.ToolTipRole])
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole, DECISION_ROLE,
+                                                 Qt.ItemDataRole.ToolTipRole])
 
     # ---- Qt model API --------------------------------------------------------------
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802 - Qt's signature
@@ -91,11 +121,9 @@ class FaceListModel(QAbstractListModel):
         if record is None:
             return None
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._thumbnail(record)
+            return self.thumbnail(record)
         if role == DECISION_ROLE:
             return record.decision
-        if role == DUPLICATE_ROLE:
-            return self._duplicates.get(record.id)
         if role == Qt.ItemDataRole.ToolTipRole:
             twin = self._duplicates.get(record.id)
             lines = [
@@ -110,51 +138,36 @@ class FaceListModel(QAbstractListModel):
             return "\n".join(lines)
         return None
 
-    def _thumbnail(self, record: FaceRecord) -> QPixmap:
+    def duplicate_of(self, face_id: int) -> int | None:
+        """The earlier face this one nearly duplicates, if any."""
+        return self._duplicates.get(face_id)
+
+    def crop_image(self, record: FaceRecord) -> Image.Image | None:
+        """The crop of ``record`` as RGB, or None when its file is gone or unreadable."""
+        assert self._catalogue is not None
+        try:
+            with Image.open(self._catalogue.dataset_dir / record.crop_file) as image:
+                return image.convert("RGB")
+        except (OSError, ValueError):
+            return None
+
+    def thumbnail(self, record: FaceRecord) -> QPixmap:
+        """The crop of ``record`` at the grid's size with its decision drawn on (cached).
+
+        Kept green-framed, rejected darkened and crossed in red, a near-duplicate
+        marked by a yellow corner. The marks are drawn with Pillow and the view's
+        own C++ delegate paints the result, so scrolling runs no Python per paint.
+        """
         pixmap = self._pixmaps.get(record.id)
-        if pixmap is None:
-            assert self._catalogue is not None
-            pixmap = QPixmap(str(self._catalogue.dataset_dir / record.crop_file))
-            self._pixmaps[record.id] = pixmap
-            if len(self._pixmaps) > _PIXMAP_CACHE:
-                self._pixmaps.popitem(last=False)
-        else:
+        if pixmap is not None:
             self._pixmaps.move_to_end(record.id)
+            return pixmap
+        image = self.crop_image(record)
+        if image is None:
+            image = Image.new("RGB", (THUMB, THUMB), (128, 128, 128))
+        pixmap = pil_to_pixmap(decorate(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), record.decision,
+                                        record.id in self._duplicates))
+        self._pixmaps[record.id] = pixmap
+        if len(self._pixmaps) > _PIXMAP_CACHE:
+            self._pixmaps.popitem(last=False)
         return pixmap
-
-
-class FaceDelegate(QStyledItemDelegate):
-    """A thumbnail with its decision shown by a frame: green kept, red crossed rejected."""
-
-    def __init__(self, thumb: int = 96, parent=None):
-        super().__init__(parent)
-        self.thumb = thumb
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802 - Qt's name
-        return QSize(self.thumb + 10, self.thumb + 10)
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
-        painter.save()
-        cell = option.rect
-        if option.state & QStyle.StateFlag.State_Selected:
-            painter.fillRect(cell, option.palette.highlight())
-        target = QRect(cell.x() + 5, cell.y() + 5, self.thumb, self.thumb)
-        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
-        if isinstance(pixmap, QPixmap) and not pixmap.isNull():
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            painter.drawPixmap(target, pixmap)
-        decision = index.data(DECISION_ROLE)
-        if decision == "keep":
-            painter.setPen(QPen(QColor(40, 170, 60), 4))
-            painter.drawRect(target.adjusted(2, 2, -2, -2))
-        elif decision == "reject":
-            painter.fillRect(target, QColor(0, 0, 0, 120))
-            painter.setPen(QPen(QColor(220, 40, 40), 4))
-            painter.drawRect(target.adjusted(2, 2, -2, -2))
-            painter.drawLine(target.topLeft(), target.bottomRight())
-            painter.drawLine(target.topRight(), target.bottomLeft())
-        if index.data(DUPLICATE_ROLE) is not None:
-            painter.setPen(QColor(255, 200, 0))
-            painter.drawText(target.adjusted(4, 2, -4, -2), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight,
-                             "dup")
-        painter.restore()
