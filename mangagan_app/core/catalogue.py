@@ -345,3 +345,16 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def kept_training_items(dataset_dir: str | os.PathLike) -> list[tuple[Path, str | None]]:
+    """``(crop file, tag text)`` of every kept face: what ``ml.dataset.faces_from_items`` takes.
+
+    Tag text is the kohya line (``"blue_hair, red_eyes"``), or None for a crop
+    with no known tag. Raises ``FileNotFoundError`` when ``dataset_dir`` has no
+    catalogue (so a typo does not silently create an empty dataset).
+    """
+    if not (Path(dataset_dir) / DB_NAME).is_file():
+        raise FileNotFoundError(f"{dataset_dir}: no {DB_NAME} here; crop into it first")
+    with Catalogue(dataset_dir) as catalogue:
+        return [(path, ", ".join(tags) or None) for path, tags in catalogue.kept()]

@@ -273,3 +273,19 @@ def test_changed_source_is_cropped_again_when_its_file_changes(scenes, tmp_path)
     with Catalogue(dataset) as cat:
         assert len(cat.face_ids()) == 4
         assert sum(1 for _ in (dataset / "crops").rglob("*.png")) == 4  # the old crops went with their rows
+
+
+def test_kept_training_items_feed_the_trainer_when_faces_kept(scenes, tmp_path):
+    from mangagan_app.core.catalogue import kept_training_items
+    from mangagan_app.ml.dataset import faces_from_items
+
+    dataset = tmp_path / "dataset"
+    crop_sources([scenes], dataset, small_cfg())
+    with Catalogue(dataset) as cat:
+        cat.set_decisions(dict.fromkeys(cat.face_ids()[:4], "keep"))
+    items = kept_training_items(dataset)
+    assert len(items) == 4 and all(path.is_file() for path, _ in items)
+    faces = faces_from_items(items, 64)
+    assert len(faces) == 4
+    with pytest.raises(FileNotFoundError):
+        kept_training_items(tmp_path / "nothing-here")
