@@ -116,6 +116,8 @@ class AttributeGroupBox(QGroupBox):
                 button = QToolButton()
                 button.setText(value)
                 button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+                button.setStyleSheet("QToolButton:checked { border: 2px solid #ffb000; border-radius: 3px; "
+                                     "font-weight: bold; }")
                 button.setMinimumWidth(70)
             button.setCheckable(True)
             button.setToolTip(tag.replace("_", " "))
@@ -156,6 +158,7 @@ class DirectionSlider(QWidget):
         self.index = index
         self.name_edit = QLineEdit(name)
         self.name_edit.setFrame(False)
+        self.name_edit.setStyleSheet("QLineEdit { background: transparent; } QLineEdit:focus { background: white; }")
         self.name_edit.setFixedWidth(96)
         self.name_edit.setToolTip("Click to rename this direction (kept for this model)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -479,7 +482,7 @@ class GenerateTab(QWidget):
         self.redo_action = action("Redo", "Ctrl+Shift+Z", self.redo)
         self.star_action = action("Star", "Ctrl+D", self._star_shortcut)
         self.export_action = action("Export PNG", QKeySequence.StandardKey.Save, self.export_button.click)
-        self.copy_action = action("Copy", "Ctrl+Shift+C", self.copy_to_clipboard)
+        self.copy_action = action("Copy", QKeySequence.StandardKey.Copy, self.copy_to_clipboard)
         self.open_action = action("Open PNG", QKeySequence.StandardKey.Open, self._open_dialog)
         self.grid_action = action("New grid", "G", self.new_grid)
         self.smooth_action = action("Smooth", "S", self.smooth_box.toggle)
@@ -670,8 +673,9 @@ class GenerateTab(QWidget):
             self._face_pixels = images[0]
             self.canvas.set_image(qimage_from_array(images[0]))
             current = self.history.current
-            if current is not None and token == self._token and self._preview is None:
-                self._thumbs.setdefault(id(current), QIcon(QPixmap.fromImage(self.canvas.image())))
+            if (current is not None and token == self._token and self._preview is None
+                    and id(current) not in self._thumbs):
+                self._thumbs[id(current)] = QIcon(QPixmap.fromImage(self.canvas.image()))
                 self._refresh_history()
             self.face_shown.emit()
         elif kind == "grid" and token == self._grid_token:
@@ -818,10 +822,12 @@ class GenerateTab(QWidget):
             self._push(self._grid_recipes()[index], f"Variation {index + 1}")
 
     # ---- history & favourites -----------------------------------------------------------------
-    def _thumbnail(self, entry_id: int, recipe: FaceRecipe) -> QIcon:
+    def _thumbnail(self, entry_id: int, recipe: FaceRecipe, *, current: bool) -> QIcon:
         icon = self._thumbs.get(entry_id)
         if icon is None:
-            # Not drawn yet (undone before its render arrived): one small render here.
+            if current:
+                return QIcon()  # its render is on the way; _rendered fills it in
+            # Left before its render arrived (fast undo/redo): one small render here.
             icon = QIcon(QPixmap.fromImage(qimage_from_array(self.service.render([recipe])[0])))
             self._thumbs[entry_id] = icon
         return icon
@@ -832,7 +838,7 @@ class GenerateTab(QWidget):
         first = max(0, len(entries) - STRIP_LENGTH)
         for i in range(first, len(entries)):
             entry = entries[i]
-            item = QListWidgetItem(self._thumbnail(id(entry), entry.recipe), "")
+            item = QListWidgetItem(self._thumbnail(id(entry), entry.recipe, current=i == self.history.index), "")
             item.setToolTip(entry.label + (" (current)" if i == self.history.index else ""))
             item.setData(Qt.ItemDataRole.UserRole, i)
             self.history_strip.addItem(item)

@@ -161,13 +161,25 @@ def test_favourites_persist_and_a_damaged_file_is_set_aside_when_reopened(tmp_pa
     assert FavouritesStore(path).all() == [] and (tmp_path / "favourites.json.damaged").exists()
 
 
-def test_restore_cli_re_renders_identical_pixels_when_given_an_exported_png(service, tiny_weights, tmp_path):
-    recipe = service.recipe(5, Attributes({"eye_colour": "green"}), sliders=(0, 1.5))
-    save_png(tmp_path / "face.png", service.render_image(recipe), recipe, service.vocabulary)
-    proc = subprocess.run([sys.executable, "-m", "mangagan_app", "restore", str(tmp_path / "face.png"),
-                           "-o", str(tmp_path / "again.png"), "--weights", str(tiny_weights)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    with Image.open(tmp_path / "again.png") as again, Image.open(tmp_path / "face.png") as face:
-        assert np.array_equal(np.asarray(again), np.asarray(face))
-        assert again.text["mangagan"] == face.text["mangagan"]
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mangagan_app", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow  # three fresh Python processes importing torch
+def test_cli_generate_then_restore_give_the_tab_s_pixels_when_given_the_same_parameters(service, tiny_weights,
+                                                                                         tmp_path):
+    made = _cli("generate", str(tiny_weights), "-n", "1", "--seed", "5", "--tags", "green_eyes, smile",
+                "--sliders", "0,1.5", "--variety", "0.8", "-o", str(tmp_path / "face.png"))
+    assert made.returncode == 0, made.stderr
+    recipe = service.recipe(5, Attributes({"eye_colour": "green"}, {"smile"}), sliders=(0, 1.5), truncation=0.8)
+    assert read_png_recipe(tmp_path / "face.png") == recipe
+    again = _cli("restore", str(tmp_path / "face.png"), "-o", str(tmp_path / "again.png"), "--weights",
+                 str(tiny_weights), "--scale", "2")
+    assert again.returncode == 0, again.stderr
+    expected = np.asarray(upscale(service.render_image(recipe), 2, smooth=False))
+    with Image.open(tmp_path / "again.png") as im:
+        assert np.array_equal(np.asarray(im), expected)
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (4, 4)).save(plain)
+    refused = _cli("restore", str(plain), "-o", str(tmp_path / "x.png"), "--weights", str(tiny_weights))
+    assert refused.returncode == 1 and "plain.png holds no MangaGAN face parameters" in refused.stderr
