@@ -512,7 +512,8 @@ class GenerateTab(QWidget):
 
     def load_model(self, weights: Path) -> None:
         """Load ``weights`` on a worker thread; the tab fills in when it is ready."""
-        self.canvas.set_message(f"Loading {Path(weights).name}…")
+        self.canvas.set_message(f"Loading {Path(weights).name}…\n(the first time a model without slider "
+                                "directions is opened they are computed: a few seconds)")
         self._loader = ModelLoader(Path(weights), self.data_dir / "cache")
         self._loader.loaded.connect(self._model_loaded)
         self._loader.failed.connect(self._model_failed)

@@ -6,7 +6,8 @@ import numpy as np
 import PySide6
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent
 
 from mangagan_app.core.face_recipe import read_png_recipe
 from mangagan_app.gui.face_canvas import FaceCanvas
@@ -88,6 +89,26 @@ def test_export_then_open_restores_identical_pixels_when_the_png_is_reopened(qtb
     assert tab.open_png(path)
     assert np.array_equal(_settle(qtbot, tab), face)
     assert tab.seed_box.value() == 1234 and tab.direction_sliders[1].slider.value() == -150
+
+
+def test_dropping_an_exported_png_restores_its_face_and_the_grid_sheet_is_written_when_exported(qtbot, tab,
+                                                                                                tmp_path):
+    tab.set_seed(77)
+    face = _settle(qtbot, tab)
+    tab.export_png(tmp_path / "dropped.png")
+    tab.set_seed(78)
+    assert not np.array_equal(_settle(qtbot, tab), face)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "dropped.png"))])
+    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    tab.dropEvent(drop)
+    assert np.array_equal(_settle(qtbot, tab), face)
+    tab.scale_box.setValue(1)
+    tab.export_grid_sheet(tmp_path / "sheet.png")
+    side = face.shape[0]
+    with Image.open(tmp_path / "sheet.png") as im:
+        assert im.size == (4 * (side + 2) + 2, 4 * (side + 2) + 2)
 
 
 def test_foreign_png_is_refused_with_a_message_when_opened(qtbot, tab, tmp_path):
