@@ -199,3 +199,14 @@ def test_loading_is_refused_when_the_model_was_made_for_another_vocabulary_or_ar
     card_path.unlink()
     with pytest.raises(WeightsError, match="model card missing"):
         load_generator(target)
+
+
+def test_worker_processes_decode_the_same_pixels_when_a_folder_is_big(sketchbook, faces, monkeypatch):
+    import mangagan_app.ml.dataset as dataset
+
+    monkeypatch.setattr(dataset, "_POOL_THRESHOLD", 0)
+    monkeypatch.setattr(dataset, "_CHUNK", 100)
+    seen = []
+    pooled = load_face_folder(sketchbook, SIZE, progress=lambda done, total: seen.append((done, total)))
+    assert torch.equal(pooled.images, faces.images) and torch.equal(pooled.cond, faces.cond)
+    assert seen[-1] == (256, 256) and len(seen) == 3
