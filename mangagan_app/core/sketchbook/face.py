@@ -19,8 +19,8 @@ from mangagan_app.core.sketchbook.look import Look, sample_look
 from mangagan_app.core.sketchbook.priors import hls_rgb, shade
 
 
-# Supersampling factor: 4x for small outputs; 3x above 128 px keeps big renders fast.
 def supersample(size: int) -> int:
+    """Drawing scale for an output of ``size`` px: 4x for small ones, 3x above 128 px (speed)."""
     return 4 if size <= 128 else 3
 
 
@@ -39,8 +39,14 @@ class _Painter:
         self.k = look
         self.lw = max(1, round(pose.px(0.028 * look.line)))
         self.hair = hls_rgb(*look.hair)
-        self.hair_dark = shade(look.hair, -0.16 if look.hair[1] > 0.3 else -0.08)
-        self.hair_line = shade(look.hair, -0.38 if look.hair[1] > 0.35 else -0.12, 0.0)
+        if look.hair[1] > 0.65:
+            # Pale hair (white, silver, pink, blonde) gets deeper, more saturated shadows and a
+            # dark outline: it reads against pale skin, and the detector misses it otherwise.
+            self.hair_dark = shade(look.hair, -0.22, 0.15)
+            self.hair_line = shade(look.hair, -0.55)
+        else:
+            self.hair_dark = shade(look.hair, -0.16 if look.hair[1] > 0.3 else -0.08)
+            self.hair_line = shade(look.hair, -0.38 if look.hair[1] > 0.35 else -0.12)
         self.hair_light = shade(look.hair, +0.16 if look.hair[1] < 0.85 else 0.04, -0.1)
         self.skin = hls_rgb(*look.skin)
         self.skin_shadow = shade(look.skin, -0.09, +0.05, -0.015)
@@ -171,7 +177,8 @@ class _Painter:
         self.poly(collar, hls_rgb(0, 0.96, 0) if self.k.clothes[1] < 0.6 else hls_rgb(*self.k.accent),
                   shade(self.k.clothes, -0.3))
 
-    def face_outline(self) -> list:
+    def face_outline(self) -> tuple[list, list]:
+        """The face outline (temple, cheek, jaw, pointed chin) and each point's depth."""
         k = self.k
         fw = k.face_width
         right = bezier((1.0 * fw, -0.75), (1.03 * fw, 0.25), (k.jaw + 0.28, 0.78 * k.chin), (0.0, k.chin), 14)
