@@ -19,6 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,19 @@ def compute_directions(generator: torch.nn.Module, vocabulary: Vocabulary = VOCA
                             layer=layer, samples=samples)
 
 
+@contextmanager
+def _torch_threads(count: int):
+    """Run the block with ``count`` intra-op threads on this thread, then restore."""
+    previous = torch.get_num_threads()
+    if previous != count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if previous != count:
+            torch.set_num_threads(previous)
+
+
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     """Spherical interpolation of two noise vectors (linear when they are parallel)."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
@@ -221,6 +235,12 @@ class GeneratorService:
     a single render may differ in the last bit of float maths, so the GUI renders the
     current face alone, always the same way.
     """
+
+    # One thread: a 64-px face is too small to gain from two, and when the cores are
+    # busy (a training run) two OpenMP threads spin against each other — measured on
+    # this 2-core machine under load: median 12 ms with one thread, 200–540 ms with two.
+    # A fixed count also keeps the float sums, hence the pixels, the same everywhere.
+    render_threads = 1
 
     def __init__(self, generator: torch.nn.Module, card: dict, *,
                  directions: SliderDirections | None = None, name: str = "model"):
@@ -314,11 +334,12 @@ class GeneratorService:
 
     @torch.inference_mode()
     def render(self, recipes: Sequence[FaceRecipe]) -> np.ndarray:
-        """(B, H, W, 3) uint8 faces for ``recipes`` (one forward pass)."""
+        """(B, H, W, 3) uint8 faces for ``recipes`` (one forward pass on ``render_threads`` threads)."""
         if not recipes:
             return np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
-        z, cond = self.latents(recipes)
-        return to_uint8(self.generator(z, cond))
+        with _torch_threads(self.render_threads):
+            z, cond = self.latents(recipes)
+            return to_uint8(self.generator(z, cond))
 
     def render_image(self, recipe: FaceRecipe) -> Image.Image:
         """One face as a PIL image (rendered alone, as the GUI's canvas does)."""
