@@ -167,10 +167,15 @@ def _cmd_synth_scenes(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth_sheet(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from mangagan_app.core.files import atomic_write_bytes
     from mangagan_app.core.sketchbook.dataset import contact_sheet, png_bytes
 
     sheet = contact_sheet(args.seed, args.count, args.size, args.columns)
+    if args.colours:
+        # A palette PNG is a third of the size; flat cel shading survives it unharmed.
+        sheet = sheet.quantize(args.colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     atomic_write_bytes(args.out, png_bytes(sheet))
     print(f"wrote {args.out} ({args.count} faces, {sheet.width}x{sheet.height})")
     return 0
@@ -427,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--columns", type=int, default=8, help="faces per row (default 8)")
     sheet.add_argument("--size", type=int, default=64, help="face size in pixels (default 64)")
     sheet.add_argument("--seed", type=int, default=0, help="sketchbook seed (faces 0..count-1 of synth)")
+    sheet.add_argument("--colours", type=int, default=0, help="palette size for a small PNG (default: full colour)")
     sheet.set_defaults(func=_cmd_synth_sheet)
 
     scenes = sub.add_parser("synth-scenes", help="draw scenes of 1-4 characters with true face boxes (scenes.json)")
