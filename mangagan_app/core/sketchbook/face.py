@@ -192,9 +192,10 @@ class _Painter:
         pts, z = self.face_outline()
         self.face_xy = self.p.pts(pts, z)
         self.fill_xy(self.face_xy, self.skin)
-        # The forehead under the bangs is drawn as a plain block; the bangs cover it.
-        self.poly([(-1.0 * self.k.face_width, -0.7), (1.0 * self.k.face_width, -0.7),
-                   (1.0 * self.k.face_width, -1.45), (-1.0 * self.k.face_width, -1.45)], self.skin)
+        # The forehead under the bangs is a plain block that stays inside the hair outline
+        # (the deepest notch between bang strands is above v = -1.0).
+        fw = 0.95 * self.k.face_width
+        self.poly([(-fw, -0.7), (fw, -0.7), (fw, -1.1), (-fw, -1.1)], self.skin)
         self.stroke_xy(self.face_xy, self.skin_line, self.lw)
 
     def skin_details(self) -> None:
