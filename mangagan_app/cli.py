@@ -145,6 +145,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     try:
         result = write_sketchbook(args.out, args.count, size=args.size, seed=args.seed, workers=args.workers,
                                   progress=line, should_stop=lambda: line.stop)
+    except (ValueError, OSError) as exc:
+        print(f"synth: {args.out}: {exc}", file=sys.stderr)
+        return 2
     finally:
         line.close()
     print(f"wrote {result.written} faces ({args.size} px) to {result.out_dir} "
@@ -159,6 +162,9 @@ def _cmd_synth_scenes(args: argparse.Namespace) -> int:
     try:
         result = write_scenes(args.out, args.count, seed=args.seed, workers=args.workers,
                               progress=line, should_stop=lambda: line.stop)
+    except (ValueError, OSError) as exc:
+        print(f"synth-scenes: {args.out}: {exc}", file=sys.stderr)
+        return 2
     finally:
         line.close()
     print(f"wrote {result.written} scenes and scenes.json to {result.out_dir}"
