@@ -372,6 +372,121 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StageLine:
+    """Progress of a multi-stage job on one stderr line: ``stage done/total``; Ctrl+C sets ``stop``."""
+
+    def __init__(self, label: str):
+        import signal
+
+        self.label = label
+        self.stop = False
+        self._signal = signal
+        self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
+
+    def _on_interrupt(self, signum, frame) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        print(f"\n{self.label}: stopping (Ctrl+C again to abort)", file=sys.stderr)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        print(f"\r{self.label}: {stage} {done}/{total}".ljust(70), end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self._signal.signal(self._signal.SIGINT, self._previous)
+        print(file=sys.stderr)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from mangagan_app.core.files import atomic_write_text
+    from mangagan_app.ml.checkpoint import WeightsError
+    from mangagan_app.ml.evaluation import (
+        EvaluationSettings,
+        EvaluationStopped,
+        evaluate,
+        format_report,
+        write_card_metrics,
+    )
+    from mangagan_app.ml.originality import index_path, save_index
+    from mangagan_app.ml.tagger import TaggerError, load_tagger
+
+    try:
+        settings = EvaluationSettings(n=args.n, per_value=args.per_value, detect=args.detect, unseen=args.unseen,
+                                      seed=args.seed, workers=args.workers)
+        tagger = load_tagger(args.tagger)
+    except (ValueError, TaggerError) as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
+    line = _StageLine("evaluate")
+    try:
+        result, index = evaluate(args.weights, args.data, settings=settings, tagger=tagger, unseen_dir=args.unseen_dir,
+                                 progress=line, should_stop=lambda: line.stop)
+    except EvaluationStopped:
+        return 130
+    except (WeightsError, TaggerError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"\nevaluate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        line.close()
+    print(format_report(result))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.write_card:
+        write_card_metrics(args.weights, result, "mangagan " + shlex.join(sys.argv[1:]))
+        print(f"stored the metrics in the model card of {args.weights}")
+    if args.write_index:
+        path = save_index(index, index_path(args.weights))
+        print(f"wrote the training-set feature index {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_train_tagger(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from mangagan_app.ml.dataset import load_face_folder
+    from mangagan_app.ml.tagger import TAGGER_SIZE, AttributeTagger, accuracy_report, save_tagger, train_tagger
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        train = load_face_folder(args.train, TAGGER_SIZE)
+        test = load_face_folder(args.test, TAGGER_SIZE)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"train-tagger: {exc}", file=sys.stderr)
+        return 1
+    if bool((train.mask < 1).any()) or bool((test.mask < 1).any()):
+        print("train-tagger: every face needs complete tags (hair colour, hair style, eye colour): "
+              "use sketchbook folders", file=sys.stderr)
+        return 1
+    line = _StageLine("train-tagger")
+    started = time.monotonic()
+    try:
+        net = train_tagger(train.images, train.cond, epochs=args.epochs, seed=args.seed,
+                           progress=lambda step, total, loss: line(f"loss {loss:.3f} step", step, total),
+                           should_stop=lambda: line.stop)
+    finally:
+        line.close()
+    minutes = (time.monotonic() - started) / 60
+    tagger = AttributeTagger(net, {})
+    accuracy = accuracy_report(tagger.read(test.images)[1], test.cond.numpy())
+    training = {"train_folder": str(args.train), "faces": len(train), "test_folder": str(args.test),
+                "test_faces": len(test), "epochs": args.epochs, "seed": args.seed, "minutes": round(minutes, 1),
+                "augmentation": "flip, shift <= 3 px, 2x blur on half, Gaussian noise sigma <= 0.08"}
+    weights, card = save_tagger(net, args.out, training=training, accuracy=accuracy)
+    for group, value in accuracy["groups"].items():
+        print(f"{group:<12} {100 * value:5.1f}% on {len(test)} unseen faces")
+    worst = sorted(accuracy["values"].items(), key=lambda kv: kv[1])[:5]
+    print("weakest values: " + ", ".join(f"{t} {100 * v:.1f}%" for t, v in worst))
+    print(f"wrote {weights} and {card} ({minutes:.1f} min)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mangagan", description="MangaGAN Studio on the command line.")
     parser.add_argument("--version", action="version", version=f"mangagan {__version__}")
@@ -456,6 +571,32 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--min-face", type=int, default=48, help="skip faces narrower than this in the source (48)")
     crop.add_argument("--workers", type=int, default=0, help="detector processes (0 = one per core)")
     crop.set_defaults(func=_cmd_crop)
+
+    evaluate = sub.add_parser("evaluate", help="measure a model: attributes, fidelity, originality, detectability")
+    evaluate.add_argument("weights", help="NAME.safetensors (its NAME.json must sit beside it)")
+    evaluate.add_argument("--data", required=True, help="the folder the model was trained on")
+    evaluate.add_argument("--n", type=int, default=2000, help="generated faces for fidelity/originality (2000)")
+    evaluate.add_argument("--per-value", type=int, default=100, help="faces per attribute value (100)")
+    evaluate.add_argument("--detect", type=int, default=500, help="faces of each kind for the detector (500)")
+    evaluate.add_argument("--unseen", type=int, default=2000, help="unseen real faces for calibration (2000)")
+    evaluate.add_argument("--unseen-dir", help="folder of unseen real faces (default: sketchbook, seed + 1)")
+    evaluate.add_argument("--tagger", help="tagger .safetensors (default: the shipped one)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--workers", type=int, default=2, help="processes for drawing and detecting (2)")
+    evaluate.add_argument("--json", help="write the full report as JSON here")
+    evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the model card")
+    evaluate.add_argument("--write-index", action="store_true",
+                          help="write the training-set feature index NAME.index.npz beside the weights")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    tagger = sub.add_parser("train-tagger", help="train the independent attribute tagger on sketchbook folders")
+    tagger.add_argument("train", help="sketchbook folder to train on (its own seed, not the model's)")
+    tagger.add_argument("test", help="sketchbook folder of unseen faces (another seed) for the accuracy")
+    tagger.add_argument("--out", default="weights/tagger/tagger", help="weights/tagger/tagger")
+    tagger.add_argument("--epochs", type=int, default=3)
+    tagger.add_argument("--seed", type=int, default=0)
+    tagger.add_argument("--threads", type=int, default=1, help="CPU threads (1)")
+    tagger.set_defaults(func=_cmd_train_tagger)
 
     export = sub.add_parser("review-export", help="write the kept crops of a dataset as PNG + .txt tag files")
     export.add_argument("dataset", help="dataset folder made by `mangagan crop`")

@@ -49,6 +49,7 @@ from mangagan_app.core.face_recipe import FaceRecipe, RecipeError, png_bytes, ra
 from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
 from mangagan_app.gui.generate_worker import ModelLoader, RenderWorker
+from mangagan_app.gui.originality_dialog import OriginalityDialog
 from mangagan_app.ml.generator_service import (
     GeneratorService,
     find_default_weights,
@@ -467,8 +468,7 @@ class GenerateTab(QWidget):
         layout = QVBoxLayout(box)
         self.originality_button = QPushButton("Check originality")
         self.originality_button.setEnabled(False)
-        self.originality_button.setToolTip("Shows the closest training faces to this one (coming with the "
-                                           "shipped model's training-set index)")
+        self.originality_button.clicked.connect(self.check_originality)
         layout.addWidget(self.originality_button)
         return box
 
@@ -489,6 +489,7 @@ class GenerateTab(QWidget):
         self.copy_action = action("Copy", QKeySequence.StandardKey.Copy, self.copy_to_clipboard)
         self.open_action = action("Open PNG", QKeySequence.StandardKey.Open, self._open_dialog)
         self.grid_action = action("New grid", "G", self.new_grid)
+        self.originality_action = action("Check originality", "O", self.check_originality)
         self.smooth_action = action("Smooth", "S", self.smooth_box.toggle)
         for widget, act, text in (
             (self.randomize_button, self.randomize_action, "New random face"),
@@ -499,6 +500,8 @@ class GenerateTab(QWidget):
             (self.copy_button, self.copy_action, "Copy the face (at the export size) to the clipboard"),
             (self.open_button, self.open_action, "Open an exported PNG to get its face back (or drop it here)"),
             (self.new_grid_button, self.grid_action, "Draw a new grid of variations"),
+            (self.originality_button, self.originality_action,
+             "Show the training faces closest to this one, with a verdict: original, close, or near copy"),
             (self.smooth_box, self.smooth_action, "Smooth scaling of the big face instead of crisp pixels"),
         ):
             widget.setToolTip(_shortcut_tip(text, act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)))
@@ -570,7 +573,7 @@ class GenerateTab(QWidget):
         for w in (self.randomize_button, self.seed_box, self.lock_noise, self.star_button, self.undo_button,
                   self.redo_button, self.panel, self.new_grid_button, self.variation_mode):
             w.setEnabled(on)
-        self.originality_button.setEnabled(False)
+        self.originality_button.setEnabled(on)
 
     def _build_attribute_controls(self) -> None:
         while self.attributes_layout.count():
@@ -620,6 +623,18 @@ class GenerateTab(QWidget):
         name = row.name_edit.text().strip() or f"Direction {row.index + 1}"
         row.name_edit.setText(name)
         self.settings.setValue(self._direction_key(row.index), name)
+
+    def check_originality(self) -> OriginalityDialog | None:
+        """Open the originality check for the face on the canvas (the search runs on a thread)."""
+        pixels = self.current_pixels()
+        if self.service is None or pixels is None:
+            return None
+        weights = (self._loader.weights if self._loader is not None
+                   else self.weights_dir / f"{self.service.name}.safetensors")
+        dialog = OriginalityDialog(pixels, weights, self.service.card, cache_dir=self.data_dir / "cache", parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     # ---- state -------------------------------------------------------------------------------
     def current_recipe(self) -> FaceRecipe | None:

@@ -1,0 +1,403 @@
+"""How good is a generator? Attribute adherence, fidelity, originality and detectability.
+
+:func:`evaluate` measures a shipped generator (``NAME.safetensors`` + card) against
+its training folder with the independent tagger (:mod:`mangagan_app.ml.tagger`):
+
+* **attributes** — for every attribute value, ``per_value`` faces are drawn asking
+  for it (the other attributes taken from training labels) and the share the
+  tagger reads as asked is reported; free tags also report the share of faces
+  drawn *without* the tag that are read without it.
+* **fidelity** — the Fréchet distance between real and generated faces in the
+  tagger's feature space, beside the floor: the same distance between two
+  disjoint halves of real faces. (Inception weights cannot be downloaded here, so
+  this is not FID and its numbers do not compare with published FIDs.)
+* **originality** — each generated face's nearest training face in pixels (RMS
+  per channel in [0, 1]) and in tagger features, against the same for unseen real
+  faces; the memorisation rate is the share of generated faces nearer a training
+  face than 99 % of unseen real faces are.
+* **detectability** — the share of generated faces animeface finds a face in,
+  over the share for real training faces, both enlarged 2× bicubic. A weak
+  signal (the detector passes faces without eyes); never read alone.
+
+Goals (issue 8) are in :data:`GOALS`. :func:`format_report` gives the table the CLI
+prints; :func:`write_card_metrics` stores a summary in the model card.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mangagan_app.core.attributes import Vocabulary
+from mangagan_app.core.reference_faces import detection_flags
+from mangagan_app.ml.checkpoint import load_generator, update_card
+from mangagan_app.ml.originality import (
+    NEAR_COPY_QUANTILE,
+    FeatureIndex,
+    build_index,
+    load_training_faces,
+    nearest,
+    pixel_rms,
+    tag_in_chunks,
+    unseen_real_faces,
+)
+from mangagan_app.ml.sampling import noise, to_uint8
+from mangagan_app.ml.tagger import AttributeTagger, decide, load_tagger
+
+log = logging.getLogger(__name__)
+
+GOALS = {"hair_colour": 0.95, "eye_colour": 0.90, "hair_style": 0.90, "tags": 0.90,
+         "memorisation_max": 0.01, "detectability": 0.95}
+# Free tags the sketchbook never draws together: asking for one drops the other, so the
+# faces asked for stay within what the model was trained on.
+EXCLUSIVE_TAG_PAIRS = (("looking_up", "looking_down"), ("hat", "cat_ears"))
+
+StageProgress = Callable[[str, int, int], None]
+StopFn = Callable[[], bool]
+
+
+class EvaluationStopped(Exception):
+    """Raised when ``should_stop()`` turned true during :func:`evaluate`."""
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """``n`` generated faces for fidelity and originality (and as many real faces per
+    half), ``per_value`` faces per attribute value, ``detect`` faces of each kind
+    for the detector, ``unseen`` unseen real faces; ``seed`` fixes every draw."""
+
+    n: int = 2000
+    per_value: int = 100
+    detect: int = 500
+    unseen: int = 2000
+    seed: int = 0
+    workers: int = 2
+    batch: int = 250
+
+    def __post_init__(self) -> None:
+        if min(self.n, self.per_value, self.detect, self.unseen, self.batch) < 1 or self.workers < 1:
+            raise ValueError("n, per_value, detect, unseen, batch and workers must all be at least 1")
+
+
+# ---- pieces ----------------------------------------------------------------------------------------
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``a`` (N, D) and ``b`` (M, D).
+
+    ``|μa − μb|² + Tr(Σa + Σb − 2 (Σa Σb)^½)``; the trace of the square root is the
+    sum of square roots of the eigenvalues of Σa Σb (real and ≥ 0 for two
+    covariance matrices, up to rounding). Raises ``ValueError`` for fewer than 2 rows.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("the Fréchet distance needs at least 2 faces on each side")
+    mu = a.mean(axis=0) - b.mean(axis=0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    eig = np.linalg.eigvals(sa @ sb)
+    covmean_trace = np.sqrt(np.clip(eig.real, 0, None)).sum()
+    return float(mu @ mu + np.trace(sa) + np.trace(sb) - 2.0 * covmean_trace)
+
+
+def attribute_requests(pool: torch.Tensor, per_value: int, vocabulary: Vocabulary, seed: int
+                       ) -> list[tuple[str, str, torch.Tensor]]:
+    """For every attribute value: (group, tag, conditions (per_value, dim)) asking for it.
+
+    The other attributes come from rows of ``pool`` (complete training labels).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    requests = []
+    start = 0
+    for group in vocabulary.groups:
+        s = slice(start, start + len(group.values))
+        for j, value in enumerate(group.values):
+            cond = pool[torch.randint(len(pool), (per_value,), generator=gen)].clone()
+            if group.exclusive:
+                cond[:, s] = 0.0
+            else:
+                for pair in EXCLUSIVE_TAG_PAIRS:
+                    if value in pair:
+                        other = pair[1 - pair.index(value)]
+                        if other in group.values:
+                            cond[:, start + group.values.index(other)] = 0.0
+            cond[:, start + j] = 1.0
+            requests.append((group.name, group.tag(value), cond))
+        start += len(group.values)
+    return requests
+
+
+@torch.no_grad()
+def render(generator: torch.nn.Module, cond: torch.Tensor, seed: int, batch: int) -> np.ndarray:
+    """Faces (N, H, W, 3) uint8 for conditions ``cond`` (N, dim), noise from ``seed``, no truncation."""
+    z = noise(len(cond), generator.arch.z_dim, seed)
+    out = [to_uint8(generator(z[i:i + batch], cond[i:i + batch])) for i in range(0, len(cond), batch)]
+    return np.concatenate(out)
+
+
+def _summary(values: np.ndarray) -> dict:
+    v = np.asarray(values, np.float64)
+    return {"median": float(np.median(v)), "p01": float(np.quantile(v, 0.01)), "min": float(v.min())}
+
+
+def originality_report(generated: np.ndarray, gen_features: np.ndarray, unseen: np.ndarray,
+                       unseen_features: np.ndarray, train_images: np.ndarray, train_features: np.ndarray,
+                       names: list[str], *, progress: StageProgress | None = None) -> dict:
+    """Nearest training faces of generated and of unseen real faces, and the memorisation rates.
+
+    Images are uint8 (N, H, W, 3) at one size; features come from one tagger. A
+    generated face counts as memorised in a space when it is nearer a training face
+    than 99 % of unseen real faces are; ``memorisation_rate`` needs both spaces.
+    """
+    def step(done: int) -> None:
+        if progress:
+            progress("nearest training faces", done, 4)
+
+    step(0)
+    gen_pix, gen_pix_rows = nearest(generated, train_images)
+    step(1)
+    unseen_pix, _ = nearest(unseen, train_images)
+    step(2)
+    gen_feat, gen_feat_rows = nearest(gen_features, train_features)
+    unseen_feat, _ = nearest(unseen_features, train_features)
+    step(3)
+    shape = train_images.shape[1:]
+    gen_pix, unseen_pix = pixel_rms(gen_pix[:, 0], shape), pixel_rms(unseen_pix[:, 0], shape)
+    gen_feat, unseen_feat = gen_feat[:, 0], unseen_feat[:, 0]
+    pix_threshold = float(np.quantile(unseen_pix, NEAR_COPY_QUANTILE))
+    feat_threshold = float(np.quantile(unseen_feat, NEAR_COPY_QUANTILE))
+    flagged_pix, flagged_feat = gen_pix < pix_threshold, gen_feat < feat_threshold
+    closest = np.argsort(gen_pix)[:8]
+    step(4)
+    return {
+        "pixels": {"generated": _summary(gen_pix), "unseen_real": _summary(unseen_pix),
+                   "threshold": pix_threshold, "memorisation_rate": float(flagged_pix.mean())},
+        "features": {"generated": _summary(gen_feat), "unseen_real": _summary(unseen_feat),
+                     "threshold": feat_threshold, "memorisation_rate": float(flagged_feat.mean())},
+        "memorisation_rate": float((flagged_pix & flagged_feat).mean()),
+        "memorisation_rule": "generated faces nearer a training face than 99 % of unseen real faces are, "
+                             "in pixels and in tagger features both",
+        "closest_pairs": [{"generated": int(i), "training_file": names[int(gen_pix_rows[i, 0])],
+                           "pixel_distance": float(gen_pix[i]),
+                           "feature_nearest_file": names[int(gen_feat_rows[i, 0])]} for i in closest],
+    }
+
+
+# ---- the evaluation ------------------------------------------------------------------------------------
+def evaluate(weights: str | Path, data: str | Path, *, settings: EvaluationSettings = EvaluationSettings(),
+             tagger: AttributeTagger | None = None, unseen_dir: str | Path | None = None,
+             progress: StageProgress | None = None, should_stop: StopFn | None = None
+             ) -> tuple[dict, FeatureIndex]:
+    """Measure the generator at ``weights`` against its training folder ``data``.
+
+    Returns the report (JSON-able, see the module docstring; keys ``model``,
+    ``settings``, ``tagger``, ``attributes``, ``fidelity``, ``originality``,
+    ``detectability``, ``goals``, ``seconds``) and the feature index of the training
+    set it built on the way. ``progress(stage, done, total)``. Raises
+    :class:`~mangagan_app.ml.checkpoint.WeightsError` /
+    :class:`~mangagan_app.ml.tagger.TaggerError` for unusable files,
+    ``FileNotFoundError``/``ValueError`` for an unusable data folder and
+    :class:`EvaluationStopped` when stopped.
+    """
+    started = time.monotonic()
+
+    def report(stage: str, done: int, total: int) -> None:
+        if progress:
+            progress(stage, done, total)
+
+    def check_stop() -> None:
+        if should_stop and should_stop():
+            raise EvaluationStopped("evaluation stopped")
+
+    torch.manual_seed(settings.seed)
+    generator, card = load_generator(weights)
+    tagger = tagger or load_tagger()
+    vocabulary = tagger.vocabulary
+    training = load_training_faces(data, generator.arch.resolution, progress=report)
+    check_stop()
+    faces = training.faces
+    train_features = tag_in_chunks(tagger, faces.images, "tagging training faces", report, should_stop)
+    if train_features is None:
+        raise EvaluationStopped("evaluation stopped")
+    pool = faces.sample_conditions(max(settings.n, 4096), torch.Generator().manual_seed(settings.seed))
+
+    # Attributes: per value, faces asked for it, read back by the tagger.
+    requests = attribute_requests(pool, settings.per_value, vocabulary, settings.seed + 1)
+    values: dict[str, dict] = {}
+    per_group: dict[str, list[float]] = {}
+    for k, (group, tag, cond) in enumerate(requests):
+        check_stop()
+        images = render(generator, cond, settings.seed + 100 + k, settings.batch)
+        read = decide(tagger.read(images)[1], vocabulary)
+        slot = vocabulary.slot_names().index(tag)
+        share = float(read[:, slot].mean())
+        values[tag] = {"group": group, "asked": len(cond), "read_as_asked": share}
+        per_group.setdefault(group, []).append(share)
+        report("attributes", k + 1, len(requests))
+
+    # The main generated set: conditions drawn like the training labels.
+    check_stop()
+    cond = pool[:settings.n]
+    generated = render(generator, cond, settings.seed + 7, settings.batch)
+    gen_features, gen_scores = tagger.read(generated)
+    gen_read = decide(gen_scores, vocabulary)
+    start = 0
+    for group in vocabulary.groups:
+        if not group.exclusive:
+            for j, value in enumerate(group.values):
+                slot, absent = start + j, cond[:, start + j].numpy() < 0.5
+                if absent.any():
+                    share = float(1.0 - gen_read[absent, slot].mean())
+                    values[group.tag(value)]["absent_read_as_absent"] = share
+                    values[group.tag(value)]["absent_asked"] = int(absent.sum())
+        start += len(group.values)
+    report("generating", 1, 1)
+
+    # Fidelity: Fréchet distance in tagger features, with the real-vs-real floor.
+    rng = np.random.default_rng(settings.seed)
+    half = min(settings.n, len(faces) // 2)
+    order = rng.permutation(len(faces))
+    real_a, real_b = order[:half], order[half:2 * half]
+    fidelity = {
+        "space": f"tagger features ({tagger.feature_dim}-d)",
+        "note": "Inception weights cannot be downloaded here: Fréchet distance in the independent tagger's "
+                "feature space, not FID; compare only with the real-vs-real floor",
+        "generated_vs_real": frechet_distance(gen_features, train_features[real_a]),
+        "real_vs_real_floor": frechet_distance(train_features[real_b], train_features[real_a]),
+        "faces_per_side": int(min(half, len(generated))),
+    }
+    check_stop()
+
+    # Originality: nearest training face of generated and of unseen real faces.
+    unseen, unseen_source = unseen_real_faces(training, settings.unseen, unseen_dir=unseen_dir,
+                                              workers=settings.workers, progress=report, should_stop=should_stop)
+    check_stop()
+    unseen_features = tagger.features(unseen)
+    originality = originality_report(generated, gen_features, unseen, unseen_features,
+                                     faces.images.permute(0, 2, 3, 1).numpy(), train_features, training.names,
+                                     progress=report)
+    originality["unseen_source"] = unseen_source
+    index = build_index(training, train_features, unseen_features, tagger)
+
+    # Detectability: animeface on generated and on real training faces, both at 2x.
+    check_stop()
+    n_det = min(settings.detect, len(generated), len(faces))
+    real_det = faces.images[torch.from_numpy(order[:n_det])].permute(0, 2, 3, 1).numpy()
+    both = np.concatenate([generated[:n_det], real_det])
+    flags = detection_flags(both, scale=2, workers=settings.workers, should_stop=should_stop,
+                            progress=lambda d, t: report("face detector", d, t))
+    check_stop()
+    gen_rate, real_rate = float(flags[:n_det].mean()), float(flags[n_det:].mean())
+    detectability = {"generated_found": gen_rate, "real_found": real_rate,
+                     "ratio": gen_rate / real_rate if real_rate > 0 else float("nan"),
+                     "faces_each": n_det, "upscale": "2x bicubic"}
+
+    groups = {g: {"mean": float(np.mean(v)), "worst": float(np.min(v)),
+                  "values_below_goal": sum(1 for x in v if x < GOALS.get(g, 0.9))} for g, v in per_group.items()}
+    result = {
+        "model": {"weights": str(weights), "name": Path(weights).stem, "sha256": card.get("sha256"),
+                  "resolution": generator.arch.resolution, "training_steps": card.get("training", {}).get("steps")},
+        "data": {"folder": str(training.folder), "faces": len(faces)},
+        "settings": asdict(settings),
+        "tagger": {"sha256": tagger.sha256, "accuracy_unseen": tagger.card.get("accuracy_unseen", {}).get("groups"),
+                   "accuracy_training_faces": _tagger_on_training(tagger, train_features, faces, order[:settings.n])},
+        "attributes": {"groups": groups, "values": values},
+        "fidelity": fidelity,
+        "originality": originality,
+        "detectability": detectability,
+        "goals": GOALS,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    return result, index
+
+
+def _tagger_on_training(tagger: AttributeTagger, features: np.ndarray, faces, rows: np.ndarray) -> dict:
+    """The tagger's accuracy per group on (a sample of) the training faces: the ceiling the
+    generated faces' attribute shares can reach."""
+    from mangagan_app.ml.tagger import accuracy_report, scores_from_logits
+
+    with torch.no_grad():
+        logits = tagger.net.head(torch.from_numpy(features[rows]))
+    scores = scores_from_logits(logits, tagger.vocabulary).numpy()
+    return accuracy_report(scores, faces.cond[torch.from_numpy(rows)].numpy(), tagger.vocabulary)["groups"]
+
+
+# ---- output ------------------------------------------------------------------------------------------
+def _pct(x: float | None) -> str:
+    return "  n/a" if x is None or x != x else f"{100 * x:5.1f}%"
+
+
+def format_report(result: dict) -> str:
+    """The evaluation as a plain-text table (what ``mangagan evaluate`` prints)."""
+    lines = [f"model {result['model']['name']} ({result['model']['resolution']} px, "
+             f"{result['model']['training_steps']} steps) vs {result['data']['faces']} training faces "
+             f"in {result['data']['folder']}"]
+    acc = result["tagger"]["accuracy_unseen"] or {}
+    lines.append("tagger accuracy on unseen sketchbook faces: "
+                 + ", ".join(f"{g} {_pct(v).strip()}" for g, v in acc.items()))
+    lines.append("tagger accuracy on training faces:          "
+                 + ", ".join(f"{g} {_pct(v).strip()}" for g, v in result["tagger"]["accuracy_training_faces"].items()))
+    lines.append("")
+    lines.append(f"{'attribute':<22}{'asked':>7}{'read as asked':>15}{'goal':>7}   {'absent read absent':>18}")
+    for tag, v in result["attributes"]["values"].items():
+        goal = GOALS.get(v["group"], 0.9)
+        mark = " " if v["read_as_asked"] >= goal else "✗"
+        absent = v.get("absent_read_as_absent")
+        lines.append(f"{tag:<22}{v['asked']:>7}{_pct(v['read_as_asked']):>15}{_pct(goal):>7} {mark} "
+                     f"{_pct(absent) if absent is not None else '':>18}")
+    lines.append("")
+    for g, s in result["attributes"]["groups"].items():
+        lines.append(f"{g:<22} mean {_pct(s['mean'])}  worst {_pct(s['worst'])}  "
+                     f"values below the {_pct(GOALS.get(g, 0.9)).strip()} goal: {s['values_below_goal']}")
+    f = result["fidelity"]
+    lines += ["", f"Fréchet distance ({f['space']}, {f['faces_per_side']} faces a side): "
+                  f"generated vs real {f['generated_vs_real']:.3f}, real vs real floor {f['real_vs_real_floor']:.3f}",
+              f"  ({f['note']})"]
+    o = result["originality"]
+    lines += ["", f"originality (unseen real faces: {o['unseen_source']})"]
+    for space, unit in (("pixels", "RMS per channel"), ("features", "tagger features")):
+        s = o[space]
+        lines.append(f"  nearest training face, {unit:<16} generated median {s['generated']['median']:.4f} "
+                     f"p1 {s['generated']['p01']:.4f} | unseen real median {s['unseen_real']['median']:.4f} "
+                     f"p1 {s['unseen_real']['p01']:.4f} | nearer than 99 % of unseen: {_pct(s['memorisation_rate'])}")
+    goal_m = GOALS["memorisation_max"]
+    lines.append(f"  memorisation rate (both spaces): {_pct(o['memorisation_rate'])} "
+                 f"(goal ≤ {_pct(goal_m).strip()}) {'' if o['memorisation_rate'] <= goal_m else '✗'}")
+    d = result["detectability"]
+    lines += ["", f"detectability: animeface finds {_pct(d['generated_found']).strip()} of generated and "
+                  f"{_pct(d['real_found']).strip()} of real faces ({d['faces_each']} each, {d['upscale']}): "
+                  f"ratio {d['ratio']:.3f} (goal ≥ {GOALS['detectability']})",
+              f"({result['seconds']:.0f} s)"]
+    return "\n".join(lines)
+
+
+def card_metrics(result: dict, command: str = "") -> dict:
+    """The summary of an evaluation that goes into the model card's ``metrics``."""
+    o, f, d = result["originality"], result["fidelity"], result["detectability"]
+    return {
+        "evaluated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command,
+        "settings": result["settings"],
+        "tagger_sha256": result["tagger"]["sha256"],
+        "tagger_accuracy_unseen": result["tagger"]["accuracy_unseen"],
+        "attributes": {g: {"mean": s["mean"], "worst": s["worst"]} for g, s in result["attributes"]["groups"].items()},
+        "attribute_values": {t: v["read_as_asked"] for t, v in result["attributes"]["values"].items()},
+        "frechet_tagger_features": {"generated_vs_real": f["generated_vs_real"],
+                                    "real_vs_real_floor": f["real_vs_real_floor"], "note": f["note"]},
+        "memorisation_rate": o["memorisation_rate"],
+        "memorisation_rate_pixels": o["pixels"]["memorisation_rate"],
+        "memorisation_rate_features": o["features"]["memorisation_rate"],
+        "detectability": {"ratio": d["ratio"], "generated_found": d["generated_found"], "real_found": d["real_found"]},
+        "goals": result["goals"],
+    }
+
+
+def write_card_metrics(weights: str | Path, result: dict, command: str = "") -> dict:
+    """Store :func:`card_metrics` of ``result`` in the model card of ``weights``; returns the card.
+
+    Raises :class:`~mangagan_app.ml.checkpoint.WeightsError` when the card is missing or unreadable.
+    """
+    return update_card(weights, metrics=card_metrics(result, command))
