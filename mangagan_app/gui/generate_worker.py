@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,10 +22,11 @@ log = logging.getLogger(__name__)
 
 
 class RenderWorker(QThread):
-    """Renders recipe batches with ``service``; ``rendered(kind, token, images)`` per batch
-    (``images`` is a (B, H, W, 3) uint8 array), ``failed(message)`` on an error."""
+    """Renders recipe batches with ``service``; ``rendered(kind, token, images, seconds)`` per
+    batch (``images`` is a (B, H, W, 3) uint8 array, ``seconds`` the render time),
+    ``failed(message)`` on an error."""
 
-    rendered = Signal(str, int, object)
+    rendered = Signal(str, int, object, float)
     failed = Signal(str)
 
     def __init__(self, service: GeneratorService, parent=None):
@@ -58,12 +60,13 @@ class RenderWorker(QThread):
                 continue
             token, recipes = job
             try:
+                start = time.perf_counter()
                 images = self.service.render(recipes)
             except Exception as exc:  # noqa: BLE001 - shown as a sentence, logged in full
                 log.exception("render failed")
                 self.failed.emit(f"Drawing the face failed: {exc}")
                 continue
-            self.rendered.emit(kind, token, images)
+            self.rendered.emit(kind, token, images, time.perf_counter() - start)
 
 
 class ModelLoader(QThread):
