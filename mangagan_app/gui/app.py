@@ -62,6 +62,10 @@ def create_application(argv: list[str]) -> QApplication:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
+    if "--self-test" in argv[1:]:
+        from mangagan_app.gui.self_test import run_self_test
+
+        return run_self_test(argv[1:])
     app = create_application(argv)
     log_path = _configure_logging()
     _install_excepthook(log_path)
