@@ -76,6 +76,8 @@ def bench_scales(scenes, cfg: CropConfig) -> None:
         "full resolution, one pass": lambda w, h: [1.0],
         "app pyramid (min face 48)": lambda w, h: app_scales(w, h, cfg),
         "app pyramid, --min-face 96": lambda w, h: app_scales(w, h, big_face_cfg),
+        "full + quarter (step 4)": lambda w, h: detection_scales(w, h, min_face=cfg.min_face,
+                                                                 detect_face_px=cfg.detect_face_px, pyramid_step=4.0),
         "long side 1024, one pass": lambda w, h: [min(1.0, 1024 / max(w, h))],
     }
     total = sum(len(p) for _, p in scenes)
@@ -167,15 +169,21 @@ def bench_responsiveness(scenes, cfg: CropConfig) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=8)
+    parser.add_argument("--big", type=int, default=6, help="scenes >= 2000 px for the scale plans")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sections", default="1234", help="which sections to run, e.g. 13")
     args = parser.parse_args()
     cfg = CropConfig()
-    big = load_scenes(max(2, args.scenes // 2), args.seed, min_side=2000)
+    big = load_scenes(args.big, args.seed, min_side=2000) if "1" in args.sections or "3" in args.sections else []
     mixed = load_scenes(args.scenes * 2, args.seed + 1)
-    bench_scales(big, cfg)
-    bench_throughput(mixed, cfg)
-    bench_colours(big + mixed, cfg)
-    bench_responsiveness(mixed[: args.scenes], cfg)
+    if "1" in args.sections:
+        bench_scales(big, cfg)
+    if "2" in args.sections:
+        bench_throughput(mixed, cfg)
+    if "3" in args.sections:
+        bench_colours(big + mixed, cfg)
+    if "4" in args.sections:
+        bench_responsiveness(mixed[: args.scenes], cfg)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ class CropConfig:
     lift: float = 0.15
     min_face: int = 48
     detect_face_px: int = 52
-    pyramid_step: float = 2.0
+    pyramid_step: float = 3.0
     max_pixels: int = 64_000_000
     workers: int = 0
 

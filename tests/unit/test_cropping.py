@@ -12,7 +12,7 @@ from PIL import Image
 
 from mangagan_app.config import CropConfig
 from mangagan_app.core.catalogue import Catalogue
-from mangagan_app.core.cropping import detect_faces_multiscale
+from mangagan_app.core.cropping import detect_faces_multiscale, draw_reference_face
 from mangagan_app.core.cropping.geometry import crop_square, cut_square, detection_scales, fit_square, same_face
 from mangagan_app.core.cropping.pipeline import crop_sources, export_kept, find_images
 from mangagan_app.core.cropping.tags import face_tags, nearest_colour, parse_sidecar, read_sidecar_tags
@@ -103,11 +103,12 @@ def test_detector_picks_among_named_colours_when_sidecar_names_two(tmp_path):
     assert "black_hair" in tags and "blue_eyes" in tags and origin == "sidecar+detector"
 
 
-def test_colour_mapping_names_plain_colours_when_no_sidecar():
-    assert nearest_colour((60, 100, 210), "hair_colour") == "blue"
-    assert nearest_colour((245, 215, 120), "hair_colour") == "blonde"
-    assert nearest_colour((200, 40, 40), "eye_colour") == "red"
-    assert face_tags(None, (60, 100, 210), (200, 40, 40)) == (["blue_hair", "red_eyes"], "detector")
+def test_colour_mapping_names_reference_face_colours_when_no_sidecar():
+    # draw_reference_face paints brown hair and blue eyes.
+    face = detect_faces_multiscale(draw_reference_face(160), [1.0])[0]
+    assert face_tags(None, face.hair_rgb, face.eye_rgb) == (["brown_hair", "blue_eyes"], "detector")
+    assert nearest_colour((20, 21, 25), "hair_colour") == "black"
+    assert nearest_colour((90, 14, 16), "eye_colour", candidates=["red", "blue"]) == "red"
 
 
 # ---- the run ------------------------------------------------------------------------------
