@@ -1,4 +1,4 @@
-"""``kill -9`` in the middle of ``mangagan crop`` loses no committed row; the re-run finishes the rest."""
+"""Ctrl+C and ``kill -9`` in the middle of ``mangagan crop``: no committed row lost, the re-run finishes."""
 
 import os
 import signal
@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mangagan_app.core.catalogue import Catalogue
@@ -26,7 +27,7 @@ def _done_count(db_path) -> int:
         return 0
 
 
-def test_killed_crop_run_keeps_committed_rows_when_rerun(tmp_path):
+def _start_run(tmp_path):
     src, dataset = tmp_path / "src", tmp_path / "ds"
     src.mkdir()
     rng = np.random.default_rng(7)
@@ -35,14 +36,31 @@ def test_killed_crop_run_keeps_committed_rows_when_rerun(tmp_path):
         canvas.paste(render_face(sample_attributes(rng), rng, 160), (20, 20))
         canvas.save(src / f"img{i:02d}.png")
     command = [sys.executable, "-m", "mangagan_app", "crop", str(src), "--dataset", str(dataset), "--workers", "1"]
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while _done_count(dataset / "catalogue.sqlite") < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its detector process, mid-run
-        proc.wait()
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while _done_count(dataset / "catalogue.sqlite") < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    return proc, command, dataset
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_crop_run_cleanly_when_pressed_mid_run(tmp_path):
+    proc, _, dataset = _start_run(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C in a terminal sends: the whole process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped early" in out
+    with Catalogue(dataset) as cat:
+        status = cat.source_status()
+        assert status["done"] >= 2 and status["done"] + status["pending"] == IMAGES and status["error"] == 0
+
+
+@pytest.mark.slow
+def test_killed_crop_run_keeps_committed_rows_when_rerun(tmp_path):
+    proc, command, dataset = _start_run(tmp_path)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its detector process, mid-run
+    proc.communicate()
     with Catalogue(dataset) as cat:
         status = cat.source_status()
         assert 2 <= status["done"] < IMAGES, status
