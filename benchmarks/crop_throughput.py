@@ -101,8 +101,9 @@ def bench_scales(scenes, cfg: CropConfig) -> None:
 
 
 def bench_throughput(scenes, cfg: CropConfig) -> None:
-    print(f"\n2. whole crop run (read, detect, crop, write, catalogue) on {len(scenes)} canvases "
-          f"of {scenes[0][0].size}")
+    sides = sorted(max(image.size) for image, _ in scenes)
+    print(f"\n2. whole crop run (read, detect, crop, write, catalogue) on {len(scenes)} scenes "
+          f"(longer side {sides[0]}-{sides[-1]} px, median {sides[len(sides) // 2]})")
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "src")
         src.mkdir()
