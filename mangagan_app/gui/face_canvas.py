@@ -28,6 +28,9 @@ class FaceCanvas(QWidget):
         self._message = ""
         self.smooth = False
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # paintEvent fills every pixel: Qt need not repaint the splitter and tab beneath
+        # on each new face (it did, and that was most of a slider step's paint time).
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setMinimumSize(192, 192)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
