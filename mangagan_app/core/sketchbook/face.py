@@ -42,7 +42,7 @@ class _Painter:
         if look.hair[1] > 0.65:
             # Pale hair (white, silver, pink, blonde) gets deeper, more saturated shadows and a
             # dark outline: it reads against pale skin, and the detector misses it otherwise.
-            self.hair_dark = shade(look.hair, -0.22, 0.15)
+            self.hair_dark = shade(look.hair, -0.22, 0.15 if look.hair[2] < 0.4 else 0.0)
             self.hair_line = shade(look.hair, -0.55)
         else:
             self.hair_dark = shade(look.hair, -0.16 if look.hair[1] > 0.3 else -0.08)
@@ -173,9 +173,18 @@ class _Painter:
         clothes = hls_rgb(*self.k.clothes)
         body = mirror(shoulder) + shoulder
         self.poly(body, clothes, shade(self.k.clothes, -0.3))
-        collar = [(-0.36, 1.6), (0.0, 2.25), (0.36, 1.6), (0.75, 1.72), (0.0, 2.6), (-0.75, 1.72)]
-        self.poly(collar, hls_rgb(0, 0.96, 0) if self.k.clothes[1] < 0.6 else hls_rgb(*self.k.accent),
-                  shade(self.k.clothes, -0.3))
+        trim = hls_rgb(0, 0.96, 0) if self.k.clothes[1] < 0.6 else hls_rgb(*self.k.accent)
+        edge = shade(self.k.clothes, -0.3)
+        if self.k.collar == 0:  # sailor collar
+            self.poly([(-0.36, 1.6), (0.0, 2.25), (0.36, 1.6), (0.75, 1.72), (0.0, 2.6), (-0.75, 1.72)], trim, edge)
+        elif self.k.collar == 1:  # round neckline showing the collarbone
+            self.poly(bezier((-0.75, 1.7), (-0.5, 2.3), (0.5, 2.3), (0.75, 1.7), 12), self.skin, edge)
+            self.line(bezier((-0.5, 2.0), (-0.3, 2.08), (-0.15, 2.05), (-0.08, 2.0), 6), self.skin_shadow)
+            self.line(bezier((0.5, 2.0), (0.3, 2.08), (0.15, 2.05), (0.08, 2.0), 6), self.skin_shadow)
+        else:  # shirt collar with a ribbon tie knot
+            for d in (-1.0, 1.0):
+                self.poly([(0.0, 1.95), (d * 0.42, 1.58), (d * 0.7, 1.8), (d * 0.3, 2.2)], trim, edge)
+            self.poly(ellipse(0.0, 2.05, 0.12, 0.1, 12), hls_rgb(*self.k.accent2), edge)
 
     def face_outline(self) -> tuple[list, list]:
         """The face outline (temple, cheek, jaw, pointed chin) and each point's depth."""
@@ -291,18 +300,26 @@ class _Painter:
 
     # ---- hair in front ----------------------------------------------------------------
     def bang_edge(self) -> list:
-        """The jagged lower edge of the bangs, right to left (tips and notches)."""
+        """The lower edge of the bangs, right to left: pointed strands, a blunt cut or a parting."""
         k = self.k
-        n = k.bang_count
+        n = k.bang_count + (3 if k.bang_style == 1 else 0)
         pts = []
         for i in range(n * 2 + 1):
             u = 1.02 * k.face_width * (1 - 2 * i / (n * 2))
             centre = 1 - abs(u) * 0.45
-            if i % 2:
+            if k.bang_style == 1:
+                # Blunt ("hime") cut: an almost level edge with shallow notches.
+                v = k.bang_depth + 0.03 if i % 2 else k.bang_depth - 0.1
+            elif i % 2:
                 v = k.bang_depth * centre + 0.06 * (1 - centre) + 0.04 * ((i * 7919) % 3 - 1)
             else:
                 v = k.bang_depth - 0.35 - 0.08 * ((i * 104729) % 3)
             pts.append((u, v))
+        if k.bang_style == 2:
+            # Parted bangs: the strands near the parting are swept up, showing the forehead.
+            lifted = [(u, v - 0.5 * max(0.0, 1 - abs(u - k.parting) / 0.45)) for u, v in pts]
+            cut = next(i for i, (u, _) in enumerate(lifted) if u < k.parting)
+            pts = lifted[:cut] + [(k.parting, k.bang_depth - 0.8)] + lifted[cut:]
         return pts
 
     def front_hair(self) -> None:

@@ -57,6 +57,8 @@ class Look:
     light: float           # -1 light from the left, +1 from the right
     bang_count: int
     bang_depth: float      # v of the bang tips (negative: above the eyes)
+    bang_style: int        # 0 pointed strands, 1 blunt cut, 2 parted
+    parting: float         # u of the parting of parted bangs
     lock_length: float     # v where the side locks end
     volume: float          # scale of the hair mass
     roll: float            # head tilt, radians
@@ -67,6 +69,7 @@ class Look:
     ribbon_side: float     # -1 left, +1 right, 0 top
     tail_side: float       # ponytail side
     hat_kind: int
+    collar: int            # 0 sailor collar, 1 round neckline, 2 shirt collar
     glasses_round: bool
     background: str
     bg_colours: tuple[RGB, RGB]
@@ -104,10 +107,12 @@ def sample_look(attrs: Attributes, rng: np.random.Generator, *, max_roll_deg: fl
         eye_height=between(16, 1.1, 1.45), eye_tilt=between(17, -0.04, 0.08),
         line=between(18, 0.8, 1.3), light=-1.0 if u[19] < 0.5 else 1.0,
         bang_count=5 + int(u[20] * 4), bang_depth=between(21, -0.42, -0.22),
+        bang_style=0 if u[34] < 0.5 else 1 if u[34] < 0.75 else 2, parting=between(35, -0.35, 0.35),
         lock_length=between(22, 0.0, 1.0), volume=between(23, 1.0, 1.12),
         roll=roll, yaw=between(24, -0.16, 0.16), pitch=pitch, gaze=gaze,
         mouth_width=between(25, 0.8, 1.25), ribbon_side=float(int(u[26] * 3) - 1),
-        tail_side=-1.0 if u[27] < 0.5 else 1.0, hat_kind=int(u[28] * 2), glasses_round=bool(u[29] < 0.4),
+        tail_side=-1.0 if u[27] < 0.5 else 1.0, hat_kind=int(u[28] * 2), collar=int(u[36] * 3),
+        glasses_round=bool(u[29] < 0.4),
         background=kind, bg_colours=(hls_rgb(*base), hls_rgb(*other)), bg_param=float(u[30]),
         offset=(between(31, -0.035, 0.035), between(32, -0.03, 0.03)), zoom=between(33, 0.93, 1.07),
     )
