@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -225,7 +226,7 @@ def crop_sources(sources: Sequence[str | os.PathLike], dataset_dir: str | os.Pat
     dataset_dir = Path(dataset_dir)
     summary = CropSummary()
     with Catalogue(dataset_dir) as catalogue:
-        catalogue.set_meta("crop_config", repr(cfg.to_dict()))
+        catalogue.set_meta("crop_config", json.dumps(cfg.to_dict(), sort_keys=True))
         paths = find_images(sources, exclude=dataset_dir)
         jobs = catalogue.plan(paths)
         summary.found, summary.skipped = len(paths), len(paths) - len(jobs)
