@@ -181,3 +181,30 @@ def test_repainting_the_canvas_keeps_none_alive_when_painted_many_times(qtbot):
     lost = before - sys.getrefcount(None)
     assert lost < 50, (f"{lost} references to None lost in 200 paints: this Qt for Python "
                        f"({PySide6.__version__}) aborts the app after a few thousand paints; use 6.11.3")
+
+
+def test_randomize_keeps_the_noise_and_fixed_groups_when_noise_is_locked(qtbot, tab):
+    before = tab.current_recipe()
+    hair = before.attributes(tab.service.vocabulary).choices["hair_colour"]
+    next(b for b in tab.group_boxes if b.group.name == "hair_colour").random_box.setChecked(False)
+    tab.lock_noise.setChecked(True)
+    for _ in range(3):
+        qtbot.keyClick(tab, Qt.Key.Key_R)
+        after = tab.current_recipe()
+        assert np.array_equal(after.noise, before.noise)
+        assert after.attributes(tab.service.vocabulary).choices["hair_colour"] == hair
+    tab.lock_noise.setChecked(False)
+    qtbot.keyClick(tab, Qt.Key.Key_R)
+    assert not np.array_equal(tab.current_recipe().noise, before.noise)
+
+
+def test_direction_name_is_kept_for_the_model_when_renamed_and_reopened(qtbot, tab, tmp_path, tiny_weights):
+    edit = tab.direction_sliders[2].name_edit
+    edit.setText("Hair length")
+    edit.editingFinished.emit()
+    tab.shutdown()
+    again = _open_tab(qtbot, tmp_path, tiny_weights.parent)
+    qtbot.waitUntil(lambda: again.service is not None, timeout=30000)
+    assert again.direction_sliders[2].name_edit.text() == "Hair length"
+    assert again.direction_sliders[3].name_edit.text() == "Direction 4"
+    again.shutdown()
