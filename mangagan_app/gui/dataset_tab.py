@@ -10,8 +10,10 @@ Every decision is written to the catalogue as it is made.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -568,13 +570,12 @@ class DatasetTab(QWidget):
             self.catalogue = None
 
 
-def _source_with_box(path: str, box: tuple[int, int, int, int], square: tuple[int, int, int, int],
-                     size: int) -> QPixmap:
-    """The source image shrunk to fit ``size``, the face box (yellow) and crop square (cyan) drawn.
+@lru_cache(maxsize=8)
+def _shrunk_source(path: str, size: int, mtime_ns: int) -> tuple[Image.Image, float] | None:
+    """``path`` shrunk to fit ``size`` and its scale, or None when unreadable.
 
-    Read as the detector read it (EXIF-upright, alpha over white) so the boxes
-    line up; JPEGs are decoded at reduced size. A source that can no longer be
-    read gives an empty pixmap.
+    Cached because neighbouring faces in the grid often share a source, and
+    decoding a large PNG takes longer than a key press should.
     """
     try:
         with Image.open(path) as image:
@@ -584,11 +585,27 @@ def _source_with_box(path: str, box: tuple[int, int, int, int], square: tuple[in
             pre = image.width / full_width
             rgb = to_detector_rgb(image)
     except (OSError, ValueError, Image.DecompressionBombError):
-        return QPixmap()
+        return None
     factor = min(size / rgb.width, size / rgb.height, 1.0)
-    preview = rgb.resize((max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor))))
+    return rgb.resize((max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))), pre * factor
+
+
+def _source_with_box(path: str, box: tuple[int, int, int, int], square: tuple[int, int, int, int],
+                     size: int) -> QPixmap:
+    """The source image shrunk to fit ``size``, the face box (yellow) and crop square (cyan) drawn.
+
+    Read as the detector read it (EXIF-upright, alpha over white) so the boxes
+    line up. A source that can no longer be read gives an empty pixmap.
+    """
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return QPixmap()
+    shrunk = _shrunk_source(path, size, mtime)
+    if shrunk is None:
+        return QPixmap()
+    preview, scale = shrunk[0].copy(), shrunk[1]
     draw = ImageDraw.Draw(preview)
-    scale = pre * factor
     for (x, y, w, h), colour in ((square, (0, 200, 255)), (box, (255, 210, 0))):
         draw.rectangle((x * scale, y * scale, (x + w) * scale, (y + h) * scale), outline=colour, width=2)
     return pil_to_pixmap(preview)
