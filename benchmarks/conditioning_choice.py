@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--choices", default="projection,acgan,both")
     ap.add_argument("--loss", default="dcgan")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    ap.add_argument("--tagger-cache", help="file to keep the trained tagger in (shared by parallel runs)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,13 +99,29 @@ def main() -> None:
     faces = load_face_folder(args.data, 64)
     held = len(faces) // 6
     train_part, test_part = subset(faces, slice(0, len(faces) - held)), subset(faces, slice(len(faces) - held, None))
-    t0 = time.perf_counter()
-    tagger = train_tagger(train_part, args.tagger_steps, 32)
-    real_acc = accuracy(scores(tagger, test_part.batch(torch.arange(len(test_part)),
-                                                        torch.zeros(len(test_part), dtype=torch.bool))[0]),
-                        test_part.cond)
-    print(f"tagger on {held} unseen real faces ({time.perf_counter() - t0:.0f} s): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in real_acc.items()))
+    tagger_cache = Path(args.tagger_cache) if args.tagger_cache else None
+    tagger_box: list[Discriminator] = []
+    results: dict = {"steps": args.steps, "width": args.width, "loss": args.loss, "runs": {}}
+
+    def tagger() -> Discriminator:
+        """Trained once (the same seed and data give the same tagger) and cached on disk."""
+        if not tagger_box:
+            t0 = time.perf_counter()
+            if tagger_cache and tagger_cache.exists():
+                net = Discriminator(Architecture(64, 32, 128, VOCABULARY.dim, "acgan"))
+                net.load_state_dict(torch.load(tagger_cache, weights_only=True))
+                net.eval()
+            else:
+                net = train_tagger(train_part, args.tagger_steps, 32)
+                if tagger_cache:
+                    torch.save(net.state_dict(), tagger_cache.with_suffix(".tmp"))
+                    tagger_cache.with_suffix(".tmp").replace(tagger_cache)
+            x_test = test_part.batch(torch.arange(len(test_part)), torch.zeros(len(test_part), dtype=torch.bool))[0]
+            results["tagger_on_real"] = accuracy(scores(net, x_test), test_part.cond)
+            print(f"tagger on {held} unseen real faces ({time.perf_counter() - t0:.0f} s): "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in results["tagger_on_real"].items()), flush=True)
+            tagger_box.append(net)
+        return tagger_box[0]
 
     rng = np.random.default_rng(123)
     hair = VOCABULARY.group("hair_colour").values
@@ -118,31 +135,34 @@ def main() -> None:
     conds[conds[:, up] * conds[:, down] > 0, down] = 0
     z = noise(len(conds), 128, 99)
 
-    results = {"tagger_on_real": real_acc, "steps": args.steps, "width": args.width, "runs": {}}
     for choice in args.choices.split(","):
         cfg = TrainingConfig(data=args.data, width=args.width, conditioning=choice, loss=args.loss,
-                             epochs=1000, preview_steps=10**9, checkpoint_minutes=10**6,
-                             threads=args.threads)
+                             epochs=1000, preview_steps=10**9, checkpoint_minutes=10**6, threads=args.threads)
         run = out / f"{choice}-{args.loss}-w{args.width}"
-        step = {"n": 0}
+        resume = (run / "checkpoint.pt").exists()
+        done = [load_resume_state(run)["step"] if resume else 0]
 
-        def count(p, step=step):
-            step["n"] = p.step if p.phase == "training" else 0
+        def budget_spent(done=done) -> bool:  # polled once before each step
+            if done[0] >= args.steps:
+                return True
+            done[0] += 1
+            return False
 
         t0 = time.perf_counter()
-        train(cfg, run, progress=count, should_stop=lambda step=step: step["n"] >= args.steps, faces=train_part,
-              resume=(run / "checkpoint.pt").exists())
+        train(cfg, run, should_stop=budget_spent, faces=train_part, resume=resume)
         seconds = time.perf_counter() - t0
         state = load_resume_state(run)
-        g = Generator(Architecture.from_dict(state["architecture"]))
-        g.load_state_dict(state["G_ema"])
-        g.eval()
-        with torch.no_grad():
-            images = torch.cat([g(z[i:i + 256], conds[i:i + 256]) for i in range(0, len(z), 256)])
-        acc = accuracy(scores(tagger, images), conds)
-        results["runs"][choice] = {"accuracy": acc, "seconds": seconds, "img_per_sec": args.steps * 64 / seconds}
-        print(f"{choice:<11} {args.steps} steps in {seconds:.0f} s ({args.steps * 64 / seconds:.0f} img/s): "
-              + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), flush=True)
+        row = {"seconds": seconds, "trained_steps_this_call": state["step"]}
+        for key in ("G", "G_ema"):
+            g = Generator(Architecture.from_dict(state["architecture"]))
+            g.load_state_dict(state[key])
+            g.eval()
+            with torch.no_grad():
+                images = torch.cat([g(z[i:i + 256], conds[i:i + 256]) for i in range(0, len(z), 256)])
+            row[key] = accuracy(scores(tagger(), images), conds)
+            print(f"{choice:<11} {key:<5} {state['step']} steps: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in row[key].items()), flush=True)
+        results["runs"][choice] = row
     (out / "conditioning_choice.json").write_text(json.dumps(results, indent=2))
 
 

@@ -98,7 +98,10 @@ class GanModels:
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
 
     @torch.no_grad()
-    def update_ema(self, beta: float) -> None:
+    def update_ema(self, beta: float, step: int) -> None:
+        # Warm-up: a short horizon early on, so the EMA copy is not dominated by the
+        # random initial weights for the first few thousand steps.
+        beta = min(beta, (1.0 + step) / (10.0 + step))
         for p_ema, p in zip(self.g_ema.parameters(), self.g.parameters(), strict=True):
             p_ema.lerp_(p, 1.0 - beta)
         # BatchNorm running statistics follow the live generator.
@@ -165,7 +168,7 @@ def train_step(models: GanModels, cfg: TrainingConfig, real: tuple[torch.Tensor,
     models.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     models.opt_g.step()
-    models.update_ema(cfg.ema_beta)
+    models.update_ema(cfg.ema_beta, step)
 
     stats["d_real"] = torch.sigmoid(real_logit.detach().float()).mean().item()
     stats["d_fake"] = torch.sigmoid(fake_logit.detach().float()).mean().item()
