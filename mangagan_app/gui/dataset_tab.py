@@ -592,7 +592,7 @@ def _shrunk_source(path: str, size: int, mtime_ns: int) -> tuple[Image.Image, fl
 
 def _source_with_box(path: str, box: tuple[int, int, int, int], square: tuple[int, int, int, int],
                      size: int) -> QPixmap:
-    """The source image shrunk to fit ``size``, the face box (yellow) and crop square (cyan) drawn.
+    """The source image shrunk to fit ``size``, the face box (magenta) and crop square (cyan) drawn.
 
     Read as the detector read it (EXIF-upright, alpha over white) so the boxes
     line up. A source that can no longer be read gives an empty pixmap.
@@ -606,6 +606,6 @@ def _source_with_box(path: str, box: tuple[int, int, int, int], square: tuple[in
         return QPixmap()
     preview, scale = shrunk[0].copy(), shrunk[1]
     draw = ImageDraw.Draw(preview)
-    for (x, y, w, h), colour in ((square, (0, 200, 255)), (box, (255, 210, 0))):
+    for (x, y, w, h), colour in ((square, (0, 200, 255)), (box, (255, 0, 200))):
         draw.rectangle((x * scale, y * scale, (x + w) * scale, (y + h) * scale), outline=colour, width=2)
     return pil_to_pixmap(preview)
