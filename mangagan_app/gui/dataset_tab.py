@@ -9,6 +9,7 @@ Every decision is written to the catalogue as it is made.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -388,8 +389,12 @@ class DatasetTab(QWidget):
         if folder:
             try:
                 self.catalogue = Catalogue(folder)
+                used = self.catalogue.get_meta("crop_config")
             except (OSError, sqlite3.Error) as exc:
                 self.run_status.setText(f"Cannot open the dataset folder {folder}: {exc}")
+            else:
+                if used:  # keep one crop size per dataset
+                    self.size_combo.setCurrentText(str(json.loads(used).get("size", 64)))
         self.save_settings()
         self.reload_faces()
 

@@ -105,3 +105,24 @@ def test_start_crops_in_background_and_fills_grid_when_run_ends(qtbot, settings,
     assert tab.errors_tree.topLevelItemCount() == 1
     assert settings.value("dataset/folder") == str(tmp_path / "ds")
     tab.shutdown()
+
+
+def test_dropped_folders_become_sources_when_dragged_from_a_file_manager(qtbot, settings, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    tab = _tab(qtbot, settings)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path)), QUrl.fromLocalFile(str(tmp_path))])
+    event = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    tab.sources.dropEvent(event)
+    assert tab.sources.paths() == [str(tmp_path)]
+
+
+def test_crop_size_follows_the_dataset_when_opened(qtbot, settings, tmp_path):
+    crop_sources([_sources(tmp_path / "src")], tmp_path / "ds", CropConfig(size=128, workers=1))
+    tab = _tab(qtbot, settings)
+    tab.open_dataset(str(tmp_path / "ds"))
+    assert tab.size_combo.currentText() == "128"
+    tab.shutdown()
