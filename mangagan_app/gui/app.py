@@ -7,6 +7,7 @@ sentence in the status bar or a dialog.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
 import traceback
 from pathlib import Path
@@ -61,6 +62,9 @@ def create_application(argv: list[str]) -> QApplication:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A frozen (PyInstaller) build starts the crop worker processes by running this
+    # executable again; freeze_support() turns those runs into workers, not windows.
+    multiprocessing.freeze_support()
     argv = sys.argv if argv is None else argv
     if "--self-test" in argv[1:]:
         from mangagan_app.gui.self_test import run_self_test
