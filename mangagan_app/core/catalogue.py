@@ -53,12 +53,17 @@ CREATE TABLE IF NOT EXISTS faces (
     tags TEXT NOT NULL,
     tags_source TEXT NOT NULL,
     dhash INTEGER NOT NULL,
+    dhash_hi INTEGER NOT NULL,
+    dhash_lo INTEGER NOT NULL,
+    duplicate_of INTEGER REFERENCES faces(id) ON DELETE SET NULL,
     decision TEXT NOT NULL DEFAULT 'unreviewed' CHECK (decision IN ('unreviewed', 'keep', 'reject')),
     decided_at REAL,
     UNIQUE (source_id, idx)
 );
 CREATE INDEX IF NOT EXISTS faces_decision_likelihood ON faces (decision, likelihood);
 CREATE INDEX IF NOT EXISTS faces_likelihood ON faces (likelihood);
+CREATE INDEX IF NOT EXISTS faces_dhash_hi ON faces (dhash_hi);
+CREATE INDEX IF NOT EXISTS faces_dhash_lo ON faces (dhash_lo);
 CREATE INDEX IF NOT EXISTS sources_status ON sources (status);
 """
 
@@ -120,6 +125,16 @@ class FaceRecord:
     tags_source: str
     decision: str
     dhash: int
+    duplicate_of: int | None  # an earlier face with a near-identical crop
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _halves(dhash: int) -> tuple[int, int]:
+    """The top and bottom 32 bits of a (signed) 64-bit hash."""
+    unsigned = dhash & _MASK64
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
 
 
 def _rgb_text(rgb: Iterable[int]) -> str:
@@ -225,13 +240,32 @@ class Catalogue:
                 (result.size, result.mtime_ns, result.sha256, result.width, result.height,
                  "error" if result.error else "done", result.error, result.small_faces, time.time(),
                  result.source_id))
-            self._db.executemany(
-                "INSERT INTO faces (source_id, idx, x, y, w, h, crop_x, crop_y, crop_side, likelihood, hair_rgb, "
-                "eye_rgb, skin_rgb, crop_file, crop_size, tags, tags_source, dhash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(result.source_id, f.idx, *f.box, *f.square[:3], f.likelihood, _rgb_text(f.hair_rgb),
-                  _rgb_text(f.eye_rgb), _rgb_text(f.skin_rgb), f.crop_file, f.crop_size, ", ".join(f.tags),
-                  f.tags_source, f.dhash) for f in result.faces])
+            for f in result.faces:
+                hi, lo = _halves(f.dhash)
+                cur = self._db.execute(
+                    "INSERT INTO faces (source_id, idx, x, y, w, h, crop_x, crop_y, crop_side, likelihood, hair_rgb, "
+                    "eye_rgb, skin_rgb, crop_file, crop_size, tags, tags_source, dhash, dhash_hi, dhash_lo) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (result.source_id, f.idx, *f.box, *f.square[:3], f.likelihood, _rgb_text(f.hair_rgb),
+                     _rgb_text(f.eye_rgb), _rgb_text(f.skin_rgb), f.crop_file, f.crop_size, ", ".join(f.tags),
+                     f.tags_source, f.dhash, hi, lo))
+                twin = self._earlier_twin(int(cur.lastrowid), f.dhash)
+                if twin is not None:
+                    self._db.execute("UPDATE faces SET duplicate_of = ? WHERE id = ?", (twin, cur.lastrowid))
+
+    def _earlier_twin(self, face_id: int, dhash: int) -> int | None:
+        """The first earlier face whose hash differs from ``dhash`` in at most one bit.
+
+        Two hashes one bit apart agree on one of their 32-bit halves, so the two
+        indexed halves find every such twin without a pass over all faces.
+        """
+        hi, lo = _halves(dhash)
+        for other_id, other in self._db.execute(
+                "SELECT id, dhash FROM faces WHERE (dhash_hi = ? OR dhash_lo = ?) AND id < ? ORDER BY id",
+                (hi, lo, face_id)):
+            if ((other ^ dhash) & _MASK64).bit_count() <= 1:
+                return int(other_id)
+        return None
 
     def source_status(self) -> dict[str, int]:
         """Number of sources per status (``pending``, ``done``, ``error``)."""
@@ -272,12 +306,12 @@ class Catalogue:
             marks = ",".join("?" * len(chunk))
             for r in self._db.execute(
                     "SELECT f.id, f.source_id, s.path, f.x, f.y, f.w, f.h, f.crop_x, f.crop_y, f.crop_side, "
-                    "f.likelihood, f.crop_file, f.tags, f.tags_source, f.decision, f.dhash "
+                    "f.likelihood, f.crop_file, f.tags, f.tags_source, f.decision, f.dhash, f.duplicate_of "
                     f"FROM faces f JOIN sources s ON s.id = f.source_id WHERE f.id IN ({marks})", chunk):
                 out[r[0]] = FaceRecord(
                     id=r[0], source_id=r[1], source_path=r[2], box=tuple(r[3:7]), square=tuple(r[7:10]) + (r[9],),
                     likelihood=r[10], crop_file=r[11], tags=tuple(t for t in r[12].split(", ") if t),
-                    tags_source=r[13], decision=r[14], dhash=r[15])
+                    tags_source=r[13], decision=r[14], dhash=r[15], duplicate_of=r[16])
         return out
 
     def set_decisions(self, decisions: Mapping[int, str]) -> dict[int, str]:
@@ -308,24 +342,12 @@ class Catalogue:
         counts.update(self._db.execute("SELECT decision, COUNT(*) FROM faces GROUP BY decision").fetchall())
         return counts
 
-    def near_duplicates(self, *, max_bits: int = 1) -> dict[int, int]:
-        """Faces whose difference hash is within ``max_bits`` of an earlier face: {face id: earlier id}.
+    def near_duplicates(self) -> dict[int, int]:
+        """{face id: the earlier face it nearly duplicates} (difference hashes at most one bit apart).
 
-        Exact-hash matches are found by the index; near ones by comparing within
-        buckets of the hash's top 16 bits, which catches most of them cheaply.
+        Found as each face is recorded, so this is one indexed read.
         """
-        buckets: dict[int, list[tuple[int, int]]] = {}
-        dupes: dict[int, int] = {}
-        for face_id, h in self._db.execute("SELECT id, dhash FROM faces ORDER BY id"):
-            u = h & 0xFFFFFFFFFFFFFFFF
-            bucket = buckets.setdefault(u >> 48, [])
-            for other_id, other in bucket:
-                if (u ^ other).bit_count() <= max_bits:
-                    dupes[face_id] = other_id
-                    break
-            else:
-                bucket.append((face_id, u))
-        return dupes
+        return dict(self._db.execute("SELECT id, duplicate_of FROM faces WHERE duplicate_of IS NOT NULL"))
 
     def kept(self) -> Iterator[tuple[Path, tuple[str, ...]]]:
         """(crop file, tags) of every kept face, by id: what training may use."""

@@ -151,8 +151,6 @@ class DatasetTab(QWidget):
         super().__init__(parent)
         self.settings = settings
         self.catalogue: Catalogue | None = None
-        # Near-duplicate flags cost a pass over every face: found on open and after a run only.
-        self._duplicates: dict[int, int] | None = None
         self.worker: CropWorker | None = None
         self.undo_stack = QUndoStack(self)
         self.model = FaceListModel(self)
@@ -384,7 +382,6 @@ class DatasetTab(QWidget):
             self.catalogue.close()
             self.catalogue = None
         self.undo_stack.clear()
-        self._duplicates = None
         folder = folder.strip()
         if folder:
             try:
@@ -439,12 +436,10 @@ class DatasetTab(QWidget):
         self.progress_bar.setRange(0, max(summary.found - summary.skipped, 1))
         self.progress_bar.setValue(summary.processed)
         self.run_status.setText("\n".join(summary.lines()))
-        self._duplicates = None
         self.reload_faces()
 
     def _on_failed(self, message: str) -> None:
         self.run_status.setText(message)
-        self._duplicates = None
         self.reload_faces()
 
     def _on_thread_done(self) -> None:
@@ -463,9 +458,7 @@ class DatasetTab(QWidget):
             self.model.set_faces(None, [])
         else:
             ids = self.catalogue.face_ids(decision, order=order)
-            if self._duplicates is None:
-                self._duplicates = self.catalogue.near_duplicates()
-            self.model.set_faces(self.catalogue, ids, self._duplicates)
+            self.model.set_faces(self.catalogue, ids)
         self._update_counts()
         self._update_errors()
         if self.model.rowCount():

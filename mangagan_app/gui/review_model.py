@@ -63,18 +63,16 @@ class FaceListModel(QAbstractListModel):
         self._rows: dict[int, int] = {}
         self._records: dict[int, FaceRecord] = {}
         self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
-        self._duplicates: dict[int, int] = {}
 
     # ---- content -------------------------------------------------------------------
-    def set_faces(self, catalogue: Catalogue | None, ids: list[int], duplicates: dict[int, int] | None = None) -> None:
-        """Show ``ids`` (records read from ``catalogue``); ``duplicates`` maps a face to its earlier twin."""
+    def set_faces(self, catalogue: Catalogue | None, ids: list[int]) -> None:
+        """Show ``ids`` (records read from ``catalogue``)."""
         self.beginResetModel()
         self._catalogue = catalogue
         self._ids = list(ids)
         self._rows = {face_id: row for row, face_id in enumerate(self._ids)}
         self._records.clear()
         self._pixmaps.clear()
-        self._duplicates = duplicates or {}
         self.endResetModel()
 
     def face_id(self, row: int) -> int:
@@ -125,7 +123,7 @@ class FaceListModel(QAbstractListModel):
         if role == DECISION_ROLE:
             return record.decision
         if role == Qt.ItemDataRole.ToolTipRole:
-            twin = self._duplicates.get(record.id)
+            twin = record.duplicate_of
             lines = [
                 f"{Path(record.source_path).name}  (face {record.id})",
                 f"detector likelihood {record.likelihood:.3f}",
@@ -137,10 +135,6 @@ class FaceListModel(QAbstractListModel):
             lines.append("K keep · X/Delete reject · Space toggle · Ctrl+Z undo")
             return "\n".join(lines)
         return None
-
-    def duplicate_of(self, face_id: int) -> int | None:
-        """The earlier face this one nearly duplicates, if any."""
-        return self._duplicates.get(face_id)
 
     def crop_image(self, record: FaceRecord) -> Image.Image | None:
         """The crop of ``record`` as RGB, or None when its file is gone or unreadable."""
@@ -166,7 +160,7 @@ class FaceListModel(QAbstractListModel):
         if image is None:
             image = Image.new("RGB", (THUMB, THUMB), (128, 128, 128))
         pixmap = pil_to_pixmap(decorate(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), record.decision,
-                                        record.id in self._duplicates))
+                                        record.duplicate_of is not None))
         self._pixmaps[record.id] = pixmap
         if len(self._pixmaps) > _PIXMAP_CACHE:
             self._pixmaps.popitem(last=False)

@@ -290,3 +290,20 @@ def test_kept_training_items_feed_the_trainer_when_faces_kept(scenes, tmp_path):
     assert len(faces) == 4
     with pytest.raises(FileNotFoundError):
         kept_training_items(tmp_path / "nothing-here")
+
+
+def test_copies_are_flagged_as_near_duplicates_when_an_image_is_cropped_twice(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    image, _, _ = make_scene(3, tiles=(128, 160))
+    image.save(src / "a.png")
+    image.save(src / "b_copy.jpg", quality=92)  # re-encoded: pixels differ a little
+    crop_sources([src], tmp_path / "ds", small_cfg())
+    with Catalogue(tmp_path / "ds") as cat:
+        faces = cat.faces(cat.face_ids(order="source"))
+        dupes = cat.near_duplicates()
+    originals = {f.id for f in faces.values() if f.source_path.endswith("a.png")}
+    copies = {f.id for f in faces.values() if f.source_path.endswith("b_copy.jpg")}
+    assert len(originals) == len(copies) == 2
+    assert set(dupes) == copies and set(dupes.values()) == originals
+    assert all(faces[i].duplicate_of == dupes[i] for i in copies)
