@@ -113,7 +113,7 @@ class TrainTab(QWidget):
         box = QGroupBox("Training data")
         form = QVBoxLayout(box)
         self.use_sketchbook = QRadioButton("Sketchbook faces drawn by the app")
-        self.use_folder = QRadioButton("A folder of face images (with .txt tag files)")
+        self.use_folder = QRadioButton("Face images with .txt tags, or a reviewed dataset (its kept crops)")
         group = QButtonGroup(self)
         group.addButton(self.use_sketchbook)
         group.addButton(self.use_folder)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from mangagan_app.core.attributes import VOCABULARY, ConflictingTagsError, Vocabulary
+from mangagan_app.core.catalogue import DB_NAME as CATALOGUE_FILE
+from mangagan_app.core.catalogue import kept_training_items
 from mangagan_app.core.decoding import IMAGE_SUFFIXES, decode_many
 
 log = logging.getLogger(__name__)
@@ -130,10 +132,15 @@ def load_face_folder(folder: str | Path, resolution: int, *,
                      progress: Callable[[int, int], None] | None = None) -> FaceSet:
     """All faces of ``folder`` at ``resolution`` px, with labels from their ``.txt`` sidecars.
 
-    Raises ``FileNotFoundError`` for a missing folder and ``ValueError`` when it holds
-    no usable image. Bad images are logged (naming the file) and skipped.
+    A dataset folder made by the Dataset tab / ``mangagan crop`` (it holds a
+    catalogue) gives its *kept* crops and their tags instead, so reviewed data trains
+    without an export step. Raises ``FileNotFoundError`` for a missing folder and
+    ``ValueError`` when it holds no usable image. Bad images are logged (naming the
+    file) and skipped.
     """
-    return faces_from_items(folder_items(folder), resolution, source=str(folder), progress=progress)
+    items = (kept_training_items(folder) if (Path(folder) / CATALOGUE_FILE).is_file()
+             else folder_items(folder))
+    return faces_from_items(items, resolution, source=str(folder), progress=progress)
 
 
 def faces_from_items(items: Iterable[tuple[Path, str | None]], resolution: int, *, source: str = "",
