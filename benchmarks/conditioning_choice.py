@@ -90,6 +90,10 @@ def main() -> None:
     ap.add_argument("--loss", default="dcgan")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     ap.add_argument("--tagger-cache", help="file to keep the trained tagger in (shared by parallel runs)")
+    ap.add_argument("--tagger-width", type=int, default=32)
+    ap.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"))
+    ap.add_argument("--wait-for-tagger", action="store_true",
+                    help="wait for --tagger-cache to appear instead of training the tagger here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,12 +111,14 @@ def main() -> None:
         """Trained once (the same seed and data give the same tagger) and cached on disk."""
         if not tagger_box:
             t0 = time.perf_counter()
+            while args.wait_for_tagger and not tagger_cache.exists():
+                time.sleep(5)  # another process is training it
             if tagger_cache and tagger_cache.exists():
-                net = Discriminator(Architecture(64, 32, 128, VOCABULARY.dim, "acgan"))
+                net = Discriminator(Architecture(64, args.tagger_width, 128, VOCABULARY.dim, "acgan"))
                 net.load_state_dict(torch.load(tagger_cache, weights_only=True))
                 net.eval()
             else:
-                net = train_tagger(train_part, args.tagger_steps, 32)
+                net = train_tagger(train_part, args.tagger_steps, args.tagger_width)
                 if tagger_cache:
                     torch.save(net.state_dict(), tagger_cache.with_suffix(".tmp"))
                     tagger_cache.with_suffix(".tmp").replace(tagger_cache)
@@ -135,10 +141,14 @@ def main() -> None:
     conds[conds[:, up] * conds[:, down] > 0, down] = 0
     z = noise(len(conds), 128, 99)
 
-    for choice in args.choices.split(","):
+    if not args.choices:
+        tagger()
+    for choice in filter(None, args.choices.split(",")):
         cfg = TrainingConfig(data=args.data, width=args.width, conditioning=choice, loss=args.loss,
-                             epochs=1000, preview_steps=10**9, checkpoint_minutes=10**6, threads=args.threads)
-        run = out / f"{choice}-{args.loss}-w{args.width}"
+                             epochs=1000, preview_steps=10**9, checkpoint_minutes=10**6, threads=args.threads,
+                             precision=args.precision)
+        run = out / f"{choice}-{args.loss}-w{args.width}" if args.precision == "fp32" else \
+            out / f"{choice}-{args.loss}-w{args.width}-{args.precision}"
         resume = (run / "checkpoint.pt").exists()
         done = [load_resume_state(run)["step"] if resume else 0]
 

@@ -223,7 +223,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "epochs": args.epochs, "batch": args.batch, "loss": args.loss, "resolution": args.res,
         "width": args.width, "conditioning": args.conditioning, "seed": args.seed, "device": args.device,
         "preview_steps": args.preview_every, "checkpoint_minutes": args.checkpoint_minutes,
-        "threads": args.threads,
+        "threads": args.threads, "precision": args.precision,
     }.items() if v is not None}
     run_dir = Path(args.run_dir)
     try:
@@ -390,11 +390,16 @@ class _StageLine:
         print(f"\n{self.label}: stopping (Ctrl+C again to abort)", file=sys.stderr)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        print(f"\r{self.label}: {stage} {done}/{total}".ljust(70), end="", file=sys.stderr, flush=True)
+        # On a terminal the line is rewritten in place; in a log, one line per stage end.
+        if sys.stderr.isatty():
+            print(f"\r{self.label}: {stage} {done}/{total}".ljust(70), end="", file=sys.stderr, flush=True)
+        elif done >= total:
+            print(f"{self.label}: {stage} {done}/{total}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self._signal.signal(self._signal.SIGINT, self._previous)
-        print(file=sys.stderr)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -415,7 +420,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         settings = EvaluationSettings(n=args.n, per_value=args.per_value, detect=args.detect, unseen=args.unseen,
-                                      seed=args.seed, workers=args.workers)
+                                      seed=args.seed, workers=args.workers, threads=args.threads)
         tagger = load_tagger(args.tagger)
     except (ValueError, TaggerError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
@@ -436,7 +441,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.write_card:
-        write_card_metrics(args.weights, result, "mangagan " + shlex.join(sys.argv[1:]))
+        command = ["mangagan", "evaluate", args.weights, "--data", args.data, "--n", args.n, "--per-value",
+                   args.per_value, "--detect", args.detect, "--unseen", args.unseen, "--seed", args.seed]
+        if args.unseen_dir:
+            command += ["--unseen-dir", args.unseen_dir]
+        write_card_metrics(args.weights, result, shlex.join(str(c) for c in command))
         print(f"stored the metrics in the model card of {args.weights}")
     if args.write_index:
         path = save_index(index, index_path(args.weights))
@@ -450,7 +459,15 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
     import torch
 
     from mangagan_app.ml.dataset import load_face_folder
-    from mangagan_app.ml.tagger import TAGGER_SIZE, AttributeTagger, accuracy_report, save_tagger, train_tagger
+    from mangagan_app.ml.tagger import (
+        TAGGER_SIZE,
+        AttributeTagger,
+        TaggerError,
+        accuracy_report,
+        load_tagger,
+        save_tagger,
+        train_tagger,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -464,10 +481,17 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
         print("train-tagger: every face needs complete tags (hair colour, hair style, eye colour): "
               "use sketchbook folders", file=sys.stderr)
         return 1
+    init = None
+    if args.init:
+        try:
+            init = load_tagger(args.init).net
+        except TaggerError as exc:
+            print(f"train-tagger: {exc}", file=sys.stderr)
+            return 1
     line = _StageLine("train-tagger")
     started = time.monotonic()
     try:
-        net = train_tagger(train.images, train.cond, epochs=args.epochs, seed=args.seed,
+        net = train_tagger(train.images, train.cond, epochs=args.epochs, seed=args.seed, init=init, lr=args.lr,
                            progress=lambda step, total, loss: line(f"loss {loss:.3f} step", step, total),
                            should_stop=lambda: line.stop)
     finally:
@@ -477,6 +501,7 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
     accuracy = accuracy_report(tagger.read(test.images)[1], test.cond.numpy())
     training = {"train_folder": str(args.train), "faces": len(train), "test_folder": str(args.test),
                 "test_faces": len(test), "epochs": args.epochs, "seed": args.seed, "minutes": round(minutes, 1),
+                "lr": args.lr, "continued_from": load_tagger(args.init).card if args.init else None,
                 "augmentation": "flip, shift <= 3 px, 2x blur on half, Gaussian noise sigma <= 0.08"}
     weights, card = save_tagger(net, args.out, training=training, accuracy=accuracy)
     for group, value in accuracy["groups"].items():
@@ -510,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preview-every", type=int, help="steps between preview grids (default 500)")
     train.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 5)")
     train.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    train.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                       help="auto (default): bfloat16 autocast where the hardware has it natively")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its checkpoint")
     train.set_defaults(func=_cmd_train)
 
@@ -583,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tagger", help="tagger .safetensors (default: the shipped one)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--workers", type=int, default=2, help="processes for drawing and detecting (2)")
+    evaluate.add_argument("--threads", type=int, default=1, help="torch CPU threads (1; 0 = all cores)")
     evaluate.add_argument("--json", help="write the full report as JSON here")
     evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the model card")
     evaluate.add_argument("--write-index", action="store_true",
@@ -596,6 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.add_argument("--epochs", type=int, default=3)
     tagger.add_argument("--seed", type=int, default=0)
     tagger.add_argument("--threads", type=int, default=1, help="CPU threads (1)")
+    tagger.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
+    tagger.add_argument("--init", help="continue training this tagger .safetensors")
     tagger.set_defaults(func=_cmd_train_tagger)
 
     export = sub.add_parser("review-export", help="write the kept crops of a dataset as PNG + .txt tag files")

@@ -83,6 +83,8 @@ class TrainingConfig:
     ``checkpoint_steps`` when > 0). ``device`` None picks CUDA → MPS → CPU;
     ``threads`` > 0 caps the CPU threads (0: all cores, or all but one beside a GUI —
     on a CPU shared with other busy processes, fewer threads can be much faster).
+    ``precision`` "auto" trains under bfloat16 autocast where the hardware does bf16
+    natively (recent GPUs, AVX512-BF16/AMX CPUs), else float32.
     """
 
     data: str = ""
@@ -107,11 +109,14 @@ class TrainingConfig:
     checkpoint_steps: int = 0
     device: str | None = None
     threads: int = 0
+    precision: str = "auto"
     leave_core_for_gui: bool = False
 
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0 = automatic), not {self.threads}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, not {self.precision!r}")
         if self.resolution not in (32, 64, 128):
             raise ValueError(f"resolution must be 64 or 128 (32 for tests), not {self.resolution}")
         if self.loss not in ("dcgan", "dragan"):
