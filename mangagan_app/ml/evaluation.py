@@ -42,8 +42,10 @@ from mangagan_app.ml.originality import (
     FeatureIndex,
     build_index,
     load_training_faces,
-    nearest,
+    mirrored,
+    nearest_either_way,
     pixel_rms,
+    pixels_for_comparison,
     tag_in_chunks,
     unseen_real_faces,
 )
@@ -70,7 +72,9 @@ class EvaluationStopped(Exception):
 class EvaluationSettings:
     """``n`` generated faces for fidelity and originality (and as many real faces per
     half), ``per_value`` faces per attribute value, ``detect`` faces of each kind
-    for the detector, ``unseen`` unseen real faces; ``seed`` fixes every draw."""
+    for the detector, ``unseen`` unseen real faces; ``seed`` fixes every draw.
+    ``threads`` > 0 caps torch's CPU threads while evaluating (on a CPU shared with
+    training runs one thread is much faster than two fighting); 0 leaves them."""
 
     n: int = 2000
     per_value: int = 100
@@ -79,10 +83,13 @@ class EvaluationSettings:
     seed: int = 0
     workers: int = 2
     batch: int = 250
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if min(self.n, self.per_value, self.detect, self.unseen, self.batch) < 1 or self.workers < 1:
             raise ValueError("n, per_value, detect, unseen, batch and workers must all be at least 1")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = leave torch's setting), not {self.threads}")
 
 
 # ---- pieces ----------------------------------------------------------------------------------------
@@ -143,46 +150,52 @@ def _summary(values: np.ndarray) -> dict:
     return {"median": float(np.median(v)), "p01": float(np.quantile(v, 0.01)), "min": float(v.min())}
 
 
-def originality_report(generated: np.ndarray, gen_features: np.ndarray, unseen: np.ndarray,
-                       unseen_features: np.ndarray, train_images: np.ndarray, train_features: np.ndarray,
-                       names: list[str], *, progress: StageProgress | None = None) -> dict:
+def originality_report(generated: np.ndarray, unseen: np.ndarray, train_images: np.ndarray,
+                       train_features: np.ndarray, names: list[str], tagger: AttributeTagger, *,
+                       progress: StageProgress | None = None) -> dict:
     """Nearest training faces of generated and of unseen real faces, and the memorisation rates.
 
-    Images are uint8 (N, H, W, 3) at one size; features come from one tagger. A
-    generated face counts as memorised in a space when it is nearer a training face
-    than 99 % of unseen real faces are; ``memorisation_rate`` needs both spaces.
+    Images are uint8 (N, H, W, 3) at one size; ``train_features`` come from
+    ``tagger``. Each face is compared as it is and in mirror image (the trainer
+    mirrors), the nearer counting. A generated face counts as memorised in a space
+    when it is nearer a training face than 99 % of unseen real faces are;
+    ``memorisation_rate`` needs both spaces.
     """
     def step(done: int) -> None:
         if progress:
             progress("nearest training faces", done, 4)
 
     step(0)
-    gen_pix, gen_pix_rows = nearest(generated, train_images)
-    step(1)
-    unseen_pix, _ = nearest(unseen, train_images)
+    train_small = pixels_for_comparison(train_images)
+    both = pixels_for_comparison(np.concatenate([generated, unseen]))
+    both_pix, both_pix_rows = nearest_either_way(both, both[:, :, ::-1], train_small)
+    del train_small
+    m = len(generated)
+    gen_pix, gen_pix_rows, unseen_pix = both_pix[:m], both_pix_rows[:m], both_pix[m:]
     step(2)
-    gen_feat, gen_feat_rows = nearest(gen_features, train_features)
-    unseen_feat, _ = nearest(unseen_features, train_features)
+    gen_feat, gen_feat_rows = nearest_either_way(tagger.features(generated), tagger.features(mirrored(generated)),
+                                                 train_features)
+    unseen_feat, _ = nearest_either_way(tagger.features(unseen), tagger.features(mirrored(unseen)), train_features)
     step(3)
-    shape = train_images.shape[1:]
-    gen_pix, unseen_pix = pixel_rms(gen_pix[:, 0], shape), pixel_rms(unseen_pix[:, 0], shape)
-    gen_feat, unseen_feat = gen_feat[:, 0], unseen_feat[:, 0]
+    shape = both.shape[1:]
+    gen_pix, unseen_pix = pixel_rms(gen_pix, shape), pixel_rms(unseen_pix, shape)
     pix_threshold = float(np.quantile(unseen_pix, NEAR_COPY_QUANTILE))
     feat_threshold = float(np.quantile(unseen_feat, NEAR_COPY_QUANTILE))
     flagged_pix, flagged_feat = gen_pix < pix_threshold, gen_feat < feat_threshold
     closest = np.argsort(gen_pix)[:8]
     step(4)
     return {
-        "pixels": {"generated": _summary(gen_pix), "unseen_real": _summary(unseen_pix),
+        "pixels": {"space": f"RMS difference per channel value in [0, 1], at {shape[0]} px (block averages)",
+                   "generated": _summary(gen_pix), "unseen_real": _summary(unseen_pix),
                    "threshold": pix_threshold, "memorisation_rate": float(flagged_pix.mean())},
         "features": {"generated": _summary(gen_feat), "unseen_real": _summary(unseen_feat),
                      "threshold": feat_threshold, "memorisation_rate": float(flagged_feat.mean())},
         "memorisation_rate": float((flagged_pix & flagged_feat).mean()),
-        "memorisation_rule": "generated faces nearer a training face than 99 % of unseen real faces are, "
-                             "in pixels and in tagger features both",
-        "closest_pairs": [{"generated": int(i), "training_file": names[int(gen_pix_rows[i, 0])],
+        "memorisation_rule": "generated faces nearer a training face (as drawn or mirrored) than 99 % of unseen "
+                             "real faces are, in pixels and in tagger features both",
+        "closest_pairs": [{"generated": int(i), "training_file": names[int(gen_pix_rows[i])],
                            "pixel_distance": float(gen_pix[i]),
-                           "feature_nearest_file": names[int(gen_feat_rows[i, 0])]} for i in closest],
+                           "feature_nearest_file": names[int(gen_feat_rows[i])]} for i in closest],
     }
 
 
@@ -202,6 +215,18 @@ def evaluate(weights: str | Path, data: str | Path, *, settings: EvaluationSetti
     ``FileNotFoundError``/``ValueError`` for an unusable data folder and
     :class:`EvaluationStopped` when stopped.
     """
+    previous_threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    try:
+        return _evaluate(weights, data, settings, tagger, unseen_dir, progress, should_stop)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSettings, tagger: AttributeTagger | None,
+              unseen_dir: str | Path | None, progress: StageProgress | None, should_stop: StopFn | None
+              ) -> tuple[dict, FeatureIndex]:
     started = time.monotonic()
 
     def report(stage: str, done: int, total: int) -> None:
@@ -275,12 +300,10 @@ def evaluate(weights: str | Path, data: str | Path, *, settings: EvaluationSetti
     unseen, unseen_source = unseen_real_faces(training, settings.unseen, unseen_dir=unseen_dir,
                                               workers=settings.workers, progress=report, should_stop=should_stop)
     check_stop()
-    unseen_features = tagger.features(unseen)
-    originality = originality_report(generated, gen_features, unseen, unseen_features,
-                                     faces.images.permute(0, 2, 3, 1).numpy(), train_features, training.names,
-                                     progress=report)
+    originality = originality_report(generated, unseen, faces.images.permute(0, 2, 3, 1).numpy(), train_features,
+                                     training.names, tagger, progress=report)
     originality["unseen_source"] = unseen_source
-    index = build_index(training, train_features, unseen_features, tagger)
+    index = build_index(training, train_features, unseen, tagger)
 
     # Detectability: animeface on generated and on real training faces, both at 2x.
     check_stop()

@@ -84,6 +84,37 @@ def pixel_rms(distances: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray
     return np.asarray(distances) / (255.0 * np.sqrt(float(np.prod(image_shape))))
 
 
+def mirrored(images: np.ndarray) -> np.ndarray:
+    """uint8 faces (N, H, W, 3) flipped left-right (the trainer shows the model both)."""
+    return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+
+
+def nearest_either_way(queries: np.ndarray, mirrored_queries: np.ndarray, reference: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (M,) and row (M,) of the nearest ``reference`` row to each query or its mirror image."""
+    d, rows = nearest(np.concatenate([queries, mirrored_queries]), reference)  # one pass over the reference
+    m = len(queries)
+    use_mirror = d[m:, 0] < d[:m, 0]
+    return np.where(use_mirror, d[m:, 0], d[:m, 0]), np.where(use_mirror, rows[m:, 0], rows[:m, 0])
+
+
+PIXEL_COMPARE_SIDE = 32
+
+
+def pixels_for_comparison(images: np.ndarray, side: int = PIXEL_COMPARE_SIDE) -> np.ndarray:
+    """uint8 faces (N, H, W, 3) averaged over square blocks down to ``side`` px (float32, 0..255).
+
+    A copy stays a copy at 32 px, and comparing 24k faces costs a quarter of 64 px.
+    Sizes that ``side`` does not divide are compared as they are.
+    """
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    if h <= side or h % side or w % side:
+        return images.astype(np.float32)
+    f = h // side
+    return images.reshape(n, side, f, w // f, f, c).mean(axis=(2, 4), dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Nearest-training-face distances that only ``NEAR_COPY_QUANTILE`` / ``CLOSE_QUANTILE``
@@ -174,13 +205,40 @@ def unseen_real_faces(training: TrainingFaces, count: int, *, unseen_dir: str | 
         raise ValueError(f"{training.folder}: not a sketchbook folder (no metadata.jsonl with one seed); "
                          "pass a folder of unseen faces drawn like the training faces")
     seed = training.sketchbook_seed + 1
+    drift = renderer_drift(training)
     images, _ = render_sketchbook_faces(
         seed, count, training.sketchbook_size, workers=workers, should_stop=should_stop,
         progress=(lambda d, t: progress("drawing unseen faces", d, t)) if progress else None)
     if training.sketchbook_size != res:
         images = np.stack([np.asarray(Image.fromarray(a).resize((res, res), Image.Resampling.LANCZOS))
                            for a in images])
-    return images, f"{len(images)} sketchbook faces, seed {seed}, {training.sketchbook_size} px"
+    source = f"{len(images)} sketchbook faces, seed {seed}, {training.sketchbook_size} px"
+    if drift:
+        source += (f"; WARNING: the sketchbook renderer changed since the training folder was drawn "
+                   f"({drift}), so unseen faces differ from training faces by more than chance")
+    return images, source
+
+
+def renderer_drift(training: TrainingFaces, samples: int = 4) -> str:
+    """"" when today's sketchbook redraws the first training faces pixel for pixel, else what differs.
+
+    Unseen faces are only a fair yardstick when drawn by the same renderer as the
+    training faces.
+    """
+    from mangagan_app.core.sketchbook.dataset import sketchbook_face
+
+    rows = [r for r in range(len(training.names)) if training.sketchbook_indices[r] >= 0][:samples]
+    changed = 0
+    for row in rows:
+        try:
+            with Image.open(training.folder / training.names[row]) as im:
+                on_disk = np.asarray(im.convert("RGB"))
+        except OSError:
+            continue
+        redrawn = np.asarray(sketchbook_face(training.sketchbook_seed, int(training.sketchbook_indices[row]),
+                                             training.sketchbook_size)[1].convert("RGB"))
+        changed += int(not np.array_equal(on_disk, redrawn))
+    return f"{changed} of {len(rows)} training faces redraw differently" if changed else ""
 
 
 # ---- the index --------------------------------------------------------------------------------------
@@ -220,16 +278,19 @@ def principal_axes(features: np.ndarray, dims: int = INDEX_DIMS) -> tuple[np.nda
     return mean.astype(np.float32), vt[:min(dims, vt.shape[0])].astype(np.float32)
 
 
-def build_index(training: TrainingFaces, train_features: np.ndarray, unseen_features: np.ndarray,
+def build_index(training: TrainingFaces, train_features: np.ndarray, unseen: np.ndarray,
                 tagger: AttributeTagger, *, dims: int = INDEX_DIMS) -> FeatureIndex:
-    """The index of ``training`` from its tagger features, calibrated with unseen faces' features."""
+    """The index of ``training`` from its tagger features, calibrated with ``unseen`` real faces
+    ((N, H, W, 3) uint8, compared either way round like queries are)."""
     mean, axes = principal_axes(train_features, dims)
     projected = ((train_features - mean) @ axes.T).astype(np.float16)
-    unseen = ((unseen_features - mean) @ axes.T).astype(np.float32)
-    unseen_nearest, _ = nearest(unseen, projected.astype(np.float32))
+    reference = projected.astype(np.float32)
+    unseen_nearest, _ = nearest_either_way(((tagger.features(unseen) - mean) @ axes.T).astype(np.float32),
+                                           ((tagger.features(mirrored(unseen)) - mean) @ axes.T).astype(np.float32),
+                                           reference)
     return FeatureIndex(
         features=projected, names=np.array(training.names), mean=mean, axes=axes,
-        calibration=Calibration.from_distances(unseen_nearest[:, 0]), data_dir=str(training.folder),
+        calibration=Calibration.from_distances(unseen_nearest), data_dir=str(training.folder),
         tagger_sha256=tagger.sha256, resolution=training.faces.resolution,
         sketchbook_seed=-1 if training.sketchbook_seed is None else training.sketchbook_seed,
         sketchbook_size=training.sketchbook_size or 0, sketchbook_indices=training.sketchbook_indices)
@@ -254,7 +315,7 @@ def index_training_set(folder: str | Path, tagger: AttributeTagger, *, resolutio
                                   progress=progress, should_stop=should_stop)
     if should_stop and should_stop():
         return None
-    return build_index(training, train_features, tagger.features(unseen), tagger)
+    return build_index(training, train_features, unseen, tagger)
 
 
 def tag_in_chunks(tagger: AttributeTagger, images: np.ndarray | torch.Tensor, stage: str,
@@ -350,8 +411,8 @@ def find_closest(index: FeatureIndex, query: np.ndarray | Image.Image, k: int = 
                  tagger: AttributeTagger | None = None) -> OriginalityResult:
     """The ``k`` training faces nearest ``query`` and the verdict for the nearest one.
 
-    ``query`` is a face (PIL image or (H, W, 3) uint8, needs ``tagger``) or tagger
-    features (feature_dim,) float. Raises ``ValueError`` when a face is given
+    ``query`` is a face (PIL image or (H, W, 3) uint8, needs ``tagger``; compared
+    in mirror image too) or tagger features (feature_dim,) float. Raises ``ValueError`` when a face is given
     without a tagger or the features do not fit the index.
     """
     if isinstance(query, Image.Image):
@@ -360,13 +421,17 @@ def find_closest(index: FeatureIndex, query: np.ndarray | Image.Image, k: int = 
     if query.dtype == np.uint8:
         if tagger is None:
             raise ValueError("a tagger is needed to compare a face image")
-        features = tagger.features(query[None])
+        features = tagger.features(np.stack([query, query[:, ::-1]]))  # the face and its mirror image
     else:
         features = query.reshape(1, -1).astype(np.float32)
     if features.shape[1] != index.mean.shape[0]:
         raise ValueError(f"features of size {features.shape[1]} do not fit an index of size {index.mean.shape[0]}")
     dists, rows = nearest(index.project(features), index.features.astype(np.float32), k=k)
-    matches = [Match(int(r), str(index.names[r]), float(d)) for r, d in zip(rows[0], dists[0], strict=True)]
+    best: dict[int, float] = {}
+    for r, d in zip(rows.ravel(), dists.ravel(), strict=True):
+        best[int(r)] = min(float(d), best.get(int(r), float("inf")))
+    ranked = sorted(best.items(), key=lambda item: item[1])[:k]
+    matches = [Match(r, str(index.names[r]), d) for r, d in ranked]
     return OriginalityResult(index.calibration.verdict(matches[0].distance), matches[0].distance, matches,
                              index.calibration)
 

@@ -106,13 +106,18 @@ def scores_from_logits(logits: torch.Tensor, vocabulary: Vocabulary = VOCABULARY
 
 
 def tagger_loss(logits: torch.Tensor, cond: torch.Tensor, vocabulary: Vocabulary = VOCABULARY) -> torch.Tensor:
-    """Cross-entropy per exclusive group plus binary cross-entropy over the free tags."""
+    """Cross-entropy per exclusive group plus binary cross-entropy summed over the free tags.
+
+    Summed, not averaged, over the tags: each tag is a question as hard as a
+    group's, and averaged they were too faint to learn (every tag read "absent").
+    """
     loss = logits.new_zeros(())
     for _, s, exclusive in _group_slices(vocabulary):
         if exclusive:
             loss = loss + F.cross_entropy(logits[:, s], cond[:, s].argmax(dim=1))
         else:
-            loss = loss + F.binary_cross_entropy_with_logits(logits[:, s], cond[:, s])
+            bce = F.binary_cross_entropy_with_logits(logits[:, s], cond[:, s], reduction="none")
+            loss = loss + bce.sum(dim=1).mean()
     return loss
 
 
@@ -178,7 +183,9 @@ def accuracy_report(scores: np.ndarray, cond: np.ndarray, vocabulary: Vocabulary
     """How well ``scores`` read the true labels ``cond`` (both (N, dim)).
 
     ``groups``: accuracy per exclusive group (share of faces whose value is read
-    right) and, for the free tags, the mean per-tag accuracy. ``values``: for each
+    right) and, for the free tags, the mean per-tag balanced accuracy (the mean of
+    the two shares below, so that always answering "absent" scores 50 %, not the
+    80-90 % a rare tag's plain accuracy would give). ``values``: for each
     slot tag, the share of faces that have it and are read as having it (recall);
     free tags also get ``<tag>:absent``, the share without it read as without.
     """
@@ -189,14 +196,17 @@ def accuracy_report(scores: np.ndarray, cond: np.ndarray, vocabulary: Vocabulary
         if exclusive:
             right = read[:, s].argmax(axis=1) == cond[:, s].argmax(axis=1)
             groups[name] = float(right.mean())
-        else:
-            groups[name] = float((read[:, s] == cond[:, s]).mean())
+        balanced = []
         for j, value in enumerate(group.values):
             has = cond[:, s.start + j] > 0.5
             if has.any():
                 values[group.tag(value)] = float(read[has, s.start + j].mean())
             if not exclusive and (~has).any():
                 values[group.tag(value) + ":absent"] = float(1.0 - read[~has, s.start + j].mean())
+                if has.any():
+                    balanced.append(0.5 * (values[group.tag(value)] + values[group.tag(value) + ":absent"]))
+        if not exclusive:
+            groups[name] = float(np.mean(balanced)) if balanced else float("nan")
     return {"faces": int(len(cond)), "groups": groups, "values": values}
 
 
@@ -216,10 +226,11 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, arch: TaggerArchitecture = TaggerArchitecture(),
-                 epochs: int = 6, batch: int = 128, lr: float = 2e-3, seed: int = 0,
+                 epochs: int = 6, batch: int = 128, lr: float = 2e-3, seed: int = 0, init: TaggerNet | None = None,
                  progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> TaggerNet:
     """Train a tagger on uint8 faces ``images`` (N, 3, H, W) with complete labels ``cond`` (N, dim).
 
+    ``init`` continues training that net (in place) instead of a fresh one.
     One-cycle learning rate over ``epochs``; ``progress(step, total, loss)`` every 20
     steps; when ``should_stop()`` turns true the net trained so far is returned.
     Deterministic for a seed on one machine. Raises ``ValueError`` for empty or
@@ -229,7 +240,8 @@ def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, arch: TaggerArchit
         raise ValueError(f"need as many labels as faces, got {len(images)} faces and {len(cond)} labels")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    net = TaggerNet(arch)
+    net = init if init is not None else TaggerNet(arch)
+    net.requires_grad_(True)
     steps_per_epoch = max(1, len(images) // batch)
     total = epochs * steps_per_epoch
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -251,7 +263,7 @@ def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, arch: TaggerArchit
             sched.step()
             step += 1
             if progress and (step % 20 == 0 or step == total):
-                progress(step, total, float(loss))
+                progress(step, total, float(loss.detach()))
     return net.eval()
 
 

@@ -1,0 +1,178 @@
+"""The tagger, the originality check and the evaluation, with the shipped tagger and real small models."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mangagan_app.cli import main
+from mangagan_app.core.reference_faces import detection_flags, render_sketchbook_faces
+from mangagan_app.core.sketchbook.dataset import sketchbook_face
+from mangagan_app.ml.checkpoint import read_card
+from mangagan_app.ml.evaluation import frechet_distance, originality_report
+from mangagan_app.ml.originality import (
+    FeatureIndexError,
+    find_closest,
+    index_path,
+    index_training_set,
+    load_index,
+    load_training_faces,
+    save_index,
+    training_face,
+)
+from mangagan_app.ml.tagger import DEFAULT_TAGGER, TaggerError, accuracy_report, load_tagger
+
+# Seeds nobody trains on: the tagger learnt from 7101, the default model from 2026.
+UNSEEN_SEED = 4242
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors on a shared CPU: one torch thread is several times faster than two."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    return load_tagger()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_weights):
+    """The 32-px sketchbook folder the tiny model was trained on (see conftest)."""
+    return tiny_weights.parent.parent / "faces"
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tiny_data, tagger):
+    return index_training_set(tiny_data, tagger, resolution=32, unseen_count=48, workers=1)
+
+
+def test_shipped_tagger_reads_unseen_sketchbook_faces_far_above_chance_when_loaded(tagger):
+    images, attrs = render_sketchbook_faces(UNSEEN_SEED, 120, 64, workers=1)
+    cond = np.stack([tagger.vocabulary.encode(a)[0] for a in attrs])
+    groups = accuracy_report(tagger.read(images)[1], cond)["groups"]
+    # Chance: 1/13 hair colours, 1/10 eye colours, 42 % for always answering "long".
+    assert groups["hair_colour"] > 0.9
+    assert groups["eye_colour"] > 0.7
+    assert groups["hair_style"] > 0.75
+    assert groups["tags"] > 0.85
+
+
+def test_tagger_load_names_the_file_when_the_weights_are_corrupted(tmp_path):
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(DEFAULT_TAGGER.with_suffix(suffix), tmp_path / f"tagger{suffix}")
+    data = bytearray((tmp_path / "tagger.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (tmp_path / "tagger.safetensors").write_bytes(bytes(data))
+    with pytest.raises(TaggerError, match="tagger.safetensors.*sha256"):
+        load_tagger(tmp_path / "tagger.safetensors")
+
+
+def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_a_shift_when_compared():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 8))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, a + 1.0) == pytest.approx(8.0, rel=1e-6)
+
+
+def test_originality_flags_exact_training_images_as_near_copies_when_fed_in_as_generated(tiny_index, tiny_data,
+                                                                                         tagger):
+    for name in ("000003.png", "000077.png"):
+        face = training_face(tiny_index, list(tiny_index.names).index(name))
+        result = find_closest(tiny_index, face, k=3, tagger=tagger)
+        assert result.verdict == "near copy"
+        assert result.matches[0].name == name
+        assert result.matches[0].distance < 0.2 * result.calibration.near_copy  # float16 index: not exactly 0
+
+
+def test_originality_calls_fresh_sketchbook_faces_original_when_never_trained_on(tiny_index, tagger):
+    fresh = [sketchbook_face(UNSEEN_SEED, 100 + i, 32)[1] for i in range(12)]
+    verdicts = [find_closest(tiny_index, face, tagger=tagger).verdict for face in fresh]
+    assert verdicts.count("near copy") <= 1
+    assert verdicts.count("original") >= 9
+
+
+def test_memorisation_rate_is_all_when_the_generated_faces_are_training_faces_even_mirrored(tiny_data, tagger):
+    training = load_training_faces(tiny_data, 32)
+    train, names = training.faces.images.permute(0, 2, 3, 1).numpy(), training.names
+    unseen, _ = render_sketchbook_faces(UNSEEN_SEED, 48, 32, workers=1)
+    train_f = tagger.features(train)
+    copied = originality_report(train[:16], unseen, train, train_f, names, tagger)
+    mirrored_copies = originality_report(train[16:32, :, ::-1], unseen, train, train_f, names, tagger)
+    fresh = originality_report(unseen[:24], unseen[24:], train, train_f, names, tagger)
+    assert copied["memorisation_rate"] == 1.0
+    assert mirrored_copies["memorisation_rate"] == 1.0
+    assert copied["closest_pairs"][0]["pixel_distance"] < 1e-4
+    assert fresh["memorisation_rate"] <= 0.1
+
+
+def test_index_round_trips_and_is_refused_for_another_tagger_when_saved(tiny_index, tmp_path, tagger):
+    path = save_index(tiny_index, tmp_path / "tiny.index.npz")
+    again = load_index(path, tagger)
+    assert again.names.tolist() == tiny_index.names.tolist()
+    assert np.array_equal(again.features, tiny_index.features)
+    assert again.calibration == tiny_index.calibration
+    tagger_sha = tagger.sha256
+    try:
+        tagger.sha256 = "0" * 64
+        with pytest.raises(FeatureIndexError, match="another tagger"):
+            load_index(path, tagger)
+    finally:
+        tagger.sha256 = tagger_sha
+
+
+def test_training_thumbnails_are_redrawn_from_the_sketchbook_when_the_files_are_gone(tiny_index):
+    moved = type(tiny_index)(**{**tiny_index.__dict__, "data_dir": "/nonexistent"})
+    redrawn = training_face(moved, 7)
+    on_disk = training_face(tiny_index, 7)
+    assert np.array_equal(np.asarray(redrawn), np.asarray(on_disk))
+
+
+def test_detector_finds_sketchbook_faces_at_twice_their_size_when_run_in_worker_processes():
+    faces, _ = render_sketchbook_faces(UNSEEN_SEED, 12, 64, workers=1)
+    blank = np.full((4, 64, 64, 3), 255, np.uint8)
+    flags = detection_flags(np.concatenate([faces, blank]), scale=2, workers=2)
+    assert flags[:12].mean() >= 0.75
+    assert not flags[12:].any()
+
+
+def test_evaluation_runs_end_to_end_and_writes_json_card_and_index_when_the_model_is_tiny(
+        tiny_weights, tiny_data, tmp_path, capsys):
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_weights.with_suffix(suffix), tmp_path / f"tiny{suffix}")
+    weights = tmp_path / "tiny.safetensors"
+    code = main(["evaluate", str(weights), "--data", str(tiny_data), "--n", "40", "--per-value", "2",
+                 "--detect", "6", "--unseen", "40", "--workers", "1", "--json", str(tmp_path / "eval.json"),
+                 "--write-card", "--write-index"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "hair_colour" in out and "memorisation rate" in out and "Inception" in out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert {"model", "data", "settings", "tagger", "attributes", "fidelity", "originality", "detectability",
+            "goals", "seconds"} <= set(result)
+    values = result["attributes"]["values"]
+    assert len(values) == 38
+    assert all(0.0 <= v["read_as_asked"] <= 1.0 for v in values.values())
+    assert "absent_read_as_absent" in values["glasses"]
+    assert set(result["attributes"]["groups"]) == {"hair_colour", "hair_style", "eye_colour", "tags"}
+    assert result["fidelity"]["generated_vs_real"] > result["fidelity"]["real_vs_real_floor"] >= 0.0
+    assert 0.0 <= result["originality"]["memorisation_rate"] <= 1.0
+    assert 0.0 <= result["detectability"]["generated_found"] <= 1.0
+    metrics = read_card(weights)["metrics"]
+    assert metrics["memorisation_rate"] == result["originality"]["memorisation_rate"]
+    assert metrics["command"].startswith("mangagan evaluate")
+    index = load_index(index_path(weights))
+    assert len(index) == 128 and index_path(weights).stat().st_size < 100_000
+
+
+def test_evaluate_command_explains_when_the_data_folder_is_missing(tiny_weights, tmp_path, capsys):
+    code = main(["evaluate", str(tiny_weights), "--data", str(tmp_path / "nowhere")])
+    assert code == 1
+    assert "nowhere" in capsys.readouterr().err
