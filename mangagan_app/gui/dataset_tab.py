@@ -55,6 +55,7 @@ from mangagan_app.core.cropping import to_detector_rgb
 from mangagan_app.core.cropping.pipeline import IMAGE_SUFFIXES, CropSummary, default_workers
 from mangagan_app.gui.crop_worker import CropWorker
 from mangagan_app.gui.review_model import THUMB, FaceListModel, pil_to_pixmap
+from mangagan_app.gui.settings_values import setting
 
 log = logging.getLogger(__name__)
 
@@ -333,13 +334,13 @@ class DatasetTab(QWidget):
 
     # ---- settings ------------------------------------------------------------------
     def _restore_settings(self) -> None:
-        sources = self.settings.value("dataset/sources", [], type=list)
+        sources = setting(self.settings, "dataset/sources", [])
         self.sources.add_paths([str(s) for s in sources])
-        self.size_combo.setCurrentText(str(self.settings.value("dataset/size", 64, type=int)))
-        workers = self.settings.value("dataset/workers", 0, type=int)
+        self.size_combo.setCurrentText(str(setting(self.settings, "dataset/size", 64)))
+        workers = setting(self.settings, "dataset/workers", 0)
         if workers:
             self.workers_spin.setValue(workers)
-        folder = self.settings.value("dataset/folder", "", type=str)
+        folder = setting(self.settings, "dataset/folder", "")
         if folder:
             self.dataset_edit.setText(folder)
             if (Path(folder) / DB_NAME).is_file():

@@ -50,14 +50,15 @@ from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
 from mangagan_app.gui.generate_worker import ModelLoader, RenderWorker
 from mangagan_app.gui.originality_dialog import OriginalityDialog
+from mangagan_app.gui.settings_values import setting
 from mangagan_app.ml.generator_service import (
     GeneratorService,
-    find_default_weights,
     frame_strip,
     gif_bytes,
     morph,
     morph_frames,
     upscale,
+    weights_by_preference,
 )
 from mangagan_app.ml.sampling import image_grid
 
@@ -224,6 +225,8 @@ class GenerateTab(QWidget):
         self.service: GeneratorService | None = None
         self.worker: RenderWorker | None = None
         self._loader: ModelLoader | None = None
+        self._fallbacks: list[Path] = []  # further models to try when the default one is refused
+        self._refused: list[str] = []
         self._token = 0
         self._shown_token = 0
         self._render_ms = float(SYNC_RENDER_MS)  # until measured: the worker thread
@@ -245,7 +248,7 @@ class GenerateTab(QWidget):
     # ---- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
         self.canvas = FaceCanvas()
-        self.canvas.set_smooth(self.settings.value("generate/smooth", False, type=bool))
+        self.canvas.set_smooth(setting(self.settings, "generate/smooth", False))
 
         top = QHBoxLayout()
         self.randomize_button = QPushButton("Randomize")
@@ -256,7 +259,7 @@ class GenerateTab(QWidget):
                                  "(— after morphing or picking a variation)")
         self.seed_box.setMinimumWidth(110)
         self.lock_noise = QCheckBox("Lock noise")
-        self.lock_noise.setChecked(self.settings.value("generate/lock_noise", False, type=bool))
+        self.lock_noise.setChecked(setting(self.settings, "generate/lock_noise", False))
         self.lock_noise.setToolTip("Randomize keeps this face's noise and only redraws the random attributes")
         self.smooth_box = QCheckBox("Smooth")
         self.smooth_box.setChecked(self.canvas.smooth)
@@ -286,7 +289,7 @@ class GenerateTab(QWidget):
         self.variation_mode = QComboBox()
         for label, _ in VARIATION_MODES:
             self.variation_mode.addItem(label)
-        self.variation_mode.setCurrentIndex(self.settings.value("generate/variation_mode", 0, type=int))
+        self.variation_mode.setCurrentIndex(setting(self.settings, "generate/variation_mode", 0))
         self.new_grid_button = QPushButton("New grid")
         grid_head.addWidget(QLabel("Variations"))
         grid_head.addWidget(self.variation_mode, 1)
@@ -403,7 +406,7 @@ class GenerateTab(QWidget):
         self.keep_morph_button.setToolTip("Make the morph frame shown the current face")
         self.frames_box = QSpinBox()
         self.frames_box.setRange(2, 120)
-        self.frames_box.setValue(self.settings.value("generate/morph_frames", 24, type=int))
+        self.frames_box.setValue(setting(self.settings, "generate/morph_frames", 24))
         self.frames_box.setSuffix(" frames")
         self.gif_button = QPushButton("Export GIF…")
         self.strip_button = QPushButton("Export strip PNG…")
@@ -435,11 +438,11 @@ class GenerateTab(QWidget):
         self.scale_box = QSpinBox()
         self.scale_box.setRange(1, 8)
         self.scale_box.setSuffix("×")
-        self.scale_box.setValue(self.settings.value("generate/export_scale", 4, type=int))
+        self.scale_box.setValue(setting(self.settings, "generate/export_scale", 4))
         self.scale_box.setToolTip("Export size: 1× to 8× the model's resolution")
         self.method_box = QComboBox()
         self.method_box.addItems(["Nearest (crisp pixels)", "Lanczos (smooth)"])
-        self.method_box.setCurrentIndex(self.settings.value("generate/export_smooth", 0, type=int))
+        self.method_box.setCurrentIndex(setting(self.settings, "generate/export_smooth", 0))
         self.export_button = QPushButton("Export PNG…")
         self.copy_button = QPushButton("Copy")
         self.open_button = QPushButton("Open PNG…")
@@ -508,17 +511,24 @@ class GenerateTab(QWidget):
 
     # ---- model -----------------------------------------------------------------------------------
     def load_default_model(self) -> None:
-        weights = find_default_weights(self.weights_dir) if self.weights_dir.is_dir() else None
-        if weights is None:
+        """Load the default model of the weights folder; if it is refused (damaged, another
+        vocabulary), the next one, saying which was skipped and why."""
+        candidates = weights_by_preference(self.weights_dir) if self.weights_dir.is_dir() else []
+        if not candidates:
             self.canvas.set_message(
                 f"No model yet: no .safetensors file in\n{self.weights_dir}\n\n"
                 "Train one in the Train tab and export it into that folder, then reopen this tab.")
             self.status_message.emit(f"No model found in {self.weights_dir}")
             return
-        self.load_model(weights)
+        self.load_model(candidates[0])
+        self._fallbacks = candidates[1:]
 
     def load_model(self, weights: Path) -> None:
         """Load ``weights`` on a worker thread; the tab fills in when it is ready."""
+        self._fallbacks, self._refused = [], []
+        self._start_loader(weights)
+
+    def _start_loader(self, weights: Path) -> None:
         self.canvas.set_message(f"Loading {Path(weights).name}…\n(the first time a model without slider "
                                 "directions is opened they are computed: a few seconds)")
         self._loader = ModelLoader(Path(weights), self.data_dir / "cache")
@@ -533,6 +543,14 @@ class GenerateTab(QWidget):
             self.load_model(Path(path))
 
     def _model_failed(self, message: str) -> None:
+        if self.sender() is not self._loader:
+            return  # a model asked for earlier failed after a newer request
+        if self._fallbacks:
+            self._refused.append(message)
+            self._start_loader(self._fallbacks.pop(0))
+            return
+        if self._refused:
+            message = f"No usable model in {self.weights_dir}:\n" + "\n".join([*self._refused, message])
         self.canvas.set_message(message)
         self.status_message.emit(message)
 
@@ -540,6 +558,8 @@ class GenerateTab(QWidget):
         if self.sender() is not self._loader:
             return  # a model asked for earlier finished after a newer request
         self.set_service(service)
+        if self._refused:
+            self.status_message.emit(f"Opened {service.name} instead: " + " · ".join(self._refused))
 
     def set_service(self, service: GeneratorService) -> None:
         """Use an already loaded model (the loader thread and the benchmark call this)."""
@@ -554,7 +574,7 @@ class GenerateTab(QWidget):
         self._set_enabled(True)
         self.history = EditHistory()
         self._thumbs.clear()
-        start = self.settings.value("generate/last_seed", 0, type=int)
+        start = setting(self.settings, "generate/last_seed", 0)
         self._push(self._with_controls(service.recipe(start)), f"Seed {start}")
         self.new_grid()
         self._refresh_favourites()
@@ -584,8 +604,7 @@ class GenerateTab(QWidget):
         for group in self.service.vocabulary.groups:
             box = AttributeGroupBox(group)
             key = f"generate/random/{group.name}"
-            box.random_box.setChecked(self.settings.value(key, not group.exclusive or group.name != "hair_colour",
-                                                          type=bool))
+            box.random_box.setChecked(setting(self.settings, key, not group.exclusive or group.name != "hair_colour"))
             box.random_box.toggled.connect(lambda on, key=key: self.settings.setValue(key, on))
             box.changed.connect(self._attributes_edited)
             self.group_boxes.append(box)
@@ -607,7 +626,7 @@ class GenerateTab(QWidget):
         self.sliders_layout.addWidget(holder)
         self.direction_sliders = []
         for i in range(len(self.service.directions)):
-            name = self.settings.value(self._direction_key(i), f"Direction {i + 1}")
+            name = setting(self.settings, self._direction_key(i), f"Direction {i + 1}")
             row = DirectionSlider(i, str(name))
             row.slider.valueChanged.connect(lambda _v, row=row: self._direction_moved(row))
             row.slider.sliderReleased.connect(self._commit_sliders)
@@ -997,7 +1016,7 @@ class GenerateTab(QWidget):
     def _ask_path_then(self, title: str, default_name: str, filter_: str, save) -> None:
         if self.service is None:
             return
-        folder = self.settings.value("generate/export_dir", str(Path.home()))
+        folder = setting(self.settings, "generate/export_dir", str(Path.home()))
         path, _ = QFileDialog.getSaveFileName(self, title, str(Path(folder) / default_name), filter_)
         if path:
             self.settings.setValue("generate/export_dir", str(Path(path).parent))
@@ -1031,7 +1050,7 @@ class GenerateTab(QWidget):
         self.status_message.emit("Copied the face to the clipboard")
 
     def _open_dialog(self) -> None:
-        folder = self.settings.value("generate/export_dir", str(Path.home()))
+        folder = setting(self.settings, "generate/export_dir", str(Path.home()))
         path, _ = QFileDialog.getOpenFileName(self, "Open a face PNG", folder, "PNG (*.png)")
         if path:
             self.open_png(Path(path))

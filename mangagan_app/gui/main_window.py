@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from mangagan_app.config import APP_ICON
+from mangagan_app.gui.settings_values import setting, unreadable_settings
 
 TAB_NAMES = ("Generate", "Dataset", "Train")
 
@@ -107,14 +108,16 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message)
 
     def _restore_state(self) -> None:
-        geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
+        geometry = setting(self.settings, "window/geometry", QByteArray())
+        if geometry.isEmpty() or not self.restoreGeometry(geometry):
             self.resize(1100, 760)
-        tab = self.settings.value("window/tab", 0, type=int)
+        tab = setting(self.settings, "window/tab", 0)
         if 0 <= tab < self.tabs.count():
             self.tabs.setCurrentIndex(tab)
+        bad = unreadable_settings(self.settings)
+        if bad:
+            self.show_status(f"Some remembered settings were unreadable and reset to defaults: {', '.join(bad)} "
+                             f"(in {self.settings.fileName()})")
 
     def save_state(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from mangagan_app.config import TrainingConfig
+from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
 from mangagan_app.ml.checkpoint import export_run
 from mangagan_app.ml.device import choose_device
@@ -197,15 +198,15 @@ class TrainTab(QWidget):
     # ---- settings persistence -----------------------------------------------------
     def _restore_choices(self) -> None:
         s = self.settings
-        self.use_folder.setChecked(s.value("train/use_folder", False, type=bool))
-        self.folder_edit.setText(s.value("train/folder", "", type=str))
-        self.sketchbook_count.setValue(s.value("train/sketchbook_count", self.sketchbook_count.value(), type=int))
-        self.resolution.setCurrentText(s.value("train/resolution", "64", type=str))
-        self.width_spin.setValue(s.value("train/width", self.width_spin.value(), type=int))
-        self.batch_spin.setValue(s.value("train/batch", self.batch_spin.value(), type=int))
-        self.epochs_spin.setValue(s.value("train/epochs", self.epochs_spin.value(), type=int))
-        self.loss_combo.setCurrentText(s.value("train/loss", "dcgan", type=str))
-        last_run = s.value("train/run_dir", "", type=str)
+        self.use_folder.setChecked(setting(s, "train/use_folder", False))
+        self.folder_edit.setText(setting(s, "train/folder", ""))
+        self.sketchbook_count.setValue(setting(s, "train/sketchbook_count", self.sketchbook_count.value()))
+        self.resolution.setCurrentText(setting(s, "train/resolution", "64"))
+        self.width_spin.setValue(setting(s, "train/width", self.width_spin.value()))
+        self.batch_spin.setValue(setting(s, "train/batch", self.batch_spin.value()))
+        self.epochs_spin.setValue(setting(s, "train/epochs", self.epochs_spin.value()))
+        self.loss_combo.setCurrentText(setting(s, "train/loss", "dcgan"))
+        last_run = setting(s, "train/run_dir", "")
         if last_run:
             self.run_edit.setText(last_run)
 

@@ -202,18 +202,25 @@ def morph(a: FaceRecipe, b: FaceRecipe, t: float) -> FaceRecipe:
     )
 
 
+def weights_by_preference(folder: str | os.PathLike) -> list[Path]:
+    """Every ``*.safetensors`` in ``folder``, in the order the app tries them: the one whose
+    card says ``"default": true`` first, then the newest; a damaged first one falls back to the next."""
+    candidates = sorted(Path(folder).glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+    def is_default(path: Path) -> bool:
+        try:
+            card = path.with_suffix(".json")
+            return card.is_file() and json.loads(card.read_text(encoding="utf-8")).get("default") is True
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return False
+
+    return sorted(candidates, key=lambda p: not is_default(p))  # stable: newest first otherwise
+
+
 def find_default_weights(folder: str | os.PathLike) -> Path | None:
     """The model the app opens with: the ``*.safetensors`` whose card says ``"default": true``,
     else the newest one; ``None`` when the folder holds none."""
-    folder = Path(folder)
-    candidates = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in candidates:
-        card = path.with_suffix(".json")
-        try:
-            if card.is_file() and json.loads(card.read_text(encoding="utf-8")).get("default") is True:
-                return path
-        except (OSError, json.JSONDecodeError):
-            continue
+    candidates = weights_by_preference(folder)
     return candidates[0] if candidates else None
 
 
