@@ -5,8 +5,10 @@ an ImageFolder-like dataset that opens, decodes, resizes, centre-crops, flips an
 normalises each image with PIL + numpy in ``__getitem__`` (torchvision is not
 installed beside this torch; these are the same operations), reads its tag file,
 and a ``DataLoader(shuffle=True, num_workers=2)`` (main.py's default). Both loops
-run the same networks, batch size and :func:`train_step` on the same images; only
-the data path differs. Each variant runs in its own process so peak RSS is its own.
+run the same networks, batch size and :func:`train_step` on the same images. The
+baseline runs float32 as main.py does; ``trainer`` runs this trainer's default
+precision (bfloat16 autocast on CPUs with native bf16) and ``trainer-fp32`` isolates
+the data path. Each variant runs in its own process so peak RSS is its own.
 
     python benchmarks/train_throughput.py DATA [--images 4096 --steps 60 --width 32]
 """
@@ -111,12 +113,13 @@ def run_baseline(args, workers: int) -> dict:
     return {"img_per_sec": images / seconds, "img_per_cpu_sec": images / cpu, "load_seconds": 0.0}
 
 
-def run_trainer(args) -> dict:
+def run_trainer(args, precision: str) -> dict:
     t0 = time.perf_counter()
     faces = faces_from_items(folder_items(args.data)[: args.images], args.res)
     load_seconds = time.perf_counter() - t0
     cfg = TrainingConfig(data=args.data, width=args.width, batch=args.batch, resolution=args.res, epochs=1000,
-                         tick_steps=1, preview_steps=10**9, checkpoint_minutes=10**6, threads=args.threads)
+                         tick_steps=1, preview_steps=10**9, checkpoint_minutes=10**6, threads=args.threads,
+                         precision=precision)
     times: list[float] = []
     cpu: list[float] = []
 
@@ -148,7 +151,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.variant:
-        result = run_trainer(args) if args.variant == "trainer" else run_baseline(args, int(args.variant[-1]))
+        if args.variant.startswith("trainer"):
+            result = run_trainer(args, "fp32" if args.variant == "trainer-fp32" else "auto")
+        else:
+            result = run_baseline(args, int(args.variant[-1]))
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result["peak_rss_children_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(json.dumps(result))
@@ -157,7 +163,7 @@ def main() -> None:
     print(f"{args.images} images at {args.res} px, width {args.width}, batch {args.batch}, {args.steps} steps, "
           f"{args.threads} threads; load average {os.getloadavg()[0]:.1f}")
     rows = {}
-    for variant in ("trainer", "baseline-workers2", "baseline-workers0"):
+    for variant in ("trainer", "trainer-fp32", "baseline-workers2", "baseline-workers0"):
         proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--variant", variant],
                               capture_output=True, text=True, check=True)
         rows[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -167,10 +173,11 @@ def main() -> None:
               f"peak RSS {r['peak_rss_mb']:6.0f} MB (+ workers {r['peak_rss_children_mb']:.0f} MB each at most)",
               flush=True)
     for key, label in (("img_per_sec", "wall-clock img/s"), ("img_per_cpu_sec", "images per CPU-second")):
-        mine = rows["trainer"][key]
-        print(f"{label}: this trainer / pytorch/examples-style loop = "
-              f"{mine / rows['baseline-workers2'][key]:.2f}× (2 workers), "
-              f"{mine / rows['baseline-workers0'][key]:.2f}× (0 workers)")
+        for variant in ("trainer", "trainer-fp32"):
+            mine = rows[variant][key]
+            print(f"{label}: {variant} / pytorch/examples-style loop = "
+                  f"{mine / rows['baseline-workers2'][key]:.2f}× (2 workers), "
+                  f"{mine / rows['baseline-workers0'][key]:.2f}× (0 workers)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
