@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtCore import QCoreApplication, Qt, QThread, Signal
 from PySide6.QtGui import QCloseEvent, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
@@ -177,7 +177,22 @@ class OriginalityDialog(QDialog):
         super().closeEvent(event)
 
     def stop(self) -> None:
-        """Ask the search to stop and wait for it (an index build stops between chunks)."""
+        """Ask the search to stop without waiting for it: an index build stops only between
+        chunks, and reading 24k images is one chunk, so the worker finishes on its own."""
         if self.worker.isRunning():
             self.worker.requestInterruption()
-            self.worker.wait()
+            _keep_until_finished(self.worker)
+
+
+_running: set[OriginalityWorker] = set()
+
+
+def _keep_until_finished(worker: OriginalityWorker) -> None:
+    """Keep ``worker`` alive after its dialog is gone (a QThread destroyed while running aborts the
+    program), and let the application wait for it when quitting."""
+    worker.setParent(None)  # the dialog's slots disconnect themselves when it is deleted
+    _running.add(worker)
+    worker.finished.connect(lambda: _running.discard(worker))
+    app = QCoreApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(worker.wait)

@@ -98,3 +98,24 @@ def test_generate_tab_opens_the_check_for_the_current_face_when_o_is_pressed(qtb
     assert len(dialog.result.matches) == 5
     dialog.close()
     tab.shutdown()
+
+
+def test_closing_the_dialog_during_a_first_use_build_returns_at_once_and_the_build_stops(qtbot, tiny_weights,
+                                                                                       tmp_path):
+    import time
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_weights.with_suffix(suffix), folder / f"tiny{suffix}")
+    weights = folder / "tiny.safetensors"
+    dialog = OriginalityDialog(_training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    worker = dialog.worker
+    qtbot.waitSignal(worker.progress, timeout=30000).wait()
+    started = time.monotonic()
+    dialog.close()
+    assert time.monotonic() - started < 0.5
+    qtbot.waitUntil(lambda: worker.isFinished(), timeout=60000)
+    assert not list((tmp_path / "cache").glob("index-*.npz"))  # stopped before it was written
