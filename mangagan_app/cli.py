@@ -60,6 +60,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _cmd_crop(args: argparse.Namespace) -> int:
     import signal
+    import sqlite3
     import time
 
     from mangagan_app.config import CropConfig
@@ -87,6 +88,9 @@ def _cmd_crop(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         summary = crop_sources(args.sources, args.dataset, cfg, progress=show, should_stop=lambda: stop["requested"])
+    except (OSError, sqlite3.Error) as exc:  # dataset folder read-only or full, catalogue damaged
+        print(f"\ncrop: {exc}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGINT, previous)
     print(file=sys.stderr)

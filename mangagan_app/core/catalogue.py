@@ -11,6 +11,7 @@ Crop files live under ``<dataset>/crops/``; the user's source images are only re
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -145,13 +146,18 @@ class Catalogue:
     """The catalogue of one dataset folder; created on first open.
 
     One instance per thread (SQLite connections are not shared across threads);
-    WAL lets the review grid read while a crop run writes. Raises
-    ``sqlite3.DatabaseError`` when the file is not a catalogue.
+    WAL lets the review grid read while a crop run writes. Raises ``OSError``
+    naming the folder when it cannot be created or written (read-only disk, no
+    permission) and ``sqlite3.DatabaseError`` when the file is not a catalogue.
     """
 
     def __init__(self, dataset_dir: str | os.PathLike):
         self.dataset_dir = Path(dataset_dir)
         self.dataset_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.dataset_dir, os.W_OK):
+            # SQLite would only say "unable to open database file"; WAL needs to write beside the file.
+            raise PermissionError(errno.EACCES, "the dataset folder is read-only; crops and the catalogue are "
+                                  "written there, so choose a writable folder", str(self.dataset_dir))
         self.path = self.dataset_dir / DB_NAME
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -113,7 +113,7 @@ class FaceRecipe:
             )
         except RecipeError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Overflow: a seed of 1e999
             raise RecipeError(f"the face parameters are damaged ({exc})") from exc
 
 
@@ -175,13 +175,18 @@ def read_png_recipe(path: str | os.PathLike) -> FaceRecipe:
     try:
         with Image.open(path) as im:
             text = dict(getattr(im, "text", {}) or im.info)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RecipeError(f"{path.name}: not a readable image ({exc})") from exc
     raw = text.get(RECIPE_CHUNK)
-    if not raw:
+    if not raw or not isinstance(raw, str):
         raise RecipeError(f"{path.name} holds no MangaGAN face parameters "
                           "(only PNGs exported by MangaGAN Studio can be restored)")
     try:
-        return FaceRecipe.from_dict(json.loads(raw))
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise RecipeError("the face parameters are damaged (not a JSON object)")
+        return FaceRecipe.from_dict(data)
     except (json.JSONDecodeError, RecipeError) as exc:
         raise RecipeError(f"{path.name}: {exc}") from exc
+    except RecursionError:  # absurdly nested JSON
+        raise RecipeError(f"{path.name}: the face parameters are damaged (nested too deeply)") from None
