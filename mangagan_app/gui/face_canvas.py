@@ -26,6 +26,7 @@ class FaceCanvas(QWidget):
         super().__init__(parent)
         self._image: QImage | None = None
         self._message = ""
+        self._caption = ""
         self.smooth = False
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         # paintEvent fills every pixel: Qt need not repaint the splitter and tab beneath
@@ -50,6 +51,12 @@ class FaceCanvas(QWidget):
         self._message = text
         self.update()
 
+    def set_caption(self, text: str) -> None:
+        """A line drawn over the bottom of the face (e.g. that a morph frame is shown)."""
+        if text != self._caption:
+            self._caption = text
+            self.update()
+
     def set_smooth(self, smooth: bool) -> None:
         self.smooth = smooth
         self.update()
@@ -71,6 +78,11 @@ class FaceCanvas(QWidget):
         if self._image is not None:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
             painter.drawImage(self.target_rect(), self._image)
+            if self._caption:
+                band = self.rect().adjusted(0, self.height() - 28, 0, 0)
+                painter.fillRect(band, QColor(0, 0, 0, 150))
+                painter.setPen(QColor(255, 255, 255))
+                painter.drawText(band, Qt.AlignmentFlag.AlignCenter, self._caption)
         elif self._message:
             painter.setPen(QColor(220, 220, 225))
             painter.drawText(self.rect().adjusted(24, 24, -24, -24),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, Signal
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QButtonGroup,
@@ -78,6 +78,14 @@ SWATCHES = {
     "orange": "#f08a2e", "aqua": "#3cc9d0", "grey": "#8c8c8c", "yellow": "#f2d93a",
 }
 VARIATION_MODES = (("Similar faces", 0.45), ("Cousins", 0.75), ("New faces", 1.0))
+
+
+def _icon(image: QImage) -> QIcon:
+    """A face thumbnail that stays untinted when selected (the selection tint hid the face)."""
+    pixmap = QPixmap.fromImage(image)
+    icon = QIcon(pixmap)
+    icon.addPixmap(pixmap, QIcon.Mode.Selected)
+    return icon
 
 
 def _shortcut_tip(text: str, shortcut: str) -> str:
@@ -341,9 +349,13 @@ class GenerateTab(QWidget):
         self.panel_layout.addWidget(self.sliders_box)
         self.panel_layout.addWidget(self._build_morph_box())
         self.panel_layout.addWidget(self._build_export_box())
+        # Open / Copy / Export are what an artist reaches for most: in the top bar, not
+        # below the fold of the panel.
+        for widget in (self.open_button, self.copy_button, self.export_button):
+            top.insertWidget(top.count() - 2, widget)
         self.panel_layout.addWidget(self._build_originality_box())
         self.panel_layout.addStretch(1)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidget(self.panel)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -388,7 +400,7 @@ class GenerateTab(QWidget):
             lambda pos: self._strip_menu(self.favourites_strip, pos))
 
     def _build_morph_box(self) -> QGroupBox:
-        box = QGroupBox("Morph A ↔ B")
+        self.morph_box = box = QGroupBox("Morph A ↔ B")
         layout = QGridLayout(box)
         self.morph_a_label, self.morph_b_label = QLabel("A"), QLabel("B")
         for label in (self.morph_a_label, self.morph_b_label):
@@ -450,10 +462,7 @@ class GenerateTab(QWidget):
         layout.addWidget(QLabel("Size"), 0, 0)
         layout.addWidget(self.scale_box, 0, 1)
         layout.addWidget(self.method_box, 0, 2)
-        layout.addWidget(self.export_button, 1, 0)
-        layout.addWidget(self.copy_button, 1, 1)
-        layout.addWidget(self.sheet_button, 1, 2)
-        layout.addWidget(self.open_button, 2, 0, 1, 3)
+        layout.addWidget(self.sheet_button, 1, 0, 1, 3)
         self.scale_box.valueChanged.connect(lambda v: self.settings.setValue("generate/export_scale", v))
         self.method_box.currentIndexChanged.connect(lambda i: self.settings.setValue("generate/export_smooth", i))
         self.export_button.clicked.connect(lambda: self._ask_path_then("Export face", "face.png", "PNG (*.png)",
@@ -680,6 +689,7 @@ class GenerateTab(QWidget):
 
     def _show_recipe(self, recipe: FaceRecipe) -> None:
         """Bring every control in line with ``recipe`` and ask for its render."""
+        self.canvas.set_caption("")
         attrs = recipe.attributes(self.service.vocabulary)
         for box in self.group_boxes:
             box.show_attributes(attrs)
@@ -725,13 +735,13 @@ class GenerateTab(QWidget):
             current = self.history.current
             if (current is not None and token == self._token and self._preview is None
                     and id(current) not in self._thumbs):
-                self._thumbs[id(current)] = QIcon(QPixmap.fromImage(self.canvas.image()))
+                self._thumbs[id(current)] = _icon(self.canvas.image())
                 self._refresh_history()
             self.face_shown.emit()
         elif kind == "grid" and token == self._grid_token:
             self._grid_pixels = images
             for button, pixels in zip(self.grid_buttons, images, strict=False):
-                button.setIcon(QIcon(QPixmap.fromImage(qimage_from_array(pixels))))
+                button.setIcon(_icon(qimage_from_array(pixels)))
 
     # ---- edits -------------------------------------------------------------------------------
     def randomize(self) -> None:
@@ -878,7 +888,7 @@ class GenerateTab(QWidget):
             if current:
                 return QIcon()  # its render is on the way; _rendered fills it in
             # Left before its render arrived (fast undo/redo): one small render here.
-            icon = QIcon(QPixmap.fromImage(qimage_from_array(self.service.render([recipe])[0])))
+            icon = _icon(qimage_from_array(self.service.render([recipe])[0]))
             self._thumbs[entry_id] = icon
         return icon
 
@@ -906,7 +916,7 @@ class GenerateTab(QWidget):
         favs = self.favourites.all(self.service.sha256)
         images = self.service.render([f.recipe for f in favs]) if favs else []
         for fav, pixels in zip(favs, images, strict=True):
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(qimage_from_array(pixels))), "")
+            item = QListWidgetItem(_icon(qimage_from_array(pixels)), "")
             item.setToolTip(fav.name or "Favourite")
             item.setData(Qt.ItemDataRole.UserRole, fav.id)
             self.favourites_strip.addItem(item)
@@ -988,6 +998,7 @@ class GenerateTab(QWidget):
             return
         self._preview = morph(self.morph_a, self.morph_b, value / 100)
         self._request_face(self._preview)
+        self.canvas.set_caption(f"Morph A → B   t = {value / 100:.2f}   (Keep this face to edit it)")
 
     def keep_morph_frame(self) -> None:
         if self._preview is not None and self.morph_a is not None and self.morph_b is not None:
