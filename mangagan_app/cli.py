@@ -100,9 +100,24 @@ def _cmd_crop(args: argparse.Namespace) -> int:
 
 
 def _cmd_review_export(args: argparse.Namespace) -> int:
+    import signal
+
     from mangagan_app.core.cropping.pipeline import export_kept
 
-    count = export_kept(args.dataset, args.out)
+    stop = {"requested": False}
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        stop["requested"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C aborts at once
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        count = export_kept(args.dataset, args.out, should_stop=lambda: stop["requested"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if stop["requested"]:
+        print(f"stopped early: exported {count} kept crops with tag files to {args.out}; run again to finish")
+        return 130
     print(f"exported {count} kept crops with tag files to {args.out}")
     return 0 if count else 1
 

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
 
 from mangagan_app.core.face_recipe import read_png_recipe
 from mangagan_app.gui.face_canvas import FaceCanvas
@@ -208,3 +209,12 @@ def test_direction_name_is_kept_for_the_model_when_renamed_and_reopened(qtbot, t
     assert again.direction_sliders[2].name_edit.text() == "Hair length"
     assert again.direction_sliders[3].name_edit.text() == "Direction 4"
     again.shutdown()
+
+
+def test_copy_puts_the_face_at_the_export_size_on_the_clipboard_when_pressed(qtbot, tab):
+    face = _settle(qtbot, tab)
+    tab.scale_box.setValue(2)
+    qtbot.keyClick(tab, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    image = QApplication.clipboard().image()
+    assert (image.width(), image.height()) == (2 * face.shape[1], 2 * face.shape[0])
+    assert image.pixelColor(0, 0).getRgb()[:3] == tuple(int(c) for c in face[0, 0])

@@ -298,18 +298,26 @@ def _run_jobs(jobs: list[SourceJob], catalogue: Catalogue, cfg: CropConfig, work
 
 
 # ---- using the reviewed crops --------------------------------------------------------
-def export_kept(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike) -> int:
+def export_kept(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, progress: ProgressFn | None = None,
+                should_stop: StopFn | None = None) -> int:
     """Copy the kept crops into ``out_dir`` as ``NNNNNNN.png`` + kohya ``NNNNNNN.txt`` tag files.
 
     That folder is what the trainer reads. Returns the number exported; crops whose
-    file is missing are logged and skipped. Raises ``OSError`` if ``out_dir``
-    cannot be written.
+    file is missing are logged and skipped. ``progress(done, total, path)`` after
+    each crop; when ``should_stop()`` turns true no further crop is started, so every
+    exported image has its tag file (running it again redoes the whole export).
+    Raises ``OSError`` if ``out_dir`` cannot be written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     count = 0
     with Catalogue(dataset_dir) as catalogue:
-        for crop, tags in catalogue.kept():
+        total = catalogue.decision_counts()["keep"]
+        for done, (crop, tags) in enumerate(catalogue.kept(), 1):
+            if should_stop is not None and should_stop():
+                break
+            if progress is not None:
+                progress(done, total, str(crop))
             try:
                 data = crop.read_bytes()
             except OSError as exc:
