@@ -564,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="weights/NAME")
     export.set_defaults(func=_cmd_export)
 
-    gen = sub.add_parser("generate", help="draw a grid of faces with the given tags")
+    gen = sub.add_parser("generate", help="draw a grid of faces with the given tags; with -n 1, one face whose "
+                                          "PNG carries its parameters (restore it with `mangagan restore`)")
     gen.add_argument("weights", help="NAME.safetensors (its NAME.json must sit beside it)")
     gen.add_argument("-n", type=int, default=16, help="number of faces (default 16)")
     gen.add_argument("--tags", default="", help='comma-separated tags, e.g. "blue_hair,glasses"')
