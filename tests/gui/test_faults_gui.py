@@ -98,3 +98,40 @@ def test_generate_tab_says_there_is_no_usable_model_when_every_model_is_damaged(
     assert tab.service is None and not tab.randomize_button.isEnabled()
     assert "a.safetensors" in messages[-1] and "b.safetensors" in messages[-1]
     assert "No usable model" in tab.canvas._message
+
+
+def test_cancel_stops_cropping_and_leaves_a_consistent_catalogue_when_clicked(qtbot, tmp_path):
+    from PIL import Image
+
+    from mangagan_app.core.catalogue import Catalogue
+    from mangagan_app.core.sketchbook import render_face, sample_attributes
+    from mangagan_app.gui.dataset_tab import DatasetTab
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(8)
+    for i in range(24):
+        canvas = Image.new("RGB", (200, 200), (235, 230, 220))
+        canvas.paste(render_face(sample_attributes(rng), rng, 160), (20, 20))
+        canvas.save(src / f"page{i:02d}.png")
+    tab = DatasetTab(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(tab)
+    tab.sources.add_paths([str(src)])
+    tab.dataset_edit.setText(str(tmp_path / "ds"))
+    tab.workers_spin.setValue(1)
+    tab.start_cropping()
+    with qtbot.waitSignal(tab.worker.progress, timeout=60_000):
+        pass
+    with qtbot.waitSignal(tab.worker.succeeded, timeout=60_000) as finished:
+        tab.cancel_button.click()
+    summary = finished.args[0]
+    qtbot.waitUntil(lambda: tab.start_button.isEnabled())
+    assert summary.stopped and 1 <= summary.processed < 24
+    with Catalogue(tmp_path / "ds") as cat:
+        assert cat.integrity() == "ok"
+        status = cat.source_status()
+        assert status["done"] == summary.processed and status["done"] + status["pending"] == 24
+        faces = cat.faces(cat.face_ids())
+        assert all((tmp_path / "ds" / f.crop_file).is_file() for f in faces.values())
+        assert tab.model.rowCount() == len(faces)
+    tab.shutdown()
