@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     """Export the EMA generator of the run's newest checkpoint to ``out`` (+ card).
 
     Returns (weights path, card path). Raises ``RunFolderError`` when the run has no
-    readable checkpoint and ``OSError`` when the files cannot be written.
+    readable checkpoint and ``OSError`` when the files cannot be written (disk full,
+    read-only): then an existing model of that name is left as it was, weights and card.
     """
     state = load_resume_state(run_dir)
     weights_path, card_path = weights_files(out)
@@ -55,7 +57,6 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     tensors = {k: v.detach().cpu().contiguous() for k, v in state["G_ema"].items()}
     arch = state["architecture"]
     data = save_safetensors(tensors, metadata={"format": CARD_FORMAT, "architecture": json.dumps(arch)})
-    atomic_write_bytes(weights_path, data)
     cfg = state["config"]
     card = {
         "format": CARD_FORMAT,
@@ -74,7 +75,15 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     }
-    atomic_write_json(card_path, card)
+    # The card is staged before the weights replace the old ones and renamed after, so a
+    # full disk fails before anything is replaced and never leaves new weights beside an old card.
+    staged = atomic_write_json(card_path.with_name(f".{card_path.name}.staged"), card)
+    try:
+        atomic_write_bytes(weights_path, data)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    os.replace(staged, card_path)
     return weights_path, card_path
 
 

@@ -134,15 +134,16 @@ def test_atomic_write_raises_and_keeps_the_old_file_when_the_disk_is_full(small_
 def test_weights_export_fails_cleanly_and_keeps_the_old_model_when_the_disk_is_full(run_with_two_checkpoints,
                                                                                      small_disk):
     _, run = run_with_two_checkpoints
-    old = small_disk / "model.safetensors"
+    old, old_card = small_disk / "model.safetensors", small_disk / "model.json"
     old.write_bytes(b"the previous model")
+    old_card.write_text('{"the previous": "card"}')
     ballast = small_disk / "ballast"
     ballast.write_bytes(b"\0" * 40_000)  # the weights (~70 KB) no longer fit
     with pytest.raises(OSError) as err:
         export_run(run, small_disk / "model")
     assert err.value.errno == errno.ENOSPC
-    assert old.read_bytes() == b"the previous model"
-    assert sorted(p.name for p in small_disk.iterdir()) == ["ballast", "model.safetensors"]
+    assert old.read_bytes() == b"the previous model" and old_card.read_text() == '{"the previous": "card"}'
+    assert sorted(p.name for p in small_disk.iterdir()) == ["ballast", "model.json", "model.safetensors"]
 
 
 def _face(idx: int) -> FaceResult:
