@@ -472,6 +472,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tagger_origin(card: dict) -> dict:
+    """What a continued tagger started from: its checksum and training, without its own origin's details."""
+    training = {k: v for k, v in card.get("training", {}).items() if k != "continued_from"}
+    return {"sha256": card.get("sha256"), "training": training,
+            "continued_from": card.get("training", {}).get("continued_from")}
+
+
 def _cmd_train_tagger(args: argparse.Namespace) -> int:
     import time
 
@@ -520,7 +527,7 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
     accuracy = accuracy_report(tagger.read(test.images)[1], test.cond.numpy())
     training = {"train_folder": str(args.train), "faces": len(train), "test_folder": str(args.test),
                 "test_faces": len(test), "epochs": args.epochs, "seed": args.seed, "minutes": round(minutes, 1),
-                "lr": args.lr, "continued_from": load_tagger(args.init).card if args.init else None,
+                "lr": args.lr, "continued_from": _tagger_origin(load_tagger(args.init).card) if args.init else None,
                 "augmentation": "flip, shift <= 3 px, 2x blur on half, Gaussian noise sigma <= 0.08"}
     weights, card = save_tagger(net, args.out, training=training, accuracy=accuracy)
     for group, value in accuracy["groups"].items():
