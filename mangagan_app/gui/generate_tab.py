@@ -262,13 +262,15 @@ class GenerateTab(QWidget):
         self.randomize_button = QPushButton("Randomize")
         self.seed_box = QSpinBox()
         self.seed_box.setRange(-1, MAX_SEED)
-        self.seed_box.setSpecialValueText("—")
+        self.seed_box.setPrefix("Seed ")
+        self.seed_box.setSpecialValueText("Seed —")
         self.seed_box.setToolTip("Seed of the noise; the same seed and attributes give the same face "
                                  "(— after morphing or picking a variation)")
-        self.seed_box.setMinimumWidth(110)
-        self.lock_noise = QCheckBox("Lock noise")
+        self.seed_box.setMinimumWidth(120)
+        self.lock_noise = QCheckBox("Lock")
         self.lock_noise.setChecked(setting(self.settings, "generate/lock_noise", False))
-        self.lock_noise.setToolTip("Randomize keeps this face's noise and only redraws the random attributes")
+        self.lock_noise.setToolTip("Lock noise: Randomize keeps this face's noise and only redraws the "
+                                   "random attributes")
         self.smooth_box = QCheckBox("Smooth")
         self.smooth_box.setChecked(self.canvas.smooth)
         self.star_button = QToolButton()
@@ -276,18 +278,14 @@ class GenerateTab(QWidget):
         self.star_button.setText("☆")
         self.star_button.setStyleSheet("QToolButton { font-size: 18px; } QToolButton:checked { color: #ffb000; }")
         self.undo_button = QToolButton()
-        self.undo_button.setText("↶ Undo")
+        self.undo_button.setText("↶")
         self.redo_button = QToolButton()
-        self.redo_button.setText("Redo ↷")
-        for w in (self.randomize_button, QLabel("Seed"), self.seed_box, self.lock_noise, self.undo_button,
+        self.redo_button.setText("↷")
+        for w in (self.randomize_button, self.seed_box, self.lock_noise, self.undo_button,
                   self.redo_button, self.star_button):
             top.addWidget(w)
         top.addStretch(1)
         top.addWidget(self.smooth_box)
-        self.model_button = QPushButton("Model…")
-        self.model_button.setToolTip("Load another exported model (.safetensors with its .json card)")
-        self.model_button.clicked.connect(self._choose_model)
-        top.addWidget(self.model_button)
 
         # The 4×4 variation grid beside the big face (Waifu Labs' "pick one").
         grid_box = QWidget()
@@ -308,8 +306,8 @@ class GenerateTab(QWidget):
         self.grid_buttons: list[QToolButton] = []
         for i in range(GRID * GRID):
             cell = QToolButton()
-            cell.setIconSize(QSize(80, 80))
-            cell.setFixedSize(88, 88)
+            cell.setIconSize(QSize(68, 68))
+            cell.setFixedSize(76, 76)
             cell.setToolTip("Click to make this face the current one")
             cell.clicked.connect(lambda _=False, i=i: self.pick_variation(i))
             self.grid_buttons.append(cell)
@@ -345,6 +343,15 @@ class GenerateTab(QWidget):
         self.attributes_layout = QVBoxLayout(self.attributes_box)
         self.sliders_box = QGroupBox("Sliders")
         self.sliders_layout = QVBoxLayout(self.sliders_box)
+        model_row = QHBoxLayout()
+        self.model_label = QLabel("No model")
+        self.model_label.setWordWrap(True)
+        self.model_button = QPushButton("Model…")
+        self.model_button.setToolTip("Load another exported model (.safetensors with its .json card)")
+        self.model_button.clicked.connect(self._choose_model)
+        model_row.addWidget(self.model_label, 1)
+        model_row.addWidget(self.model_button)
+        self.panel_layout.addLayout(model_row)
         self.panel_layout.addWidget(self.attributes_box)
         self.panel_layout.addWidget(self.sliders_box)
         self.panel_layout.addWidget(self._build_morph_box())
@@ -352,14 +359,14 @@ class GenerateTab(QWidget):
         # Open / Copy / Export are what an artist reaches for most: in the top bar, not
         # below the fold of the panel.
         for widget in (self.open_button, self.copy_button, self.export_button):
-            top.insertWidget(top.count() - 2, widget)
+            top.insertWidget(top.count() - 1, widget)
         self.panel_layout.addWidget(self._build_originality_box())
         self.panel_layout.addStretch(1)
         self.scroll = scroll = QScrollArea()
         scroll.setWidget(self.panel)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(360)
+        self._fit_panel_width()
 
         self.variety = QSlider(Qt.Orientation.Horizontal)
         self.variety.setRange(0, 150)
@@ -445,7 +452,7 @@ class GenerateTab(QWidget):
         return box
 
     def _build_export_box(self) -> QGroupBox:
-        box = QGroupBox("Export")
+        self.export_box = box = QGroupBox("Export")
         layout = QGridLayout(box)
         self.scale_box = QSpinBox()
         self.scale_box.setRange(1, 8)
@@ -455,9 +462,9 @@ class GenerateTab(QWidget):
         self.method_box = QComboBox()
         self.method_box.addItems(["Nearest (crisp pixels)", "Lanczos (smooth)"])
         self.method_box.setCurrentIndex(setting(self.settings, "generate/export_smooth", 0))
-        self.export_button = QPushButton("Export PNG…")
+        self.export_button = QPushButton("Export…")
         self.copy_button = QPushButton("Copy")
-        self.open_button = QPushButton("Open PNG…")
+        self.open_button = QPushButton("Open…")
         self.sheet_button = QPushButton("Export grid sheet…")
         layout.addWidget(QLabel("Size"), 0, 0)
         layout.addWidget(self.scale_box, 0, 1)
@@ -526,7 +533,8 @@ class GenerateTab(QWidget):
         if not candidates:
             self.canvas.set_message(
                 f"No model yet: no .safetensors file in\n{self.weights_dir}\n\n"
-                "Train one in the Train tab and export it into that folder, then reopen this tab.")
+                "Train one in the Train tab and press “Use in Generate”, "
+                "or open an exported model with Model…")
             self.status_message.emit(f"No model found in {self.weights_dir}")
             return
         self.load_model(candidates[0])
@@ -587,8 +595,11 @@ class GenerateTab(QWidget):
         self._push(self._with_controls(service.recipe(start)), f"Seed {start}")
         self.new_grid()
         self._refresh_favourites()
-        self.status_message.emit(f"Model {service.name}: {service.resolution} px, "
-                                 f"{len(service.directions)} slider directions")
+        self._fit_panel_width()
+        summary = f"{service.resolution} px, {len(service.directions)} slider directions"
+        self.model_label.setText(f"<b>{service.name}</b><br>{summary}")
+        self.model_label.setToolTip(f"sha256 {service.sha256}")
+        self.status_message.emit(f"Model {service.name}: {summary}")
 
     def shutdown(self) -> None:
         """Stop the render thread (the window calls this when closing)."""
@@ -598,9 +609,16 @@ class GenerateTab(QWidget):
             self.worker.stop()
             self.worker = None
 
+    def _fit_panel_width(self) -> None:
+        """Widen the right panel to its contents so nothing is cut off at the right edge."""
+        needed = self.panel.minimumSizeHint().width() + self.scroll.verticalScrollBar().sizeHint().width() + 4
+        self.scroll.setMinimumWidth(max(340, needed))
+
     def _set_enabled(self, on: bool) -> None:
         for w in (self.randomize_button, self.seed_box, self.lock_noise, self.star_button, self.undo_button,
-                  self.redo_button, self.panel, self.new_grid_button, self.variation_mode):
+                  self.redo_button, self.new_grid_button, self.variation_mode, self.attributes_box,
+                  self.sliders_box, self.morph_box, self.export_box, self.open_button, self.copy_button,
+                  self.export_button):
             w.setEnabled(on)
         self.originality_button.setEnabled(on)
 
