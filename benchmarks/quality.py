@@ -2,7 +2,7 @@
 more models on the same training folder, with a side-by-side summary (e.g. the
 DCGAN vs DRAGAN runs of the same budget).
 
-    python benchmarks/quality.py weights/a.safetensors weights/b.safetensors --data DATA --json quality.json
+    python benchmarks/quality.py A.safetensors B.safetensors --data DATA [--unseen-dir DIR] --json quality.json
 
 Every model is measured with the same seeds, the same tagger and the same unseen
 faces, so the columns compare. Prints each full table, then the summary.
@@ -47,16 +47,20 @@ def main() -> int:
     parser.add_argument("--per-value", type=int, default=100)
     parser.add_argument("--detect", type=int, default=500)
     parser.add_argument("--unseen", type=int, default=2000)
+    parser.add_argument("--unseen-dir", help="folder of unseen real faces (default: sketchbook, seed + 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     parser.add_argument("--json", default="quality.json", help="where to write all reports (quality.json)")
     args = parser.parse_args()
-    settings = EvaluationSettings(n=args.n, per_value=args.per_value, detect=args.detect, unseen=args.unseen)
+    settings = EvaluationSettings(n=args.n, per_value=args.per_value, detect=args.detect, unseen=args.unseen,
+                                  threads=args.threads)
     tagger = load_tagger()
     results = []
     for weights in args.weights:
         def show(stage: str, done: int, total: int, name: str = Path(weights).stem) -> None:
             print(f"\r{name}: {stage} {done}/{total}".ljust(70), end="", file=sys.stderr, flush=True)
 
-        result, _ = evaluate(weights, args.data, settings=settings, tagger=tagger, progress=show)
+        result, _ = evaluate(weights, args.data, settings=settings, tagger=tagger, unseen_dir=args.unseen_dir,
+                             progress=show)
         print(file=sys.stderr)
         print(format_report(result), end="\n\n")
         results.append(result)
