@@ -122,7 +122,7 @@ def test_foreign_png_is_refused_with_a_message_when_opened(qtbot, tab, tmp_path)
     assert tab.current_recipe() == before
 
 
-def test_morph_endpoints_equal_a_and_b_when_t_is_zero_and_one(qtbot, tab):
+def test_morph_endpoints_equal_a_and_b_when_t_is_zero_and_one(qtbot, tab, tmp_path):
     a = _settle(qtbot, tab)
     tab.set_morph_end("a", tab.current_recipe())
     tab.set_seed(99)
@@ -135,6 +135,11 @@ def test_morph_endpoints_equal_a_and_b_when_t_is_zero_and_one(qtbot, tab):
     tab.set_morph_t(1.0)
     assert np.array_equal(_settle(qtbot, tab), b)
     assert not np.array_equal(middle, a) and not np.array_equal(middle, b)
+    tab.frames_box.setValue(4)
+    tab.scale_box.setValue(2)
+    tab.export_morph_gif(tmp_path / "morph.gif")
+    with Image.open(tmp_path / "morph.gif") as gif:
+        assert gif.n_frames == 6 and gif.size == (2 * a.shape[1], 2 * a.shape[0])  # 4 frames + 2 back
 
 
 def test_variation_click_makes_it_current_when_picked(qtbot, tab):
