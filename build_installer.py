@@ -41,7 +41,7 @@ Exec=MangaGANStudio
 Icon=mangagan-studio
 Terminal=false
 Categories=Graphics;2DGraphics;
-StartupWMClass=MangaGANStudio
+StartupWMClass=MangaGAN Studio
 """
 
 # Writes the entry with absolute paths into the user's menu: a .desktop file's Exec
