@@ -57,25 +57,26 @@ def run_self_test(argv: list[str], out: Callable[[str], None] = print) -> int:
 
 def _steps(args: argparse.Namespace, out: Callable[[str], None]) -> None:
     from PySide6 import __version__ as pyside_version
-    from PySide6.QtGui import QGuiApplication
 
+    from mangagan_app.core.files import atomic_write_bytes
     from mangagan_app.gui.app import create_application
 
-    app = create_application([sys.argv[0]])
-    out(f"Qt {pyside_version} started on the {QGuiApplication.platformName()} platform: ok")
+    app = create_application([sys.argv[0]])  # kept referenced until the steps are done
+    out(f"Qt {pyside_version} started on the {app.platformName()} platform: ok")
 
     weights = _weights_to_test(args.weights)
     face_png = _generate_face(weights, out)
     message = _detector_check_in_worker()
     out(f"detector (animeface in a spawned process): {message}: ok")
 
-    window_png = _show_in_window(app, weights, out)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    from mangagan_app.core.files import atomic_write_bytes
-
-    atomic_write_bytes(args.output, face_png)
+    window_png = _show_in_window(weights, out)
     window_path = args.output.with_name(args.output.stem + "-window.png")
-    atomic_write_bytes(window_path, window_png)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(args.output, face_png)
+        atomic_write_bytes(window_path, window_png)
+    except OSError as exc:
+        raise SelfTestFailure(f"cannot write {args.output}: {exc.strerror or exc}") from None
     out(f"wrote {args.output} and {window_path}")
 
 
@@ -135,7 +136,7 @@ def _detector_check_in_worker() -> str:
     return result.message
 
 
-def _show_in_window(app, weights: Path, out: Callable[[str], None]) -> bytes:
+def _show_in_window(weights: Path, out: Callable[[str], None]) -> bytes:
     """Open the main window with throwaway settings, let the Generate tab draw ``weights``' first face,
     return a PNG of the window."""
     from PySide6.QtCore import QBuffer, QEventLoop, QIODevice, QSettings, QTimer
