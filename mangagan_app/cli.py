@@ -447,7 +447,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     line = _StageLine("evaluate")
     try:
         result, index = evaluate(args.weights, args.data, settings=settings, tagger=tagger, unseen_dir=args.unseen_dir,
-                                 progress=line, should_stop=lambda: line.stop)
+                                 pairs_png=args.pairs, progress=line, should_stop=lambda: line.stop)
     except EvaluationStopped:
         return 130
     except (WeightsError, TaggerError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
@@ -456,6 +456,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     finally:
         line.close()
     print(format_report(result))
+    if args.pairs:
+        print(f"wrote {args.pairs}: the 8 generated faces nearest the training set, each beside its nearest "
+              "training face")
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -639,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=int, default=2, help="processes for drawing and detecting (2)")
     evaluate.add_argument("--threads", type=int, default=1, help="torch CPU threads (1; 0 = all cores)")
     evaluate.add_argument("--json", help="write the full report as JSON here")
+    evaluate.add_argument("--pairs", help="write a PNG of the closest generated/training pairs here")
     evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the model card")
     evaluate.add_argument("--write-index", action="store_true",
                           help="write the training-set feature index NAME.index.npz beside the weights")

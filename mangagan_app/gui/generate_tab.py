@@ -481,8 +481,7 @@ class GenerateTab(QWidget):
         return box
 
     def _build_originality_box(self) -> QGroupBox:
-        # The originality check (nearest training faces) lands with the shipped model's
-        # feature index; its button lives here so the panel layout does not change then.
+        # The closest training faces to the current face, with a verdict (originality_dialog).
         box = QGroupBox("Originality")
         layout = QVBoxLayout(box)
         self.originality_button = QPushButton("Check originality")

@@ -25,6 +25,7 @@ prints; :func:`write_card_metrics` stores a summary in the model card.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -33,8 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from mangagan_app.core.attributes import Vocabulary
+from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.core.reference_faces import detection_flags
 from mangagan_app.ml.checkpoint import load_generator, update_card
 from mangagan_app.ml.originality import (
@@ -49,7 +52,7 @@ from mangagan_app.ml.originality import (
     tag_in_chunks,
     unseen_real_faces,
 )
-from mangagan_app.ml.sampling import noise, to_uint8
+from mangagan_app.ml.sampling import image_grid, noise, to_uint8
 from mangagan_app.ml.tagger import AttributeTagger, decide, load_tagger
 
 log = logging.getLogger(__name__)
@@ -202,14 +205,17 @@ def originality_report(generated: np.ndarray, unseen: np.ndarray, train_images: 
 # ---- the evaluation ------------------------------------------------------------------------------------
 def evaluate(weights: str | Path, data: str | Path, *, settings: EvaluationSettings = EvaluationSettings(),
              tagger: AttributeTagger | None = None, unseen_dir: str | Path | None = None,
-             progress: StageProgress | None = None, should_stop: StopFn | None = None
-             ) -> tuple[dict, FeatureIndex]:
+             pairs_png: str | Path | None = None, progress: StageProgress | None = None,
+             should_stop: StopFn | None = None) -> tuple[dict, FeatureIndex]:
     """Measure the generator at ``weights`` against its training folder ``data``.
 
     Returns the report (JSON-able, see the module docstring; keys ``model``,
     ``settings``, ``tagger``, ``attributes``, ``fidelity``, ``originality``,
     ``detectability``, ``goals``, ``seconds``) and the feature index of the training
-    set it built on the way. ``progress(stage, done, total)``. Raises
+    set it built on the way. With ``pairs_png``, a sheet of the 8 generated faces
+    nearest the training set in pixels, each beside its nearest training face, is
+    written there (look at it: the numbers alone do not show a copy).
+    ``progress(stage, done, total)``. Raises
     :class:`~mangagan_app.ml.checkpoint.WeightsError` /
     :class:`~mangagan_app.ml.tagger.TaggerError` for unusable files,
     ``FileNotFoundError``/``ValueError`` for an unusable data folder and
@@ -219,14 +225,14 @@ def evaluate(weights: str | Path, data: str | Path, *, settings: EvaluationSetti
     if settings.threads:
         torch.set_num_threads(settings.threads)
     try:
-        return _evaluate(weights, data, settings, tagger, unseen_dir, progress, should_stop)
+        return _evaluate(weights, data, settings, tagger, unseen_dir, pairs_png, progress, should_stop)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSettings, tagger: AttributeTagger | None,
-              unseen_dir: str | Path | None, progress: StageProgress | None, should_stop: StopFn | None
-              ) -> tuple[dict, FeatureIndex]:
+              unseen_dir: str | Path | None, pairs_png: str | Path | None, progress: StageProgress | None,
+              should_stop: StopFn | None) -> tuple[dict, FeatureIndex]:
     started = time.monotonic()
 
     def report(stage: str, done: int, total: int) -> None:
@@ -303,6 +309,13 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
     originality = originality_report(generated, unseen, faces.images.permute(0, 2, 3, 1).numpy(), train_features,
                                      training.names, tagger, progress=report)
     originality["unseen_source"] = unseen_source
+    if pairs_png is not None:
+        rows = {name: row for row, name in enumerate(training.names)}
+        pairs = [(generated[p["generated"]], faces.images[rows[p["training_file"]]].permute(1, 2, 0).numpy())
+                 for p in originality["closest_pairs"]]
+        buf = io.BytesIO()
+        Image.fromarray(image_grid(np.stack([face for pair in pairs for face in pair]), columns=8)).save(buf, "PNG")
+        atomic_write_bytes(pairs_png, buf.getvalue())
     index = build_index(training, train_features, unseen, tagger)
 
     # Detectability: animeface on generated and on real training faces, both at 2x.

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mangagan_app.cli import main
 from mangagan_app.core.reference_faces import detection_flags, render_sketchbook_faces
@@ -150,9 +151,10 @@ def test_evaluation_runs_end_to_end_and_writes_json_card_and_index_when_the_mode
     weights = tmp_path / "tiny.safetensors"
     code = main(["evaluate", str(weights), "--data", str(tiny_data), "--n", "40", "--per-value", "2",
                  "--detect", "6", "--unseen", "40", "--workers", "1", "--json", str(tmp_path / "eval.json"),
-                 "--write-card", "--write-index"])
+                 "--write-card", "--write-index", "--pairs", str(tmp_path / "pairs.png")])
     out = capsys.readouterr().out
     assert code == 0
+    assert Image.open(tmp_path / "pairs.png").size == (8 * 34 + 2, 2 * 34 + 2)  # 8 pairs of 32-px faces
     assert "hair_colour" in out and "memorisation rate" in out and "Inception" in out
     result = json.loads((tmp_path / "eval.json").read_text())
     assert {"model", "data", "settings", "tagger", "attributes", "fidelity", "originality", "detectability",
