@@ -144,6 +144,7 @@ def test_detector_finds_sketchbook_faces_at_twice_their_size_when_run_in_worker_
     assert not flags[12:].any()
 
 
+@pytest.mark.slow
 def test_evaluation_runs_end_to_end_and_writes_json_card_and_index_when_the_model_is_tiny(
         tiny_weights, tiny_data, tmp_path, capsys):
     for suffix in (".safetensors", ".json"):
