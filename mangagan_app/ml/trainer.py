@@ -26,7 +26,7 @@ from PIL import Image
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
-from mangagan_app.ml import losses
+from mangagan_app.ml import distributed, losses
 from mangagan_app.ml.dataset import TrainingFaces, load_face_folder
 from mangagan_app.ml.device import choose_device
 from mangagan_app.ml.networks import Architecture, Discriminator, Generator
@@ -97,6 +97,23 @@ class GanModels:
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
+        # What a training step calls: the networks themselves, or their
+        # DistributedDataParallel wrappers after distribute().
+        self.g_train: torch.nn.Module = self.g
+        self.d_train: torch.nn.Module = self.d
+
+    def distribute(self, device: torch.device) -> None:
+        """Wrap G and D for data-parallel training in the process group already joined.
+
+        G's BatchNorm layers switch to global-batch statistics, so the N processes
+        train as one process would on the same global batch.
+        """
+        from torch.nn.parallel import DistributedDataParallel
+
+        distributed.with_global_batch_norm(self.g)
+        ids = [device.index] if device.type == "cuda" else None
+        self.g_train = DistributedDataParallel(self.g, device_ids=ids)
+        self.d_train = DistributedDataParallel(self.d, device_ids=ids)
 
     @torch.no_grad()
     def update_ema(self, beta: float, step: int) -> None:
@@ -123,26 +140,29 @@ class GanModels:
 
 def train_step(models: GanModels, cfg: TrainingConfig, real: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                sample_conditions: Callable[[int, torch.Generator], torch.Tensor], step: int,
-               device: torch.device, *, bf16: bool = False) -> dict[str, float]:
+               device: torch.device, *, bf16: bool = False, world: int = 1, rank: int = 0) -> dict[str, float]:
     """One D update and one G update on ``real`` = (images, conditions, known-masks).
 
-    Noise and fake conditions come from a generator seeded by (cfg.seed, step). With
+    Noise and fake conditions come from a generator seeded by (cfg.seed, step); in
+    data-parallel training (``world`` processes) ``real`` is this ``rank``'s slice of
+    the global batch, and the noise is drawn for the global batch and sliced alike. With
     ``bf16`` the forward passes run under bfloat16 autocast (weights, optimiser state
     and losses stay float32). Returns the step's losses and mean D outputs as floats.
     """
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     x, cond, mask = (t.to(device) for t in real)
-    z = torch.randn((len(x), cfg.z_dim), generator=g).to(device)
-    fake_cond = sample_conditions(len(x), g).to(device)
+    part = slice(rank * len(x), (rank + 1) * len(x))
+    z = torch.randn((len(x) * world, cfg.z_dim), generator=g)[part].to(device)
+    fake_cond = sample_conditions(len(x) * world, g)[part].to(device)
     full = torch.ones_like(fake_cond)
     use_aux = models.d.aux is not None
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
     stats: dict[str, float] = {}
 
     with autocast:
-        fake = models.g(z, fake_cond)  # (B, 3, H, W)
-        real_logit, real_aux = models.d(x, cond, mask)
-        fake_logit, _ = models.d(fake.detach(), fake_cond, full)
+        fake = models.g_train(z, fake_cond)  # (B, 3, H, W)
+        real_logit, real_aux = models.d_train(x, cond, mask)
+        fake_logit, _ = models.d_train(fake.detach(), fake_cond, full)
         real_logit, fake_logit = real_logit.float(), fake_logit.float()
         loss_d = losses.d_adversarial(real_logit, fake_logit)
         stats["d_adv"] = loss_d.item()
@@ -160,7 +180,7 @@ def train_step(models: GanModels, cfg: TrainingConfig, real: tuple[torch.Tensor,
     models.opt_d.step()
 
     with autocast:
-        fake_logit_g, fake_aux = models.d(fake, fake_cond, full)
+        fake_logit_g, fake_aux = models.d_train(fake, fake_cond, full)
         loss_g = losses.g_adversarial(fake_logit_g.float())
         stats["g_adv"] = loss_g.item()
         if use_aux:
@@ -202,12 +222,16 @@ def _cpu_has_native_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def _save_checkpoint(run_dir: Path, state: dict) -> Path:
-    """Write the resume state atomically, keeping the previous one as a fallback."""
+def _save_checkpoint(run_dir: Path, state: dict, *, keep_current: bool = True) -> Path:
+    """Write the resume state atomically, keeping the previous one as a fallback.
+
+    ``keep_current`` False overwrites ``checkpoint.pt`` without moving it to
+    ``checkpoint.prev.pt`` (it is known to be unreadable; the fallback stays).
+    """
     buf = io.BytesIO()
     torch.save(state, buf)
     path = run_dir / CHECKPOINT
-    if path.exists():
+    if path.exists() and keep_current:
         os.replace(path, run_dir / PREVIOUS_CHECKPOINT)
     atomic_write_bytes(path, buf.getvalue())
     return path
@@ -218,6 +242,11 @@ def load_resume_state(run_dir: str | Path) -> dict:
 
     Raises ``RunFolderError`` naming each file and why it could not be read.
     """
+    return _load_newest(run_dir)[0]
+
+
+def _load_newest(run_dir: str | Path) -> tuple[dict, Path]:
+    """(state, the file it came from); see :func:`load_resume_state`."""
     run_dir = Path(run_dir)
     reasons = []
     for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
@@ -231,7 +260,7 @@ def load_resume_state(run_dir: str | Path) -> dict:
                 raise ValueError("not a MangaGAN checkpoint")
             if reasons:
                 log.warning("using the previous checkpoint %s (%s)", path, "; ".join(reasons))
-            return state
+            return state, path
         except Exception as exc:  # noqa: BLE001 — any unreadable file falls back to the previous one
             reasons.append(f"{path}: {type(exc).__name__}: {exc}")
     raise RunFolderError("no usable checkpoint: " + "; ".join(reasons))
@@ -290,11 +319,17 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
     / ``ValueError`` from loading the data.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "previews").mkdir(exist_ok=True)
+    ranks = distributed.from_environment()
+    if ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "previews").mkdir(exist_ok=True)
+        _remove_stale_temporaries(run_dir)
     state = None
+    # A checkpoint.pt that failed to load is overwritten by the next save, not kept as the fallback.
+    keep_current = True
     if resume:
-        state = load_resume_state(run_dir)
+        state, loaded_from = _load_newest(run_dir)
+        keep_current = loaded_from.name == CHECKPOINT
         _check_resume_config(state["config"], cfg)
     elif (run_dir / CHECKPOINT).exists():
         raise RunFolderError(f"{run_dir} already holds a training run; resume it or choose another folder")
@@ -303,7 +338,33 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
     if choice.device.type == "cpu":
         torch.set_num_threads(min(cfg.threads, choice.threads) if cfg.threads else choice.threads)
     bf16 = use_bf16(cfg.precision, choice.device)
-    log.info("training on %s%s", choice.description, " with bfloat16 autocast" if bf16 else "")
+    ranks, device = distributed.start(choice.device, cfg.batch)
+    try:
+        return _train(cfg, run_dir, state, keep_current, ranks, device, bf16, choice.description,
+                      progress if ranks.is_main else None, should_stop,
+                      on_preview if ranks.is_main else None, faces)
+    finally:
+        distributed.stop(ranks)
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete temporaries a killed run left behind (a half-written checkpoint is as big as a whole one)."""
+    for folder in (run_dir, run_dir / "previews"):
+        for tmp in folder.glob(".*.tmp"):
+            log.info("removing %s, left by an interrupted write", tmp)
+            tmp.unlink(missing_ok=True)
+
+
+def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current: bool,
+           ranks: distributed.Distributed, device: torch.device, bf16: bool, description: str,
+           progress: Callable[[TrainProgress], None] | None, should_stop: Callable[[], bool] | None,
+           on_preview: Callable[[Preview], None] | None, faces: TrainingFaces | None) -> TrainResult:
+    """The loop of :func:`train` once the run folder and the processes are set up.
+
+    Only rank 0 (the only rank in single-process training) writes files.
+    """
+    where = f" as rank {ranks.rank} of {ranks.world}" if ranks.active else ""
+    log.info("training on %s%s%s", description, where, " with bfloat16 autocast" if bf16 else "")
 
     if faces is None:
         faces = load_face_folder(cfg.data, cfg.resolution, progress=(
@@ -315,7 +376,7 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
         raise ValueError(f"{len(faces)} images are fewer than one batch of {cfg.batch}")
 
     arch = Architecture(cfg.resolution, cfg.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning)
-    models = GanModels(cfg, arch, choice.device)
+    models = GanModels(cfg, arch, device)
     step = epoch = batch_in_epoch = 0
     elapsed_before = 0.0
     if state is not None:
@@ -323,13 +384,17 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
         step, epoch, batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
         elapsed_before = float(state.get("elapsed_seconds", 0.0))
         log.info("resuming %s at step %d (epoch %d)", run_dir, step, epoch)
-        _truncate_stats(run_dir / "stats.jsonl", step)
-    atomic_write_json(run_dir / "config.json", cfg.to_dict())
+        if ranks.is_main:
+            _truncate_stats(run_dir / "stats.jsonl", step)
+    if ranks.active:
+        models.distribute(device)
+    if ranks.is_main:
+        atomic_write_json(run_dir / "config.json", cfg.to_dict())
 
     total_steps = cfg.epochs * steps_per_epoch
     hair_rows = len(VOCABULARY.group("hair_colour").values)
-    fixed_z = noise(PREVIEW_COLUMNS, cfg.z_dim, cfg.seed + 7).repeat(hair_rows, 1).to(choice.device)
-    fixed_cond = hair_colour_rows(PREVIEW_COLUMNS, cfg.seed + 7).to(choice.device)
+    fixed_z = noise(PREVIEW_COLUMNS, cfg.z_dim, cfg.seed + 7).repeat(hair_rows, 1).to(device)
+    fixed_cond = hair_colour_rows(PREVIEW_COLUMNS, cfg.seed + 7).to(device)
 
     session_start = time.monotonic()
     session_steps = 0
@@ -339,27 +404,37 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
     stats_path = run_dir / "stats.jsonl"
 
     def checkpoint() -> Path:
-        nonlocal last_checkpoint_time
+        nonlocal last_checkpoint_time, keep_current
         last_checkpoint_time = time.monotonic()
-        return _save_checkpoint(run_dir, {
+        path = run_dir / CHECKPOINT
+        if not ranks.is_main:
+            return path
+        path = _save_checkpoint(run_dir, {
             "format": 1, "config": cfg.to_dict(), "architecture": arch.to_dict(),
             "vocabulary": VOCABULARY.to_json(), "data": faces.summary(),
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "elapsed_seconds": elapsed_before + time.monotonic() - session_start, **models.state(),
-        })
+        }, keep_current=keep_current)
+        keep_current = True
+        return path
 
     models.g.train()
     models.d.train()
     while epoch < cfg.epochs and not stopped:
         order, flips = _permutation(cfg.seed, epoch, len(faces))
         while batch_in_epoch < steps_per_epoch:
-            if should_stop is not None and should_stop():
+            # Every rank stops at the same step, or the others would wait for it forever.
+            if ranks.any(should_stop is not None and should_stop(), device):
                 stopped = True
                 break
-            sl = slice(batch_in_epoch * cfg.batch, (batch_in_epoch + 1) * cfg.batch)
+            start = batch_in_epoch * cfg.batch
+            global_batch = order[start:start + cfg.batch], flips[start:start + cfg.batch]
+            sl = ranks.part(cfg.batch)  # this rank's share of the global batch
             t0 = time.perf_counter()
-            stats = train_step(models, cfg, faces.batch(order[sl], flips[sl]), faces.sample_conditions, step,
-                               choice.device, bf16=bf16)
+            stats = train_step(models, cfg, faces.batch(global_batch[0][sl], global_batch[1][sl]),
+                               faces.sample_conditions, step, device, bf16=bf16, world=ranks.world,
+                               rank=ranks.rank)
+            stats = ranks.mean(stats, device)
             tick_train_time += time.perf_counter() - t0
             for k, v in stats.items():
                 tick_sums[k] = tick_sums.get(k, 0.0) + v
@@ -380,12 +455,13 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
                           "img_per_sec": round(ips, 2), "sec_per_tick": round(now - tick_start, 3),
                           "time": round(elapsed_before + now - session_start, 2),
                           **{k: round(v, 5) for k, v in means.items()}}
-                with open(stats_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                if ranks.is_main:
+                    with open(stats_path, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(record) + "\n")
                 if progress:
                     progress(TrainProgress("training", step, total_steps, epoch, cfg.epochs, ips, eta, means))
                 tick_start, tick_train_time, tick_sums, tick_steps = now, 0.0, {}, 0
-            if step % cfg.preview_steps == 0:
+            if step % cfg.preview_steps == 0 and ranks.is_main:
                 preview = _write_preview(models, run_dir, step, fixed_z, fixed_cond)
                 if on_preview:
                     on_preview(preview)
@@ -397,7 +473,7 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
                 break  # the epoch is complete; draw the next order
 
     path = checkpoint()
-    if step % cfg.preview_steps != 0:
+    if step % cfg.preview_steps != 0 and ranks.is_main:
         preview = _write_preview(models, run_dir, step, fixed_z, fixed_cond)
         if on_preview:
             on_preview(preview)
