@@ -282,6 +282,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from mangagan_app.ml.shards import pack_faces
+
+    line = _StageLine("pack")
+    try:
+        result = pack_faces(args.data, args.out, args.res, workers=args.workers,
+                            progress=lambda done, total: line("decoding faces", done, total),
+                            should_stop=lambda: line.stop)
+    except (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, OSError) as exc:
+        line.close()
+        print(f"pack: {exc}", file=sys.stderr)
+        return 1
+    line.close()
+    if result.stopped:
+        print(f"pack: stopped; the partial shards in {result.folder} were removed", file=sys.stderr)
+        return 130
+    print(f"packed {result.faces} faces ({result.skipped} skipped) into {result.folder}; "
+          f"train with: mangagan train {result.folder} RUN_DIR")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from mangagan_app.ml.checkpoint import export_run, read_card
     from mangagan_app.ml.trainer import RunFolderError
@@ -551,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=_cmd_doctor)
 
     train = sub.add_parser("train", help="train the conditional GAN on a folder of faces with .txt tag files")
-    train.add_argument("data", help="folder of face images with kohya .txt tag sidecars (e.g. a sketchbook)")
+    train.add_argument("data", help="folder of face images with kohya .txt tag sidecars (e.g. a sketchbook), "
+                                    "a dataset folder (its kept crops) or a shard folder made by `mangagan pack`")
     train.add_argument("run_dir", help="run folder: config.json, stats.jsonl, previews/, checkpoint.pt")
     train.add_argument("--epochs", type=int, help="passes over the data (default 40)")
     train.add_argument("--batch", type=int, help="batch size (default 64)")
@@ -568,6 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto (default): bfloat16 autocast where the hardware has it natively")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its checkpoint")
     train.set_defaults(func=_cmd_train)
+
+    pack = sub.add_parser("pack", help="pack faces into uint8 shards that train without loading into memory")
+    pack.add_argument("data", help="folder of faces with .txt tag sidecars, or a dataset folder (kept crops)")
+    pack.add_argument("out", help="new shard folder: shard_NNNNN.u8, labels.npy, manifest.json")
+    pack.add_argument("--res", type=int, default=64, choices=(32, 64, 128), help="face size in pixels (64)")
+    pack.add_argument("--workers", type=int, default=2, help="decoding processes (2)")
+    pack.set_defaults(func=_cmd_pack)
 
     export = sub.add_parser("export", help="export a run's generator to NAME.safetensors + NAME.json")
     export.add_argument("run_dir")

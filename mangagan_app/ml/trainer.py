@@ -31,6 +31,7 @@ from mangagan_app.ml.dataset import TrainingFaces, load_face_folder
 from mangagan_app.ml.device import choose_device
 from mangagan_app.ml.networks import Architecture, Discriminator, Generator
 from mangagan_app.ml.sampling import hair_colour_rows, image_grid, noise, to_uint8
+from mangagan_app.ml.shards import ShardSet, is_shard_folder
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +367,9 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
     where = f" as rank {ranks.rank} of {ranks.world}" if ranks.active else ""
     log.info("training on %s%s%s", description, where, " with bfloat16 autocast" if bf16 else "")
 
-    if faces is None:
+    if faces is None and is_shard_folder(cfg.data):
+        faces = ShardSet(cfg.data)  # packed by `mangagan pack`: streamed, not loaded
+    elif faces is None:
         faces = load_face_folder(cfg.data, cfg.resolution, progress=(
             (lambda done, total: progress(TrainProgress("loading", done, total))) if progress else None))
     if faces.resolution != cfg.resolution:
