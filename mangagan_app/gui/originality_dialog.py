@@ -128,12 +128,14 @@ class OriginalityDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(620, 420)
 
-        self.worker = OriginalityWorker(pixels, weights, card, cache_dir=cache_dir, tagger_path=tagger_path,
-                                        parent=self)
+        # The worker is not the dialog's child: deleting a running QThread aborts the program,
+        # and the dialog may be deleted (closed, or with its parent) before the search ends.
+        self.worker = OriginalityWorker(pixels, weights, card, cache_dir=cache_dir, tagger_path=tagger_path)
         self.worker.progress.connect(self._progress)
         self.worker.succeeded.connect(self._show)
         self.worker.failed.connect(self._failed)
-        self.worker.start()
+        self.destroyed.connect(self.worker.requestInterruption)
+        _start(self.worker)
 
     def _progress(self, stage: str, done: int, total: int) -> None:
         self.verdict_label.setText("Indexing the training set (first use)…")
@@ -179,20 +181,24 @@ class OriginalityDialog(QDialog):
     def stop(self) -> None:
         """Ask the search to stop without waiting for it: an index build stops only between
         chunks, and reading 24k images is one chunk, so the worker finishes on its own."""
-        if self.worker.isRunning():
-            self.worker.requestInterruption()
-            _keep_until_finished(self.worker)
+        self.worker.requestInterruption()
 
 
 _running: set[OriginalityWorker] = set()
 
 
-def _keep_until_finished(worker: OriginalityWorker) -> None:
-    """Keep ``worker`` alive after its dialog is gone (a QThread destroyed while running aborts the
-    program), and let the application wait for it when quitting."""
-    worker.setParent(None)  # the dialog's slots disconnect themselves when it is deleted
+def _start(worker: OriginalityWorker) -> None:
+    """Start ``worker`` and keep it referenced until it has finished; quitting the
+    application stops it and waits for it."""
     _running.add(worker)
     worker.finished.connect(lambda: _running.discard(worker))
     app = QCoreApplication.instance()
     if app is not None:
+        app.aboutToQuit.connect(worker.requestInterruption)
         app.aboutToQuit.connect(worker.wait)
+    worker.start()
+
+
+def running_checks() -> int:
+    """How many originality searches are still running (their dialogs may be gone)."""
+    return len(_running)

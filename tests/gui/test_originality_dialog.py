@@ -7,10 +7,17 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 
 from mangagan_app.gui.generate_tab import GenerateTab
-from mangagan_app.gui.originality_dialog import OriginalityDialog
+from mangagan_app.gui.originality_dialog import OriginalityDialog, running_checks
 from mangagan_app.ml.checkpoint import read_card
 from mangagan_app.ml.originality import index_path, index_training_set, save_index
 from mangagan_app.ml.tagger import load_tagger
+
+
+@pytest.fixture(autouse=True)
+def searches_end_with_the_test(qtbot):
+    """A search still running when the interpreter exits would abort it: every test waits for its own."""
+    yield
+    qtbot.waitUntil(lambda: running_checks() == 0, timeout=60000)
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +119,27 @@ def test_closing_the_dialog_during_a_first_use_build_returns_at_once_and_the_bui
     dialog = OriginalityDialog(_training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache")
     qtbot.addWidget(dialog)
     dialog.show()
-    worker = dialog.worker
-    qtbot.waitSignal(worker.progress, timeout=30000).wait()
+    qtbot.waitSignal(dialog.worker.progress, timeout=30000).wait()
     started = time.monotonic()
     dialog.close()
     assert time.monotonic() - started < 0.5
-    qtbot.waitUntil(lambda: worker.isFinished(), timeout=60000)
+    qtbot.waitUntil(lambda: running_checks() == 0, timeout=60000)
     assert not list((tmp_path / "cache").glob("index-*.npz"))  # stopped before it was written
+
+
+def test_deleting_the_parent_during_a_search_does_not_abort_when_the_worker_is_still_running(qtbot, tiny_weights,
+                                                                                            tmp_path):
+    from PySide6.QtWidgets import QWidget
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_weights.with_suffix(suffix), folder / f"tiny{suffix}")
+    weights = folder / "tiny.safetensors"
+    parent = QWidget()
+    dialog = OriginalityDialog(_training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache",
+                               parent=parent)
+    qtbot.waitSignal(dialog.worker.progress, timeout=30000).wait()
+    parent.deleteLater()  # deletes the dialog with it, without a close event
+    qtbot.waitSignal(dialog.destroyed, timeout=5000).wait()
+    qtbot.waitUntil(lambda: running_checks() == 0, timeout=60000)
