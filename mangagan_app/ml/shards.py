@@ -4,15 +4,15 @@ A shard folder holds
 
 * ``shard_00000.u8``, ``shard_00001.u8``, … — raw uint8 (rows, 3, H, W), C order,
   ``shard_rows`` faces each (the last one fewer);
-* ``labels.npy`` — uint8 (N, 3, dim): condition, known-mask and the completed
+* ``labels.u8`` — raw uint8 (N, 3, dim): condition, known-mask and the completed
   condition the generator is trained on (what :class:`FaceSet` derives in memory);
 * ``manifest.json`` — format, resolution, counts, vocabulary and the data summary.
   It is written last, so a folder without it is an unfinished pack.
 
 :class:`ShardSet` is a :class:`~mangagan_app.ml.dataset.TrainingFaces`: it maps the
 shards and copies out only the rows of the batch asked for (sorted, so rows that
-sit together on disk are read together), then drops the mapped pages from the
-process, so its memory does not grow with the size of the data set. Given the
+sit together on disk are read together), labels alike, then drops the mapped pages
+from the process, so its memory does not grow with the size of the data set. Given the
 same faces it returns exactly the batches and fake conditions a ``FaceSet`` does.
 """
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "mangagan-shards/1"
 MANIFEST = "manifest.json"
-LABELS = "labels.npy"
+LABELS = "labels.u8"
 SHARD_ROWS = 8192  # 100 MB per shard at 64 px: few files, and a partial pack loses little
 _DECODE_CHUNK = 500
 
@@ -101,7 +101,7 @@ class ShardWriter:
                 self._close_shard()
 
     def finish(self) -> Path:
-        """Close the last shard, write ``labels.npy`` then the manifest; returns the folder.
+        """Close the last shard, write ``labels.u8`` then the manifest; returns the folder.
 
         Raises ``ValueError`` when no face was added.
         """
@@ -119,8 +119,7 @@ class ShardWriter:
                               source=self.source, skipped=self.skipped, vocabulary=self.vocabulary)
         completed = labels_only._fake_pool.numpy().astype(np.uint8)
         labels = np.stack([cond, mask, completed], axis=1)  # (N, 3, dim)
-        buf = _npy_bytes(labels)
-        atomic_write_bytes(self.out / LABELS, buf)
+        atomic_write_bytes(self.out / LABELS, np.ascontiguousarray(labels).tobytes())
         atomic_write_json(self.out / MANIFEST, {
             "format": FORMAT, "resolution": r, "count": n, "shard_rows": self.shard_rows,
             "shards": [{"file": shard_name(i), "count": c} for i, c in enumerate(self._shard_counts)],
@@ -150,14 +149,6 @@ class ShardWriter:
         os.replace(self._tmp_path(i), self.out / shard_name(i))
         self._shard_counts.append(self._rows_in_shard)
         self._rows_in_shard = 0
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 @dataclass
@@ -259,57 +250,69 @@ class ShardSet:
             self._count = int(manifest["count"])
             self._shard_rows = int(manifest["shard_rows"])
             shards = manifest["shards"]
+            if sum(int(e["count"]) for e in shards) != self._count or self._count < 1:
+                raise ValueError(f"the shards hold {sum(int(e['count']) for e in shards)} faces, not {self._count}")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{manifest_path}: {exc}") from None
         if manifest.get("vocabulary") != vocabulary.to_json():
             raise ValueError(f"{manifest_path}: packed for another attribute vocabulary; pack the data again")
         self._summary = {**manifest.get("summary", {}), "shards": str(self.folder)}
         r = self.resolution
-        self._row_bytes = 3 * r * r
-        self._shards = []
-        for entry in shards:
-            path = self.folder / entry["file"]
-            expected = int(entry["count"]) * self._row_bytes
-            size = path.stat().st_size if path.is_file() else -1
-            if size != expected:
-                raise ValueError(f"{path}: {'missing' if size < 0 else f'{size} bytes'}, expected {expected}")
-            with open(path, "rb") as fh:
-                self._shards.append(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
-        self._labels = np.load(self.folder / LABELS, mmap_mode="r")  # (N, 3, dim) uint8
-        if self._labels.shape != (self._count, 3, vocabulary.dim):
-            raise ValueError(f"{self.folder / LABELS}: shape {self._labels.shape} does not fit {self._count} faces")
+        self._shards = [self._map(entry["file"], int(entry["count"]) * 3 * r * r) for entry in shards]
+        self._dim = vocabulary.dim
+        self._labels = self._map(LABELS, self._count * 3 * self._dim)
+
+    def _map(self, name: str, expected: int) -> mmap.mmap:
+        path = self.folder / name
+        size = path.stat().st_size if path.is_file() else -1
+        if size != expected:
+            raise ValueError(f"{path}: {'missing' if size < 0 else f'{size} bytes'}, expected {expected}")
+        with open(path, "rb") as fh:
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
     def __len__(self) -> int:
         return self._count
 
-    def _rows(self, indices: np.ndarray) -> np.ndarray:
+    def _gather(self, mapping: mmap.mmap, row_shape: tuple[int, ...], rows: np.ndarray) -> np.ndarray:
+        """A copy of ``rows`` (ascending) of ``mapping`` seen as (n, *row_shape) uint8."""
+        out = np.frombuffer(mapping, np.uint8).reshape(-1, *row_shape)[rows]
+        # Give the pages back: they stay in the page cache (cheap to read again) but
+        # no longer count against this process, whose memory then does not grow
+        # with the number of faces read.
+        mapping.madvise(mmap.MADV_DONTNEED)
+        return out
+
+    def _images(self, indices: np.ndarray) -> np.ndarray:
         """uint8 (B, 3, H, W) for ``indices``, in the order given."""
         r = self.resolution
-        out = np.empty((len(indices), 3, r, r), np.uint8)
         order = np.argsort(indices, kind="stable")
         ordered = indices[order]  # ascending: rows next to each other on disk are read together
+        images = np.empty((len(indices), 3, r, r), np.uint8)
         shard_of = ordered // self._shard_rows
         for s in np.unique(shard_of):
-            view = np.frombuffer(self._shards[s], np.uint8).reshape(-1, 3, r, r)
             sel = shard_of == s
-            out[order[sel]] = view[ordered[sel] - s * self._shard_rows]
-            # Give the pages back: they stay in the page cache (cheap to read again) but
-            # no longer count against this process, whose memory then does not grow
-            # with the number of faces read.
-            self._shards[s].madvise(mmap.MADV_DONTNEED)
-        return out
+            images[order[sel]] = self._gather(self._shards[s], (3, r, r), ordered[sel] - s * self._shard_rows)
+        return images
+
+    def _label_rows(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 (B, 3, dim): condition, mask, completed condition for ``indices``, in the order given."""
+        order = np.argsort(indices, kind="stable")
+        labels = np.empty((len(indices), 3, self._dim), np.uint8)
+        labels[order] = self._gather(self._labels, (3, self._dim), indices[order])
+        return labels
 
     def batch(self, indices: torch.Tensor, flip: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = indices.numpy().astype(np.int64)
-        x = torch.from_numpy(self._rows(idx)).float().div_(127.5).sub_(1.0)  # (B, 3, H, W) in [-1, 1]
+        images, labels = self._images(idx), self._label_rows(idx)
+        x = torch.from_numpy(images).float().div_(127.5).sub_(1.0)  # (B, 3, H, W) in [-1, 1]
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-        labels = torch.from_numpy(np.asarray(self._labels[idx])).float()  # (B, 3, dim)
-        return x, labels[:, 0], labels[:, 1]
+        y = torch.from_numpy(labels).float()
+        return x, y[:, 0], y[:, 1]
 
     def sample_conditions(self, n: int, generator: torch.Generator) -> torch.Tensor:
         rows = torch.randint(self._count, (n,), generator=generator).numpy()
-        return torch.from_numpy(np.asarray(self._labels[rows, 2])).float()
+        return torch.from_numpy(self._label_rows(rows.astype(np.int64))[:, 2]).float()
 
     def summary(self) -> dict:
         return dict(self._summary)
