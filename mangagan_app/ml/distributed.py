@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
+
+# The autograd-aware collectives (torch.distributed.nn.functional is deprecated in their favour).
+import torch.distributed._functional_collectives as collectives
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ class GlobalBatchNorm(nn.BatchNorm2d):
         xf = x.float()
         count = torch.full((1,), float(xf.numel() // xf.shape[1]), device=x.device)
         sums = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)), count])
-        sums = dist_fn.all_reduce(sums)  # (2C + 1,) summed over ranks
+        sums = collectives.all_reduce(sums, "sum", dist.group.WORLD)  # (2C + 1,) summed over ranks
         c = xf.shape[1]
         n = sums[-1]
         mean = sums[:c] / n
