@@ -255,16 +255,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"train: {exc}", file=sys.stderr)
         return 2
 
+    from mangagan_app.ml.distributed import from_environment
+
     # Ctrl+C (or SIGTERM) asks the loop to stop after the current step and save;
-    # a second Ctrl+C aborts at once.
+    # a second Ctrl+C aborts at once. Under torchrun a worker gets Ctrl+C twice (from
+    # the terminal and forwarded by torchrun), and torchrun itself kills workers that
+    # do not finish, so there the second one is not an abort.
+    ranks = from_environment()
     stop_requested = False
 
     def request_stop(signum, frame) -> None:
         nonlocal stop_requested
-        if stop_requested and signum == signal.SIGINT:
+        if stop_requested and signum == signal.SIGINT and not ranks.active:
             raise KeyboardInterrupt
+        if not stop_requested and ranks.is_main:
+            print("\nstopping after this step and saving a checkpoint (Ctrl+C again to abort)", file=sys.stderr)
         stop_requested = True
-        print("\nstopping after this step and saving a checkpoint (Ctrl+C again to abort)", file=sys.stderr)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -276,6 +282,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not ranks.is_main:
+        return 0  # rank 0 reports for all processes
     verb = "stopped" if result.stopped else "finished"
     print(f"\n{verb} at step {result.step}/{result.total_steps}; checkpoint {result.checkpoint}"
           + (f"\nresume with: mangagan train {args.data} {run_dir} --resume" if result.stopped else ""))
