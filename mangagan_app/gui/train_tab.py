@@ -40,8 +40,10 @@ from mangagan_app.ml.trainer import Preview, TrainProgress, TrainResult
 
 LOSS_COLOURS = {"d_adv": "#d62728", "g_adv": "#1f77b4", "d_cls": "#ff7f0e", "g_cls": "#2ca02c", "gp": "#9467bd",
                 "d_real": "#8c564b", "d_fake": "#e377c2"}
-# Previews are cheap next to a step and are what people watch, so the tab asks for them often.
+# Previews and progress ticks are cheap next to a step and are what people watch, so the tab
+# asks for them more often than the command line does.
 GUI_PREVIEW_STEPS = 100
+GUI_TICK_STEPS = 10
 
 
 def app_data_dir() -> Path:
@@ -229,6 +231,7 @@ class TrainTab(QWidget):
             resolution=int(self.resolution.currentText()), width=self.width_spin.value(),
             batch=self.batch_spin.value(), epochs=self.epochs_spin.value(),
             loss=self.loss_combo.currentText(), leave_core_for_gui=True, preview_steps=GUI_PREVIEW_STEPS,
+            tick_steps=GUI_TICK_STEPS,
         )
 
     def _sketchbook_source(self, resolution: int) -> SketchbookSource:

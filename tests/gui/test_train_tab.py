@@ -28,7 +28,7 @@ def _tab(qtbot, tmp_path, face_folder, epochs: int) -> TrainTab:
 
 def test_training_runs_to_the_end_when_started_from_the_tab(qtbot, tmp_path, face_folder):
     tab = _tab(qtbot, tmp_path, face_folder, epochs=2)
-    with qtbot.waitSignal(tab.status_message, timeout=120_000,
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
                           check_params_cb=lambda m: m.startswith("Training finished")):
         tab.start_button.click()
     assert tab.progress_bar.value() == tab.progress_bar.maximum() == 6  # 2 epochs x 3 batches
@@ -49,18 +49,18 @@ def _training_step(tab: TrainTab) -> int:
 
 def test_stop_then_resume_continues_the_run_when_asked(qtbot, tmp_path, face_folder):
     tab = _tab(qtbot, tmp_path, face_folder, epochs=400)
-    with qtbot.waitSignal(tab.status_message, timeout=120_000,
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
                           check_params_cb=lambda m: m.startswith("Training stopped at step")) as stopped:
         tab.start_button.click()
-        qtbot.waitUntil(lambda: _training_step(tab) > 0, timeout=60_000)
+        qtbot.waitUntil(lambda: _training_step(tab) > 0, timeout=120_000)
         tab.stop_button.click()
     stopped_at = int(stopped.args[0].split()[-1])
     assert stopped_at >= _training_step(tab) > 0
     assert "Stopped at step" in tab.progress_label.text()
 
-    with qtbot.waitSignal(tab.status_message, timeout=120_000,
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
                           check_params_cb=lambda m: m.startswith("Training stopped at step")) as again:
         tab.resume_button.click()
-        qtbot.waitUntil(lambda: _training_step(tab) > stopped_at, timeout=60_000)
+        qtbot.waitUntil(lambda: _training_step(tab) > stopped_at, timeout=120_000)
         tab.stop_button.click()
     assert int(again.args[0].split()[-1]) > stopped_at
