@@ -57,6 +57,8 @@ def test_stop_then_resume_continues_the_run_when_asked(qtbot, tmp_path, face_fol
     stopped_at = int(stopped.args[0].split()[-1])
     assert stopped_at >= _training_step(tab) > 0
     assert "Stopped at step" in tab.progress_label.text()
+    # The result arrives just before the thread ends; Resume is enabled once it has.
+    qtbot.waitUntil(lambda: tab.resume_button.isEnabled(), timeout=30_000)
 
     with qtbot.waitSignal(tab.status_message, timeout=240_000,
                           check_params_cb=lambda m: m.startswith("Training stopped at step")) as again:
