@@ -35,7 +35,7 @@ def test_training_runs_to_the_end_when_started_from_the_tab(qtbot, tmp_path, fac
     assert tab.preview_label.pixmap() is not None and not tab.preview_label.pixmap().isNull()
     assert {"d_adv", "g_adv"} <= set(tab.loss_history)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
-    qtbot.waitUntil(lambda: tab.use_button.isEnabled())
+    qtbot.waitUntil(lambda: tab.use_button.isEnabled(), timeout=30_000)
 
     with qtbot.waitSignal(tab.model_exported, timeout=30_000) as exported:
         tab.use_button.click()
