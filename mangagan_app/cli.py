@@ -122,21 +122,20 @@ def _cmd_review_export(args: argparse.Namespace) -> int:
     return 0 if count else 1
 
 
-class _SynthProgress:
-    """A one-line ``done/total  img/s`` progress display on stderr, plus a Ctrl+C stop flag.
+class _InterruptibleLine:
+    """A one-line progress display on stderr whose Ctrl+C sets ``stop`` instead of raising.
 
-    Ctrl+C sets the flag instead of raising, so the run finishes its current chunks,
-    writes its metadata and exits cleanly; a second Ctrl+C interrupts at once.
+    The run then finishes what is in progress and exits cleanly; a second Ctrl+C
+    interrupts at once. ``close()`` restores the previous handler.
     """
+
+    stopping = "stopping (Ctrl+C again to abort)"
 
     def __init__(self, label: str):
         import signal
-        import time
 
         self.label = label
-        self.start = time.perf_counter()
         self.stop = False
-        self._clock = time.perf_counter
         self._signal = signal
         self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
 
@@ -144,17 +143,30 @@ class _SynthProgress:
         if self.stop:
             raise KeyboardInterrupt
         self.stop = True
-        print(f"\n{self.label}: stopping after the images in progress (Ctrl+C again to abort)", file=sys.stderr)
+        print(f"\n{self.label}: {self.stopping}", file=sys.stderr)
+
+    def close(self) -> None:
+        self._signal.signal(self._signal.SIGINT, self._previous)
+        print(file=sys.stderr)
+
+
+class _SynthProgress(_InterruptibleLine):
+    """``done/total  img/s`` for drawing jobs; Ctrl+C lets the chunks in progress finish."""
+
+    stopping = "stopping after the images in progress (Ctrl+C again to abort)"
+
+    def __init__(self, label: str):
+        import time
+
+        super().__init__(label)
+        self._clock = time.perf_counter
+        self.start = time.perf_counter()
 
     def rate(self, done: int) -> float:
         return done / max(1e-9, self._clock() - self.start)
 
     def __call__(self, done: int, total: int) -> None:
         print(f"\r{self.label} {done}/{total}  {self.rate(done):.1f} img/s", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self._signal.signal(self._signal.SIGINT, self._previous)
-        print(file=sys.stderr)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -420,22 +432,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-class _StageLine:
+class _StageLine(_InterruptibleLine):
     """Progress of a multi-stage job on one stderr line: ``stage done/total``; Ctrl+C sets ``stop``."""
-
-    def __init__(self, label: str):
-        import signal
-
-        self.label = label
-        self.stop = False
-        self._signal = signal
-        self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
-
-    def _on_interrupt(self, signum, frame) -> None:
-        if self.stop:
-            raise KeyboardInterrupt
-        self.stop = True
-        print(f"\n{self.label}: stopping (Ctrl+C again to abort)", file=sys.stderr)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         # On a terminal the line is rewritten in place; in a log, one line per stage end.
