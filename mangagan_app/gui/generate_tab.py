@@ -233,6 +233,9 @@ class GenerateTab(QWidget):
         self.service: GeneratorService | None = None
         self.worker: RenderWorker | None = None
         self._loader: ModelLoader | None = None
+        # A loader superseded by a newer request keeps running until its thread ends; it must stay
+        # referenced until then, or Qt aborts on destroying a running QThread.
+        self._running_loaders: set[ModelLoader] = set()
         self._fallbacks: list[Path] = []  # further models to try when the default one is refused
         self._refused: list[str] = []
         self._token = 0
@@ -547,10 +550,13 @@ class GenerateTab(QWidget):
     def _start_loader(self, weights: Path) -> None:
         self.canvas.set_message(f"Loading {Path(weights).name}…\n(the first time a model without slider "
                                 "directions is opened they are computed: a few seconds)")
-        self._loader = ModelLoader(Path(weights), self.data_dir / "cache")
-        self._loader.loaded.connect(self._model_loaded)
-        self._loader.failed.connect(self._model_failed)
-        self._loader.start()
+        loader = ModelLoader(Path(weights), self.data_dir / "cache")
+        loader.loaded.connect(self._model_loaded)
+        loader.failed.connect(self._model_failed)
+        self._running_loaders.add(loader)
+        loader.finished.connect(lambda: self._running_loaders.discard(loader))
+        self._loader = loader
+        loader.start()
 
     def _choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load a model", str(self.weights_dir),
@@ -602,8 +608,8 @@ class GenerateTab(QWidget):
 
     def shutdown(self) -> None:
         """Stop the render thread (the window calls this when closing)."""
-        if self._loader is not None and self._loader.isRunning():
-            self._loader.wait()
+        for loader in list(self._running_loaders):
+            loader.wait()
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
