@@ -25,10 +25,15 @@ APPLICATION = "MangaGAN Studio"
 log = logging.getLogger(__name__)
 
 
-def log_file_path() -> Path:
+def app_data_dir() -> Path:
+    """The user's data folder for the app (runs, exported models, favourites, the log), created if needed."""
     folder = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / "mangagan-studio.log"
+    return folder
+
+
+def log_file_path() -> Path:
+    return app_data_dir() / "mangagan-studio.log"
 
 
 def _configure_logging() -> Path:

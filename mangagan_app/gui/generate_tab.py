@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, Signal
+from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -47,6 +47,7 @@ from mangagan_app.core.attributes import Attributes
 from mangagan_app.core.face_history import EditHistory, FavouritesStore
 from mangagan_app.core.face_recipe import FaceRecipe, RecipeError, png_bytes, random_attributes, read_png_recipe
 from mangagan_app.core.files import atomic_write_bytes
+from mangagan_app.gui.app import app_data_dir
 from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
 from mangagan_app.gui.generate_worker import ModelLoader, RenderWorker
 from mangagan_app.gui.originality_dialog import OriginalityDialog
@@ -226,7 +227,7 @@ class GenerateTab(QWidget):
         self.settings = settings
         self.weights_dir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
         if data_dir is None:
-            data_dir = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+            data_dir = app_data_dir()
         self.data_dir = Path(data_dir)
         self.favourites = FavouritesStore(self.data_dir / "favourites.json")
         self.history = EditHistory()

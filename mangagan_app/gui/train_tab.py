@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from mangagan_app.config import TrainingConfig
+from mangagan_app.gui.app import app_data_dir
 from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
 from mangagan_app.ml.checkpoint import export_run
@@ -44,12 +45,6 @@ LOSS_COLOURS = {"d_adv": "#d62728", "g_adv": "#1f77b4", "d_cls": "#ff7f0e", "g_c
 # asks for them more often than the command line does.
 GUI_PREVIEW_STEPS = 100
 GUI_TICK_STEPS = 10
-
-
-def app_data_dir() -> Path:
-    folder = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def format_eta(seconds: float) -> str:
