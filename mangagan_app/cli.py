@@ -254,7 +254,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "epochs": args.epochs, "batch": args.batch, "loss": args.loss, "resolution": args.res,
         "width": args.width, "conditioning": args.conditioning, "seed": args.seed, "device": args.device,
         "preview_steps": args.preview_every, "checkpoint_minutes": args.checkpoint_minutes,
-        "threads": args.threads, "precision": args.precision,
+        "threads": args.threads, "precision": args.precision, "g_conditioning": args.g_conditioning,
+        "lr_decay_steps": args.lr_decay_steps, "init_from": args.init_from,
     }.items() if v is not None}
     run_dir = Path(args.run_dir)
     try:
@@ -586,7 +587,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", choices=("dcgan", "dragan"), help="non-saturating DCGAN, or + DRAGAN penalty")
     train.add_argument("--res", type=int, choices=(32, 64, 128), help="image size (default 64)")
     train.add_argument("--width", type=int, help="network width (default 32)")
-    train.add_argument("--conditioning", choices=("projection", "acgan", "both"), help="default both")
+    train.add_argument("--conditioning", choices=("projection", "acgan", "both"),
+                       help="how D judges the attributes (default both)")
+    train.add_argument("--g-conditioning", choices=("input", "film"),
+                       help="how G takes the attributes: at its input, or also at every block (film)")
+    train.add_argument("--lr-decay-steps", type=int, help="lower the learning rates linearly to 0 over the "
+                                                          "last N steps (default 0: constant)")
+    train.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                       help="start from another run's networks (fine-tune; an input G grows FiLM layers)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: CUDA, then MPS, then CPU")
     train.add_argument("--preview-every", type=int, help="steps between preview grids (default 500)")

@@ -75,7 +75,9 @@ class TrainingConfig:
 
     ``data`` is a folder of face images with kohya ``.txt`` tag sidecars.
     ``resolution`` 64 or 128 (32 for quick tests); ``width`` is D's first / G's last
-    channel count. ``conditioning``: ``projection``, ``acgan`` or ``both``. ``loss``:
+    channel count. ``conditioning`` (how D judges the condition): ``projection``,
+    ``acgan`` or ``both``; ``g_conditioning`` (how G takes it): ``input`` or
+    ``film`` (also at every block, see ``ml.networks``). ``loss``:
     ``dcgan`` (non-saturating) or ``dragan`` (adds DRAGAN's gradient penalty with
     weight ``dragan_weight``). ``aux_weight`` scales the attribute-classifier loss.
     Statistics are logged every ``tick_steps`` steps, a preview every
@@ -85,6 +87,11 @@ class TrainingConfig:
     on a CPU shared with other busy processes, fewer threads can be much faster).
     ``precision`` "auto" trains under bfloat16 autocast where the hardware does bf16
     natively (recent GPUs, AVX512-BF16/AMX CPUs), else float32.
+    ``lr_decay_steps`` > 0 lowers both learning rates linearly to zero over the
+    run's last that many steps. ``init_from`` (a run folder or checkpoint file)
+    starts a new run from another run's G, D and EMA G instead of random weights
+    (fine-tuning, or growing an ``input`` G into a ``film`` one); the optimisers
+    and the step count start afresh.
     """
 
     data: str = ""
@@ -92,6 +99,7 @@ class TrainingConfig:
     width: int = 32
     z_dim: int = 128
     conditioning: str = "both"
+    g_conditioning: str = "input"
     loss: str = "dcgan"
     batch: int = 64
     epochs: int = 40
@@ -111,6 +119,8 @@ class TrainingConfig:
     threads: int = 0
     precision: str = "auto"
     leave_core_for_gui: bool = False
+    lr_decay_steps: int = 0
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if self.threads < 0:
@@ -123,6 +133,10 @@ class TrainingConfig:
             raise ValueError(f"loss must be dcgan or dragan, not {self.loss!r}")
         if self.conditioning not in ("projection", "acgan", "both"):
             raise ValueError(f"conditioning must be projection, acgan or both, not {self.conditioning!r}")
+        if self.g_conditioning not in ("input", "film"):
+            raise ValueError(f"g_conditioning must be input or film, not {self.g_conditioning!r}")
+        if self.lr_decay_steps < 0:
+            raise ValueError(f"lr_decay_steps must be >= 0, not {self.lr_decay_steps}")
         if self.batch < 2 or self.epochs < 1 or self.width < 1:
             raise ValueError("batch must be >= 2, epochs >= 1 and width >= 1")
         if self.tick_steps < 1 or self.preview_steps < 1:

@@ -75,6 +75,8 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     }
+    if state.get("warm_start"):
+        card["training"]["warm_start"] = state["warm_start"]  # the steps and hours before this run
     # The card is staged before the weights replace the old ones and renamed after, so a
     # full disk fails before anything is replaced and never leaves new weights beside an old card.
     staged = atomic_write_json(card_path.with_name(f".{card_path.name}.staged"), card)

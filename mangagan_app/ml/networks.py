@@ -9,6 +9,13 @@ attribute group, multi-hot for free tags, laid out by ``core.attributes.VOCABULA
 * ``"acgan"``: an auxiliary head predicts the condition vector (MakeGirlsMoe's choice);
 * ``"both"``: the two together (the default, chosen by measurement; see the README).
 
+G always sees the condition beside the noise at its input; with
+``g_conditioning="film"`` every block's output is also scaled and shifted per
+channel by a linear function of the condition (FiLM, Perez et al. 2018), so an
+attribute that the first layer under-represents can still reach the later blocks.
+The FiLM layers start at zero, i.e. as the identity, so a trained ``"input"``
+generator can be warm-started into a ``"film"`` one without changing a pixel.
+
 The resolution is 64 px (4 up-sampling blocks from 4×4) or 128 px (5 blocks).
 """
 
@@ -21,6 +28,7 @@ import torch
 from torch import nn
 
 CONDITIONINGS = ("projection", "acgan", "both")
+G_CONDITIONINGS = ("input", "film")
 
 
 @dataclass(frozen=True)
@@ -32,12 +40,15 @@ class Architecture:
     z_dim: int = 128
     cond_dim: int = 38
     conditioning: str = "both"
+    g_conditioning: str = "input"
 
     def __post_init__(self) -> None:
         if self.resolution not in (32, 64, 128):
             raise ValueError(f"resolution must be 32, 64 or 128, not {self.resolution}")
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, not {self.conditioning!r}")
+        if self.g_conditioning not in G_CONDITIONINGS:
+            raise ValueError(f"g_conditioning must be one of {G_CONDITIONINGS}, not {self.g_conditioning!r}")
         if self.width < 1 or self.z_dim < 1 or self.cond_dim < 1:
             raise ValueError("width, z_dim and cond_dim must be positive")
 
@@ -55,7 +66,9 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, data: dict) -> Architecture:
-        return cls(**{k: data[k] for k in ("resolution", "width", "z_dim", "cond_dim", "conditioning")})
+        # Cards written before FiLM existed have no g_conditioning: their G conditions at the input only.
+        return cls(**{k: data[k] for k in ("resolution", "width", "z_dim", "cond_dim", "conditioning")},
+                   g_conditioning=data.get("g_conditioning", "input"))
 
 
 class Generator(nn.Module):
@@ -82,11 +95,29 @@ class Generator(nn.Module):
             ]  # each block doubles H and W: (B, 4w, 8, 8) → (B, 2w, 16, 16) → (B, w, 32, 32) at 64 px
         self.ups = nn.Sequential(*ups)
         self.to_rgb = nn.Sequential(nn.ConvTranspose2d(ch[-1], 3, 4, 2, 1), nn.Tanh())  # (B, 3, H, W)
+        # One FiLM layer after the stem and after each up block: cond → (scale, shift) per channel.
+        self.films = (nn.ModuleList(nn.Linear(arch.cond_dim, 2 * c) for c in ch)
+                      if arch.g_conditioning == "film" else None)
         _init_weights(self)
+        if self.films is not None:
+            for film in self.films:
+                nn.init.zeros_(film.weight)
+                nn.init.zeros_(film.bias)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = self.stem(torch.cat([z, cond], dim=1))
-        return self.to_rgb(self.ups(h))
+        if self.films is None:
+            return self.to_rgb(self.ups(h))
+        h = _film(self.films[0], h, cond)
+        for i, film in enumerate(self.films[1:]):
+            h = _film(film, self.ups[3 * i:3 * i + 3](h), cond)  # ConvTranspose, BatchNorm, ReLU
+        return self.to_rgb(h)
+
+
+def _film(layer: nn.Linear, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """``h`` (B, C, H, W) scaled by 1 + γ and shifted by β, where (γ, β) = ``layer(cond)``, each (B, C)."""
+    scale, shift = layer(cond).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+    return h * (1.0 + scale) + shift
 
 
 class Discriminator(nn.Module):

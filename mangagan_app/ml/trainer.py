@@ -41,7 +41,7 @@ PREVIEW_COLUMNS = 8
 # Settings that may change when a run is resumed; the others define the run.
 RESUMABLE_CHANGES = frozenset({"epochs", "tick_steps", "preview_steps", "checkpoint_minutes",
                                "checkpoint_steps", "device", "threads", "precision", "leave_core_for_gui",
-                               "data"})
+                               "data", "lr_decay_steps"})
 
 
 @dataclass
@@ -295,6 +295,8 @@ def _truncate_stats(path: Path, step: int) -> None:
 
 def _check_resume_config(saved: dict, cfg: TrainingConfig) -> None:
     wanted = cfg.to_dict()
+    # A setting newer than the saved run was, for that run, its default.
+    saved = {**TrainingConfig().to_dict(), **saved}
     changed = [k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k]]
     if changed:
         raise RunFolderError("cannot resume with different " + ", ".join(
@@ -348,6 +350,42 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
         distributed.stop(ranks)
 
 
+def _set_learning_rates(models: GanModels, cfg: TrainingConfig, step: int, total_steps: int) -> None:
+    """Both learning rates for ``step``: constant, then linearly to zero over the last ``lr_decay_steps``."""
+    factor = min(1.0, (total_steps - step) / cfg.lr_decay_steps) if cfg.lr_decay_steps else 1.0
+    for opt, lr in ((models.opt_g, cfg.lr_g), (models.opt_d, cfg.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = lr * factor
+
+
+def _warm_start(models: GanModels, source: str) -> dict:
+    """Copy G, D and EMA G from the run folder or checkpoint file ``source`` into ``models``.
+
+    Every tensor of the source must fit; tensors only the new networks have (FiLM
+    layers added to an ``input`` generator) keep their identity initialisation.
+    Returns what the card records: the source, its steps and hours.
+    """
+    path = Path(source)
+    try:
+        state = (load_resume_state(path) if path.is_dir()
+                 else torch.load(path, map_location="cpu", weights_only=True))
+        if not isinstance(state, dict) or not {"G", "D", "G_ema"} <= state.keys():
+            raise ValueError("not a MangaGAN checkpoint")
+    except Exception as exc:  # noqa: BLE001 — torch.load raises pickle, zip and OS errors alike
+        raise RunFolderError(f"cannot start from {source}: {type(exc).__name__}: {exc}") from None
+    for key, net in (("G", models.g), ("D", models.d), ("G_ema", models.g_ema)):
+        own = net.state_dict()
+        misfits = [k for k, v in state[key].items() if k not in own or own[k].shape != v.shape]
+        if misfits:
+            raise RunFolderError(f"cannot start from {source}: its {key} does not fit this architecture "
+                                 f"({', '.join(misfits[:3])})")
+        net.load_state_dict(state[key], strict=False)
+    earlier = state.get("warm_start") or {}
+    log.info("starting from %s (step %s)", source, state.get("step"))
+    return {"from": str(source), "steps": int(state.get("step", 0)) + int(earlier.get("steps", 0)),
+            "hours": round((float(state.get("elapsed_seconds", 0.0)) / 3600) + float(earlier.get("hours", 0.0)), 3)}
+
+
 def _remove_stale_temporaries(run_dir: Path) -> None:
     """Delete temporaries a killed run left behind (a half-written checkpoint is as big as a whole one)."""
     for folder in (run_dir, run_dir / "previews"):
@@ -378,17 +416,22 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
     if steps_per_epoch == 0:
         raise ValueError(f"{len(faces)} images are fewer than one batch of {cfg.batch}")
 
-    arch = Architecture(cfg.resolution, cfg.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning)
+    arch = Architecture(cfg.resolution, cfg.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning,
+                        cfg.g_conditioning)
     models = GanModels(cfg, arch, device)
     step = epoch = batch_in_epoch = 0
     elapsed_before = 0.0
+    warm_start = None
     if state is not None:
         models.load(state)
         step, epoch, batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
         elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        warm_start = state.get("warm_start")
         log.info("resuming %s at step %d (epoch %d)", run_dir, step, epoch)
         if ranks.is_main:
             _truncate_stats(run_dir / "stats.jsonl", step)
+    elif cfg.init_from:
+        warm_start = _warm_start(models, cfg.init_from)
     if ranks.active:
         models.distribute(device)
     if ranks.is_main:
@@ -417,6 +460,7 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
             "vocabulary": VOCABULARY.to_json(), "data": faces.summary(),
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "elapsed_seconds": elapsed_before + time.monotonic() - session_start, **models.state(),
+            **({"warm_start": warm_start} if warm_start else {}),
         }, keep_current=keep_current)
         keep_current = True
         return path
@@ -434,6 +478,7 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
             global_batch = order[start:start + cfg.batch], flips[start:start + cfg.batch]
             sl = ranks.part(cfg.batch)  # this rank's share of the global batch
             t0 = time.perf_counter()
+            _set_learning_rates(models, cfg, step, total_steps)
             stats = train_step(models, cfg, faces.batch(global_batch[0][sl], global_batch[1][sl]),
                                faces.sample_conditions, step, device, bf16=bf16, world=ranks.world,
                                rank=ranks.rank)
