@@ -152,6 +152,22 @@ class TrainTab(QWidget):
         self.loss_combo = QComboBox()
         self.loss_combo.addItems(["dcgan", "dragan"])
         self.loss_combo.setToolTip("dcgan: non-saturating GAN loss; dragan: adds DRAGAN's gradient penalty")
+        self.g_conditioning_combo = QComboBox()
+        self.g_conditioning_combo.addItem("At every block (FiLM)", "film")
+        self.g_conditioning_combo.addItem("At the input only", "input")
+        self.g_conditioning_combo.setCurrentIndex(self.g_conditioning_combo.findData(defaults.g_conditioning))
+        self.g_conditioning_combo.setToolTip("Where the generator takes the ticked attributes: at every block "
+                                             "reaches small details (hats, eye colour) better")
+        self.init_edit = QLineEdit()
+        self.init_edit.setPlaceholderText("Optional: an earlier run to fine-tune")
+        self.init_edit.setToolTip("Start from the networks of an earlier run folder instead of random weights, "
+                                  "e.g. to fine-tune it on your own reviewed faces")
+        pick_init = QPushButton("…")
+        pick_init.setToolTip("Choose the earlier run folder to start from")
+        pick_init.clicked.connect(self._browse_init)
+        init_row = QHBoxLayout()
+        init_row.addWidget(self.init_edit, 1)
+        init_row.addWidget(pick_init)
         self.run_edit = QLineEdit(str(app_data_dir() / "runs" / time.strftime("run-%Y%m%d-%H%M%S")))
         pick_run = QPushButton("…")
         pick_run.setToolTip("Choose the run folder (an existing one can be resumed)")
@@ -164,6 +180,8 @@ class TrainTab(QWidget):
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Loss", self.loss_combo)
+        form.addRow("Attributes in G", self.g_conditioning_combo)
+        form.addRow("Start from", init_row)
         form.addRow("Run folder", run_row)
         form.addRow("Device", QLabel(choose_device(leave_core_for_gui=True).description))
         return box
@@ -203,6 +221,10 @@ class TrainTab(QWidget):
         self.batch_spin.setValue(setting(s, "train/batch", self.batch_spin.value()))
         self.epochs_spin.setValue(setting(s, "train/epochs", self.epochs_spin.value()))
         self.loss_combo.setCurrentText(setting(s, "train/loss", "dcgan"))
+        chosen = self.g_conditioning_combo.findData(setting(s, "train/g_conditioning", ""))
+        if chosen >= 0:
+            self.g_conditioning_combo.setCurrentIndex(chosen)
+        self.init_edit.setText(setting(s, "train/init_from", ""))
         last_run = setting(s, "train/run_dir", "")
         if last_run:
             self.run_edit.setText(last_run)
@@ -217,6 +239,8 @@ class TrainTab(QWidget):
         s.setValue("train/batch", self.batch_spin.value())
         s.setValue("train/epochs", self.epochs_spin.value())
         s.setValue("train/loss", self.loss_combo.currentText())
+        s.setValue("train/g_conditioning", self.g_conditioning_combo.currentData())
+        s.setValue("train/init_from", self.init_edit.text())
         s.setValue("train/run_dir", self.run_edit.text())
 
     # ---- actions ------------------------------------------------------------------
@@ -226,7 +250,8 @@ class TrainTab(QWidget):
             resolution=int(self.resolution.currentText()), width=self.width_spin.value(),
             batch=self.batch_spin.value(), epochs=self.epochs_spin.value(),
             loss=self.loss_combo.currentText(), leave_core_for_gui=True, preview_steps=GUI_PREVIEW_STEPS,
-            tick_steps=GUI_TICK_STEPS,
+            tick_steps=GUI_TICK_STEPS, g_conditioning=self.g_conditioning_combo.currentData(),
+            init_from=str(Path(self.init_edit.text().strip()).expanduser()) if self.init_edit.text().strip() else "",
         )
 
     def _sketchbook_source(self, resolution: int) -> SketchbookSource:
@@ -369,6 +394,11 @@ class TrainTab(QWidget):
         if folder:
             self.run_edit.setText(folder)
             self._update_buttons()
+
+    def _browse_init(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Earlier run to start from", self.init_edit.text())
+        if folder:
+            self.init_edit.setText(folder)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
         if any(Path(url.toLocalFile()).is_dir() for url in event.mimeData().urls()):

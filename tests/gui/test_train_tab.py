@@ -66,3 +66,29 @@ def test_stop_then_resume_continues_the_run_when_asked(qtbot, tmp_path, face_fol
         qtbot.waitUntil(lambda: _training_step(tab) > stopped_at, timeout=120_000)
         tab.stop_button.click()
     assert int(again.args[0].split()[-1]) > stopped_at
+
+
+def test_a_new_run_fine_tunes_an_earlier_one_with_film_and_the_choices_are_remembered(qtbot, tmp_path, face_folder):
+    from mangagan_app.ml.trainer import load_resume_state
+
+    tab = _tab(qtbot, tmp_path, face_folder, epochs=1)
+    tab.g_conditioning_combo.setCurrentIndex(tab.g_conditioning_combo.findData("input"))
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
+                          check_params_cb=lambda m: m.startswith("Training finished")):
+        tab.start_button.click()
+    qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=30_000)
+
+    earlier = tmp_path / "run"
+    tab.run_edit.setText(str(tmp_path / "fine-tuned"))
+    tab.init_edit.setText(str(earlier))
+    tab.g_conditioning_combo.setCurrentIndex(tab.g_conditioning_combo.findData("film"))
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
+                          check_params_cb=lambda m: m.startswith("Training finished")):
+        tab.start_button.click()
+    state = load_resume_state(tmp_path / "fine-tuned")
+    assert state["warm_start"] == {"from": str(earlier), "steps": 3, "hours": state["warm_start"]["hours"]}
+    assert state["config"]["g_conditioning"] == "film" and any(k.startswith("films.") for k in state["G"])
+
+    again = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(again)
+    assert again.g_conditioning_combo.currentData() == "film" and again.init_edit.text() == str(earlier)
