@@ -325,7 +325,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from mangagan_app.ml.checkpoint import export_run, read_card
+    from mangagan_app.ml.checkpoint import export_run, read_card, training_steps
     from mangagan_app.ml.trainer import RunFolderError
 
     try:
@@ -335,7 +335,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 1
     info = read_card(weights)
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card}")
-    print(f"steps {info['training']['steps']}, sha256 {info['sha256']}")
+    earlier = info["training"].get("warm_start")
+    print(f"steps {training_steps(info)}"
+          + (f" ({earlier['steps']} of them in {earlier['from']})" if earlier else "")
+          + f", sha256 {info['sha256']}")
     from mangagan_app.ml.generator_service import store_directions
 
     directions = store_directions(

@@ -89,6 +89,14 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     return weights_path, card_path
 
 
+def training_steps(card: dict) -> int | None:
+    """All the optimiser steps behind a model: its own run's and those of the runs it started from."""
+    training = card.get("training") or {}
+    if training.get("steps") is None:
+        return None
+    return int(training["steps"]) + int((training.get("warm_start") or {}).get("steps", 0))
+
+
 def read_card(path: str | Path) -> dict:
     """The model card beside ``path``. Raises :class:`WeightsError` if missing or unreadable."""
     _, card_path = weights_files(path)

@@ -39,7 +39,7 @@ from PIL import Image
 from mangagan_app.core.attributes import Vocabulary
 from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.core.reference_faces import detection_flags
-from mangagan_app.ml.checkpoint import load_generator, update_card
+from mangagan_app.ml.checkpoint import load_generator, training_steps, update_card
 from mangagan_app.ml.originality import (
     NEAR_COPY_QUANTILE,
     FeatureIndex,
@@ -341,7 +341,7 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
                   "values_below_goal": sum(1 for x in v if x < GOALS.get(g, 0.9))} for g, v in per_group.items()}
     result = {
         "model": {"weights": str(weights), "name": Path(weights).stem, "sha256": card.get("sha256"),
-                  "resolution": generator.arch.resolution, "training_steps": card.get("training", {}).get("steps")},
+                  "resolution": generator.arch.resolution, "training_steps": training_steps(card)},
         "data": {"folder": str(training.folder), "faces": len(faces)},
         "settings": asdict(settings),
         "tagger": {"sha256": tagger.sha256, "accuracy_unseen": tagger.card.get("accuracy_unseen", {}).get("groups"),

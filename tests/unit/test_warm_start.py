@@ -8,7 +8,7 @@ import torch
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
-from mangagan_app.ml.checkpoint import export_run, load_generator, read_card
+from mangagan_app.ml.checkpoint import export_run, load_generator, read_card, training_steps
 from mangagan_app.ml.dataset import load_face_folder
 from mangagan_app.ml.networks import Architecture, Generator
 from mangagan_app.ml.trainer import RunFolderError, load_resume_state, train
@@ -77,7 +77,7 @@ def test_warm_started_film_run_learns_its_film_layers_and_records_the_earlier_st
     weights, _ = export_run(run, tmp_path / "model" / "film")
     card = read_card(weights)
     assert card["architecture"]["g_conditioning"] == "film"
-    assert card["training"]["warm_start"]["steps"] == 8
+    assert card["training"]["warm_start"]["steps"] == 8 and training_steps(card) == 4 + 8
     generator, _ = load_generator(weights)
     with torch.no_grad():
         assert generator(torch.randn(2, 128), conditions(2)).shape == (2, 3, SIZE, SIZE)
