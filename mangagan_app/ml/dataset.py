@@ -162,7 +162,7 @@ def faces_from_items(items: Iterable[tuple[Path, str | None]], resolution: int, 
             log.warning("skipping %s: %s", path, arr)
             skipped.append((str(path), arr))
             continue
-        vec, mask = _labels(path, text, vocabulary)
+        vec, mask = labels_from_tags(path, text, vocabulary)
         images.append(arr)
         conds.append(vec)
         masks.append(mask)
@@ -173,7 +173,9 @@ def faces_from_items(items: Iterable[tuple[Path, str | None]], resolution: int, 
                    source=source, skipped=skipped, vocabulary=vocabulary)
 
 
-def _labels(path: Path, text: str | None, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+def labels_from_tags(path: Path, text: str | None, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """(condition, known-mask) of one image from its tag text; all unknown when there is
+    none or the tags contradict each other (logged, naming ``path``)."""
     unknown_all = (np.zeros(vocabulary.dim, np.float32), np.zeros(vocabulary.dim, np.float32))
     if text is None or not text.strip():
         return unknown_all

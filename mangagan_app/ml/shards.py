@@ -36,7 +36,7 @@ from mangagan_app.core.catalogue import DB_NAME as CATALOGUE_FILE
 from mangagan_app.core.catalogue import kept_training_items
 from mangagan_app.core.decoding import decode_many
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
-from mangagan_app.ml.dataset import FaceSet, _labels, folder_items
+from mangagan_app.ml.dataset import FaceSet, folder_items, labels_from_tags
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _pack_items(writer: ShardWriter, items: list[tuple[Path, str | None]], worke
                 log.warning("skipping %s: %s", path, arr)
                 writer.skipped.append((str(path), arr))
                 continue
-            cond, mask = _labels(path, text, writer.vocabulary)
+            cond, mask = labels_from_tags(path, text, writer.vocabulary)
             images.append(arr)
             conds.append(cond)
             masks.append(mask)
