@@ -89,6 +89,31 @@ def _icon(image: QImage) -> QIcon:
     return icon
 
 
+def _attribute_tip(tag: str, share: float | None) -> str:
+    """An attribute's tooltip: its name and, when the model card has it, how often the model obeys it."""
+    name = tag.replace("_", " ")
+    if share is None:
+        return name
+    return (f"{name}: the model draws it in {100 * share:.0f} % of the faces asked for it "
+            "(measured by the independent tagger, see the model card)")
+
+
+def _metrics_summary(card: dict) -> str:
+    """One paragraph of a model card's measured quality for the model label's tooltip."""
+    metrics = card.get("metrics")
+    if not metrics:
+        return "Not evaluated yet (mangagan evaluate writes the measurements into the model card)."
+    groups = ", ".join(f"{g.replace('_', ' ')} {100 * v['mean']:.0f} %"
+                       for g, v in metrics.get("attributes", {}).items())
+    detect = metrics.get("detectability", {}).get("ratio")
+    lines = [f"Attributes obeyed (mean): {groups}",
+             f"Memorisation: {100 * metrics.get('memorisation_rate', float('nan')):.1f} % of faces nearer "
+             "a training face than unseen real faces come"]
+    if detect is not None:
+        lines.append(f"Face detector finds generated faces {detect:.2f}× as often as real ones")
+    return "<br>".join(lines)
+
+
 def _shortcut_tip(text: str, shortcut: str) -> str:
     return f"{text} ({shortcut})"
 
@@ -99,9 +124,10 @@ class AttributeGroupBox(QGroupBox):
 
     changed = Signal(str)  # label of the edit, e.g. "Blue hair"
 
-    def __init__(self, group, parent: QWidget | None = None):
+    def __init__(self, group, reliability: dict[str, float] | None = None, parent: QWidget | None = None):
         super().__init__(group.label, parent)
         self.group = group
+        reliability = reliability or {}
         self.random_box = QCheckBox("Random")
         self.random_box.setToolTip(f"When ticked, Randomize (R) draws a new {group.label.lower()}; "
                                    "otherwise it stays fixed")
@@ -134,7 +160,7 @@ class AttributeGroupBox(QGroupBox):
                                      "font-weight: bold; }")
                 button.setMinimumWidth(70)
             button.setCheckable(True)
-            button.setToolTip(tag.replace("_", " "))
+            button.setToolTip(_attribute_tip(tag, reliability.get(tag)))
             button.setObjectName(tag)
             self.button_group.addButton(button, i)
             self.buttons[value] = button
@@ -604,7 +630,7 @@ class GenerateTab(QWidget):
         self._fit_panel_width()
         summary = f"{service.resolution} px, {len(service.directions)} slider directions"
         self.model_label.setText(f"<b>{service.name}</b><br>{summary}")
-        self.model_label.setToolTip(f"sha256 {service.sha256}")
+        self.model_label.setToolTip(f"{_metrics_summary(service.card)}<br>sha256 {service.sha256}")
         self.status_message.emit(f"Model {service.name}: {summary}")
 
     def shutdown(self) -> None:
@@ -634,8 +660,9 @@ class GenerateTab(QWidget):
             if item.widget():
                 item.widget().deleteLater()
         self.group_boxes: list[AttributeGroupBox] = []
+        reliability = (self.service.card.get("metrics") or {}).get("attribute_values", {})
         for group in self.service.vocabulary.groups:
-            box = AttributeGroupBox(group)
+            box = AttributeGroupBox(group, reliability)
             key = f"generate/random/{group.name}"
             box.random_box.setChecked(setting(self.settings, key, not group.exclusive or group.name != "hair_colour"))
             box.random_box.toggled.connect(lambda on, key=key: self.settings.setValue(key, on))

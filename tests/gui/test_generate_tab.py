@@ -223,3 +223,16 @@ def test_copy_puts_the_face_at_the_export_size_on_the_clipboard_when_pressed(qtb
     image = QApplication.clipboard().image()
     assert (image.width(), image.height()) == (2 * face.shape[1], 2 * face.shape[0])
     assert image.pixelColor(0, 0).getRgb()[:3] == tuple(int(c) for c in face[0, 0])
+
+
+def test_attribute_tooltips_say_how_often_the_shipped_model_obeys_them_as_measured_in_its_card(qtbot, tmp_path):
+    from mangagan_app.config import WEIGHTS_DIR
+    from mangagan_app.ml.checkpoint import read_card
+
+    tab = _open_tab(qtbot, tmp_path, WEIGHTS_DIR)
+    qtbot.waitUntil(lambda: tab.service is not None, timeout=60000)
+    measured = read_card(WEIGHTS_DIR / f"{tab.service.name}.safetensors")["metrics"]["attribute_values"]
+    tags = next(b for b in tab.group_boxes if b.group.name == "tags")
+    assert f"{100 * measured['hat']:.0f} % of the faces asked for it" in tags.buttons["hat"].toolTip()
+    assert "Memorisation" in tab.model_label.toolTip()
+    tab.shutdown()
