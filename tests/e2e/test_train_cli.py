@@ -35,3 +35,24 @@ def test_ctrl_c_saves_and_stops_and_resume_finishes_when_training_from_the_cli(t
     assert resumed.returncode == 0, resumed.stderr
     assert f"finished at step {(done_epochs + 1) * 4}/{(done_epochs + 1) * 4}" in resumed.stdout
     assert json.loads((run / "config.json").read_text())["epochs"] == done_epochs + 1
+
+
+@pytest.mark.slow  # three interpreter + torch start-ups: ~15-30 s
+def test_a_film_run_fine_tunes_an_earlier_run_and_exports_its_total_steps_from_the_cli(tmp_path):
+    data = tmp_path / "faces"
+    write_sketchbook(data, 32, size=32, seed=12, workers=1)
+    common = ["--res", "32", "--width", "4", "--batch", "16", "--threads", "1", "--epochs", "1"]
+
+    def mangagan(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "mangagan_app", *args], capture_output=True, text=True,
+                              timeout=180)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    mangagan("train", str(data), str(tmp_path / "first"), *common)
+    mangagan("train", str(data), str(tmp_path / "second"), *common, "--init-from", str(tmp_path / "first"),
+             "--g-conditioning", "film", "--lr-decay-steps", "2")
+    config = json.loads((tmp_path / "second" / "config.json").read_text())
+    assert (config["g_conditioning"], config["lr_decay_steps"]) == ("film", 2)
+    exported = mangagan("export", str(tmp_path / "second"), str(tmp_path / "model"))
+    assert f"steps 4 (2 of them in {tmp_path / 'first'})" in exported.stdout
