@@ -66,7 +66,8 @@ class CropConfig:
     def from_dict(cls, data: dict) -> CropConfig:
         """Build from JSON; unknown keys are ignored so older/newer files still load."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        # A run saved before FiLM existed had its generator conditioned at the input only.
+        return cls(**{"g_conditioning": "input", **{k: v for k, v in data.items() if k in known}})
 
 
 @dataclass
@@ -99,7 +100,7 @@ class TrainingConfig:
     width: int = 32
     z_dim: int = 128
     conditioning: str = "both"
-    g_conditioning: str = "input"
+    g_conditioning: str = "film"
     loss: str = "dcgan"
     batch: int = 64
     epochs: int = 40
@@ -149,4 +150,5 @@ class TrainingConfig:
     def from_dict(cls, data: dict) -> TrainingConfig:
         """Build from JSON; unknown keys are ignored so older/newer files still load."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        # A run saved before FiLM existed had its generator conditioned at the input only.
+        return cls(**{"g_conditioning": "input", **{k: v for k, v in data.items() if k in known}})

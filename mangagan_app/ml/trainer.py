@@ -295,8 +295,8 @@ def _truncate_stats(path: Path, step: int) -> None:
 
 def _check_resume_config(saved: dict, cfg: TrainingConfig) -> None:
     wanted = cfg.to_dict()
-    # A setting newer than the saved run was, for that run, its default.
-    saved = {**TrainingConfig().to_dict(), **saved}
+    # A setting newer than the saved run had, for that run, the value it had before it existed.
+    saved = TrainingConfig.from_dict(saved).to_dict()
     changed = [k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k]]
     if changed:
         raise RunFolderError("cannot resume with different " + ", ".join(

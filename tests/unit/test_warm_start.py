@@ -38,7 +38,7 @@ def config(sketchbook, **overrides) -> TrainingConfig:
 @pytest.fixture(scope="module")
 def input_run(sketchbook, faces, tmp_path_factory):
     run = tmp_path_factory.mktemp("input_run")
-    train(config(sketchbook), run, faces=faces)
+    train(config(sketchbook, g_conditioning="input"), run, faces=faces)
     return run
 
 
@@ -103,9 +103,9 @@ def test_learning_rates_fall_linearly_to_zero_over_the_last_steps_when_decay_is_
     assert seen == pytest.approx([1e-3 / 4, 2e-3 / 4])
 
 
-def test_a_run_saved_before_the_new_settings_existed_resumes_with_their_defaults(sketchbook, faces, tmp_path):
+def test_a_run_saved_before_the_new_settings_existed_resumes_as_it_was_trained(sketchbook, faces, tmp_path):
     stop_after = iter([False, False, True])
-    train(config(sketchbook), tmp_path, faces=faces, should_stop=lambda: next(stop_after, True))
+    train(config(sketchbook, g_conditioning="input"), tmp_path, faces=faces, should_stop=lambda: next(stop_after, True))
     state = load_resume_state(tmp_path)
     for key in ("g_conditioning", "lr_decay_steps", "init_from"):
         del state["config"][key]
@@ -113,5 +113,7 @@ def test_a_run_saved_before_the_new_settings_existed_resumes_with_their_defaults
     torch.save(state, tmp_path / "checkpoint.pt")
     saved = json.loads((tmp_path / "config.json").read_text())
     old_config = {k: v for k, v in saved.items() if k not in ("g_conditioning", "lr_decay_steps", "init_from")}
-    result = train(TrainingConfig.from_dict(old_config), tmp_path, faces=faces, resume=True)
+    resumed_config = TrainingConfig.from_dict(old_config)
+    assert resumed_config.g_conditioning == "input" and TrainingConfig().g_conditioning == "film"
+    result = train(resumed_config, tmp_path, faces=faces, resume=True)
     assert (result.step, result.stopped) == (8, False)
