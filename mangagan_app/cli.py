@@ -356,7 +356,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from mangagan_app.core.attributes import VOCABULARY, ConflictingTagsError, UnknownTagsError
     from mangagan_app.core.files import atomic_write_bytes
     from mangagan_app.ml.checkpoint import WeightsError, load_generator
-    from mangagan_app.ml.sampling import generate, image_grid
+    from mangagan_app.ml.sampling import generate, hair_colour_sheet, image_grid
 
     try:
         attrs, _ = VOCABULARY.parse_tags(args.tags or "", strict=True)
@@ -364,6 +364,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"generate: {exc}", file=sys.stderr)
         return 2
     single_face_options = args.sliders or args.variety is not None or args.scale != 1 or args.smooth
+    if args.hair_rows and (single_face_options or "hair_colour" in attrs.choices):
+        print("generate: --hair-rows draws a sheet with every hair colour: drop the hair colour tag "
+              "and the one-face options", file=sys.stderr)
+        return 2
     if single_face_options and args.n != 1:
         print("generate: --sliders, --variety, --scale and --smooth apply to one face: add -n 1", file=sys.stderr)
         return 2
@@ -374,12 +378,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     except WeightsError as exc:
         print(f"generate: {exc}", file=sys.stderr)
         return 1
-    images = generate(generator, attrs, args.n, args.seed)
-    columns = args.columns or min(args.n, 8)
+    if args.hair_rows:
+        columns = args.columns or 8
+        images = hair_colour_sheet(generator, attrs, columns, args.seed)
+    else:
+        columns = args.columns or min(args.n, 8)
+        images = generate(generator, attrs, args.n, args.seed)
     buf = io.BytesIO()
     Image.fromarray(image_grid(images, columns)).save(buf, format="PNG")
     atomic_write_bytes(args.output, buf.getvalue())
-    print(f"wrote {args.n} faces to {args.output}")
+    print(f"wrote {len(images)} faces to {args.output}")
     return 0
 
 
@@ -627,6 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--tags", default="", help='comma-separated tags, e.g. "blue_hair,glasses"')
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--columns", type=int, help="grid columns (default min(n, 8))")
+    gen.add_argument("--hair-rows", action="store_true",
+                     help="a sample sheet instead of -n faces: one row per hair colour, each column keeping "
+                          "its noise and other attributes")
     gen.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
     gen.add_argument("--sliders", default="", help='-n 1: slider offsets in σ, direction 1 first, e.g. "1.5,0,-2"')
     gen.add_argument("--variety", type=float, help="-n 1: truncation factor for the noise (default 1.0)")

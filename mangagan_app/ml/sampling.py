@@ -60,20 +60,26 @@ def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
-def hair_colour_rows(columns: int, seed: int, vocabulary: Vocabulary = VOCABULARY) -> torch.Tensor:
-    """Conditions for a preview grid: one row per hair colour, ``columns`` faces per row.
+def hair_colour_rows(columns: int, seed: int, vocabulary: Vocabulary = VOCABULARY,
+                     attrs: Attributes | None = None) -> torch.Tensor:
+    """Conditions for a sample sheet: one row per hair colour, ``columns`` faces per row.
 
-    Each column keeps its other attributes (drawn once from ``seed``) in every row,
-    so reading down a column shows the hair colour alone changing.
+    Each column keeps its other attributes in every row, so reading down a column
+    shows the hair colour alone changing. Without ``attrs`` each column draws a few
+    free tags (15 % each, as the training previews show them); with ``attrs`` the
+    columns have exactly its tags and its fixed groups, the other groups drawn from ``seed``.
     """
     rng = np.random.default_rng(seed)
     hair = vocabulary.group("hair_colour")
     offset = vocabulary.offset("hair_colour")
     bases = []
     for _ in range(columns):
-        attrs = Attributes(tags={t for t in vocabulary.free_tags if rng.random() < 0.15})
-        attrs.choices["hair_colour"] = hair.values[0]
-        bases.append(complete_condition(attrs, rng, vocabulary))
+        if attrs is None:
+            base = Attributes(tags={t for t in vocabulary.free_tags if rng.random() < 0.15})
+        else:
+            base = Attributes(choices=dict(attrs.choices), tags=set(attrs.tags))
+        base.choices["hair_colour"] = hair.values[0]
+        bases.append(complete_condition(base, rng, vocabulary))
     rows = []
     for i in range(len(hair.values)):
         for base in bases:
@@ -82,3 +88,13 @@ def hair_colour_rows(columns: int, seed: int, vocabulary: Vocabulary = VOCABULAR
             vec[offset + i] = 1.0
             rows.append(vec)
     return torch.from_numpy(np.stack(rows))  # (rows·columns, dim)
+
+
+@torch.no_grad()
+def hair_colour_sheet(generator: torch.nn.Module, attrs: Attributes, columns: int, seed: int,
+                      vocabulary: Vocabulary = VOCABULARY) -> np.ndarray:
+    """Faces (rows·columns, H, W, 3) uint8 for :func:`hair_colour_rows`: each column keeps its noise too."""
+    cond = hair_colour_rows(columns, seed, vocabulary, attrs)
+    z = noise(columns, generator.arch.z_dim, seed).repeat(len(cond) // columns, 1)
+    device = next(generator.parameters()).device
+    return to_uint8(generator(z.to(device), cond.to(device)))
