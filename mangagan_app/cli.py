@@ -255,7 +255,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "width": args.width, "conditioning": args.conditioning, "seed": args.seed, "device": args.device,
         "preview_steps": args.preview_every, "checkpoint_minutes": args.checkpoint_minutes,
         "threads": args.threads, "precision": args.precision, "g_conditioning": args.g_conditioning,
-        "lr_decay_steps": args.lr_decay_steps, "init_from": args.init_from,
+        "lr_decay_steps": args.lr_decay_steps, "init_from": args.init_from, "aux_weight": args.aux_weight,
+        "lr_g": args.lr, "lr_d": args.lr,
     }.items() if v is not None}
     run_dir = Path(args.run_dir)
     try:
@@ -604,6 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how G takes the attributes: at its input, or also at every block (film)")
     train.add_argument("--lr-decay-steps", type=int, help="lower the learning rates linearly to 0 over the "
                                                           "last N steps (default 0: constant)")
+    train.add_argument("--lr", type=float, help="learning rate of G and D (default 2e-4)")
+    train.add_argument("--aux-weight", type=float, help="weight of the attribute-classifier loss (default 1)")
     train.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
                        help="start from another run's networks (fine-tune; an input G grows FiLM layers)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")

@@ -51,8 +51,9 @@ def test_a_film_run_fine_tunes_an_earlier_run_and_exports_its_total_steps_from_t
 
     mangagan("train", str(data), str(tmp_path / "first"), *common)
     mangagan("train", str(data), str(tmp_path / "second"), *common, "--init-from", str(tmp_path / "first"),
-             "--g-conditioning", "film", "--lr-decay-steps", "2")
+             "--g-conditioning", "film", "--lr-decay-steps", "2", "--lr", "1e-4", "--aux-weight", "2")
     config = json.loads((tmp_path / "second" / "config.json").read_text())
-    assert (config["g_conditioning"], config["lr_decay_steps"]) == ("film", 2)
+    assert (config["g_conditioning"], config["lr_decay_steps"], config["aux_weight"]) == ("film", 2, 2.0)
+    assert config["lr_g"] == config["lr_d"] == 1e-4
     exported = mangagan("export", str(tmp_path / "second"), str(tmp_path / "model"))
     assert f"steps 4 (2 of them in {tmp_path / 'first'})" in exported.stdout
