@@ -162,19 +162,11 @@ class TrainTab(QWidget):
         self.init_edit.setPlaceholderText("Optional: an earlier run to fine-tune")
         self.init_edit.setToolTip("Start from the networks of an earlier run folder instead of random weights, "
                                   "e.g. to fine-tune it on your own reviewed faces")
-        pick_init = QPushButton("…")
-        pick_init.setToolTip("Choose the earlier run folder to start from")
-        pick_init.clicked.connect(self._browse_init)
-        init_row = QHBoxLayout()
-        init_row.addWidget(self.init_edit, 1)
-        init_row.addWidget(pick_init)
+        init_row = self._folder_row(self.init_edit, "Earlier run to start from",
+                                    "Choose the earlier run folder to start from")
         self.run_edit = QLineEdit(str(app_data_dir() / "runs" / time.strftime("run-%Y%m%d-%H%M%S")))
-        pick_run = QPushButton("…")
-        pick_run.setToolTip("Choose the run folder (an existing one can be resumed)")
-        pick_run.clicked.connect(self._browse_run)
-        run_row = QHBoxLayout()
-        run_row.addWidget(self.run_edit, 1)
-        run_row.addWidget(pick_run)
+        run_row = self._folder_row(self.run_edit, "Run folder",
+                                   "Choose the run folder (an existing one can be resumed)")
         form.addRow("Resolution (px)", self.resolution)
         form.addRow("Network width", self.width_spin)
         form.addRow("Batch size", self.batch_spin)
@@ -389,16 +381,21 @@ class TrainTab(QWidget):
             self.folder_edit.setText(folder)
             self.use_folder.setChecked(True)
 
-    def _browse_run(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Run folder", self.run_edit.text())
-        if folder:
-            self.run_edit.setText(folder)
-            self._update_buttons()
+    def _folder_row(self, edit: QLineEdit, title: str, tip: str) -> QHBoxLayout:
+        """``edit`` with a "…" button beside it that picks a folder into it."""
+        pick = QPushButton("…")
+        pick.setToolTip(tip)
 
-    def _browse_init(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Earlier run to start from", self.init_edit.text())
-        if folder:
-            self.init_edit.setText(folder)
+        def browse() -> None:
+            folder = QFileDialog.getExistingDirectory(self, title, edit.text())
+            if folder:
+                edit.setText(folder)  # the run folder's textChanged updates the buttons
+
+        pick.clicked.connect(browse)
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        row.addWidget(pick)
+        return row
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
         if any(Path(url.toLocalFile()).is_dir() for url in event.mimeData().urls()):

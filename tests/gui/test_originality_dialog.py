@@ -20,13 +20,18 @@ def searches_end_with_the_test(qtbot):
     qtbot.waitUntil(lambda: running_checks() == 0, timeout=60000)
 
 
+def _copy_of(tiny_weights, folder):
+    """The tiny model's weights and card copied into ``folder`` (so an index can be written beside them)."""
+    folder.mkdir(exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_weights.with_suffix(suffix), folder / f"tiny{suffix}")
+    return folder / "tiny.safetensors"
+
+
 @pytest.fixture(scope="module")
 def indexed_weights(tiny_weights, tmp_path_factory):
     """A copy of the tiny model with its training-set index beside it."""
-    folder = tmp_path_factory.mktemp("indexed")
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tiny_weights.with_suffix(suffix), folder / f"tiny{suffix}")
-    weights = folder / "tiny.safetensors"
+    weights = _copy_of(tiny_weights, tmp_path_factory.mktemp("indexed"))
     index = index_training_set(tiny_weights.parent.parent / "faces", load_tagger(), resolution=32,
                                unseen_count=64, workers=1)
     save_index(index, index_path(weights))
@@ -59,11 +64,7 @@ def test_dialog_shows_near_copy_with_thumbnails_when_given_a_training_face(qtbot
 @pytest.mark.slow
 def test_dialog_builds_the_index_from_the_training_folder_on_first_use_when_none_is_shipped(qtbot, tiny_weights,
                                                                                              tmp_path):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tiny_weights.with_suffix(suffix), folder / f"tiny{suffix}")
-    weights = folder / "tiny.safetensors"
+    weights = _copy_of(tiny_weights, tmp_path / "model")
     dialog = OriginalityDialog(_training_face(weights, "000002.png"), weights, read_card(weights),
                                cache_dir=tmp_path / "cache")
     qtbot.addWidget(dialog)
@@ -111,11 +112,7 @@ def test_closing_the_dialog_during_a_first_use_build_returns_at_once_and_the_bui
                                                                                        tmp_path):
     import time
 
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tiny_weights.with_suffix(suffix), folder / f"tiny{suffix}")
-    weights = folder / "tiny.safetensors"
+    weights = _copy_of(tiny_weights, tmp_path / "model")
     dialog = OriginalityDialog(_training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache")
     qtbot.addWidget(dialog)
     dialog.show()
@@ -131,11 +128,7 @@ def test_deleting_the_parent_during_a_search_does_not_abort_when_the_worker_is_s
                                                                                             tmp_path):
     from PySide6.QtWidgets import QWidget
 
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tiny_weights.with_suffix(suffix), folder / f"tiny{suffix}")
-    weights = folder / "tiny.safetensors"
+    weights = _copy_of(tiny_weights, tmp_path / "model")
     parent = QWidget()
     dialog = OriginalityDialog(_training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache",
                                parent=parent)
