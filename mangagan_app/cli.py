@@ -524,6 +524,7 @@ def _tagger_origin(card: dict) -> dict:
 
 def _cmd_train_tagger(args: argparse.Namespace) -> int:
     import time
+    from pathlib import Path
 
     import torch
 
@@ -533,6 +534,8 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
         AttributeTagger,
         TaggerError,
         accuracy_report,
+        known_groups,
+        labelled_rows,
         load_tagger,
         save_tagger,
         train_tagger,
@@ -546,10 +549,14 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"train-tagger: {exc}", file=sys.stderr)
         return 1
-    if bool((train.mask < 1).any()) or bool((test.mask < 1).any()):
-        print("train-tagger: every face needs complete tags (hair colour, hair style, eye colour): "
-              "use sketchbook folders", file=sys.stderr)
+    groups = known_groups(train.cond, train.mask)
+    if not groups:
+        print(f"train-tagger: {args.train}: no face has a tag of the vocabulary (hair colour, hair style, eye "
+              "colour or a free tag such as glasses): nothing to learn", file=sys.stderr)
         return 1
+    labelled = len(labelled_rows(train.mask, groups))
+    print(f"learning {', '.join(groups)} from the {labelled} of {len(train)} faces that are tagged "
+          "(untagged faces add nothing to a masked loss and are skipped)")
     init = None
     if args.init:
         try:
@@ -560,21 +567,27 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
     line = _StageLine("train-tagger")
     started = time.monotonic()
     try:
-        net = train_tagger(train.images, train.cond, epochs=args.epochs, seed=args.seed, init=init, lr=args.lr,
+        net = train_tagger(train.images, train.cond, mask=train.mask, groups=groups, epochs=args.epochs,
+                           seed=args.seed, init=init, lr=args.lr,
                            progress=lambda step, total, loss: line(f"loss {loss:.3f} step", step, total),
                            should_stop=lambda: line.stop)
     finally:
         line.close()
     minutes = (time.monotonic() - started) / 60
     tagger = AttributeTagger(net, {})
-    accuracy = accuracy_report(tagger.read(test.images)[1], test.cond.numpy())
-    training = {"train_folder": str(args.train), "faces": len(train), "test_folder": str(args.test),
-                "test_faces": len(test), "epochs": args.epochs, "seed": args.seed, "minutes": round(minutes, 1),
+    accuracy = accuracy_report(tagger.read(test.images)[1], test.cond.numpy(), mask=test.mask.numpy(),
+                               groups=groups)
+    training = {"train_folder": str(args.train), "faces": len(train), "labelled_faces": labelled,
+                "test_folder": str(args.test), "test_faces": len(test),
+                "test_kind": "sketchbook" if (Path(args.test) / "metadata.jsonl").is_file() else "folder",
+                "epochs": args.epochs, "seed": args.seed, "minutes": round(minutes, 1),
                 "lr": args.lr, "continued_from": _tagger_origin(load_tagger(args.init).card) if args.init else None,
                 "augmentation": "flip, shift <= 3 px, 2x blur on half, Gaussian noise sigma <= 0.08"}
-    weights, card = save_tagger(net, args.out, training=training, accuracy=accuracy)
+    weights, card = save_tagger(net, args.out, training=training, accuracy=accuracy, groups=groups)
     for group, value in accuracy["groups"].items():
-        print(f"{group:<12} {100 * value:5.1f}% on {len(test)} unseen faces")
+        faces = accuracy["faces_per_group"][group]
+        shown = f"{100 * value:5.1f}%" if faces else "  n/a"
+        print(f"{group:<12} {shown} on {faces} unseen faces labelled with it (of {len(test)})")
     worst = sorted(accuracy["values"].items(), key=lambda kv: kv[1])[:5]
     print("weakest values: " + ", ".join(f"{t} {100 * v:.1f}%" for t, v in worst))
     print(f"wrote {weights} and {card} ({minutes:.1f} min)")
@@ -708,9 +721,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write the training-set feature index NAME.index.npz beside the weights")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    tagger = sub.add_parser("train-tagger", help="train the independent attribute tagger on sketchbook folders")
-    tagger.add_argument("train", help="sketchbook folder to train on (its own seed, not the model's)")
-    tagger.add_argument("test", help="sketchbook folder of unseen faces (another seed) for the accuracy")
+    tagger = sub.add_parser("train-tagger", help="train the independent attribute tagger on tagged faces "
+                                                 "(sketchbook folders, or any faces with .txt sidecars)")
+    tagger.add_argument("train", help="folder to train on: a sketchbook of its own seed (not the model's), or "
+                                      "faces with kohya .txt sidecars; untagged faces and groups no face is "
+                                      "tagged with are skipped")
+    tagger.add_argument("test", help="folder of unseen faces (another seed / never trained on) for the accuracy, "
+                                     "measured over the faces tagged with each learnt group")
     tagger.add_argument("--out", default="weights/tagger/tagger", help="weights/tagger/tagger")
     tagger.add_argument("--epochs", type=int, default=3)
     tagger.add_argument("--seed", type=int, default=0)

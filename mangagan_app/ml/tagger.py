@@ -1,11 +1,15 @@
 """An attribute tagger independent of the GAN: reads hair colour, hair style, eye colour
 and free tags from a face, and gives the feature vector the evaluation measures in.
 
-It is a small CNN trained on sketchbook faces with their exact labels, drawn with a
-seed of its own (never the default model's training seed), so it judges the
-generator without sharing anything with the discriminator. Faces of any size are
-resized to :data:`TAGGER_SIZE` px. Training augments with blur, noise and small
-shifts so that the slightly soft faces a GAN draws are read like crisp ones.
+It is a small CNN trained on labelled faces: the shipped one on sketchbook faces with
+their exact labels, drawn with a seed of its own (never the default model's training
+seed), so it judges the generator without sharing anything with the discriminator.
+It can as well be trained on any folder of faces with kohya tag sidecars, partially
+tagged ones included: the loss is masked to the labels each face has, and the tagger
+learns (and its card names, ``known_groups``) only the groups the data actually tags
+(:func:`known_groups`). Faces of any size are resized to :data:`TAGGER_SIZE` px.
+Training augments with blur, noise and small shifts so that the slightly soft faces a
+GAN draws are read like crisp ones.
 
 Shipped as ``weights/tagger/tagger.safetensors`` + ``tagger.json`` (a card with the
 architecture, vocabulary, training data and per-group accuracy on unseen faces); it
@@ -18,7 +22,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -98,6 +102,41 @@ def _group_slices(vocabulary: Vocabulary) -> list[tuple[str, slice, bool]]:
     return out
 
 
+def known_groups(cond: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
+                 vocabulary: Vocabulary = VOCABULARY) -> tuple[str, ...]:
+    """The groups these labels (both (N, dim)) can teach, in vocabulary order.
+
+    An exclusive group counts when at least one face's mask knows it. The free tags
+    count when at least one face is tagged with one of them: a sidecar that never
+    names a free tag leaves them marked known (absent means "not present"), but a
+    folder where no face ever has one says nothing about them.
+    """
+    cond, mask = np.asarray(cond), np.asarray(mask) > 0
+    out = []
+    for name, s, exclusive in _group_slices(vocabulary):
+        if mask[:, s.start].any() if exclusive else (cond[:, s][mask[:, s]] > 0.5).any():
+            out.append(name)
+    return tuple(out)
+
+
+def group_columns(groups: Iterable[str], vocabulary: Vocabulary = VOCABULARY) -> np.ndarray:
+    """(dim,) float32: 1 over the slots of ``groups``, 0 elsewhere. Raises ``KeyError`` for an unknown group."""
+    wanted = set(groups)
+    unknown = wanted - {g.name for g in vocabulary.groups}
+    if unknown:
+        raise KeyError(f"not a vocabulary group: {', '.join(sorted(unknown))}")
+    cols = np.zeros(vocabulary.dim, np.float32)
+    for name, s, _ in _group_slices(vocabulary):
+        if name in wanted:
+            cols[s] = 1.0
+    return cols
+
+
+def labelled_rows(mask: torch.Tensor, groups: Iterable[str], vocabulary: Vocabulary = VOCABULARY) -> torch.Tensor:
+    """Indices (K,) of the faces whose mask (N, dim) knows at least one label in ``groups``."""
+    return ((mask * torch.from_numpy(group_columns(groups, vocabulary))).amax(dim=1) > 0).nonzero().view(-1)
+
+
 def scores_from_logits(logits: torch.Tensor, vocabulary: Vocabulary = VOCABULARY) -> torch.Tensor:
     """Per-slot probabilities (B, dim): softmax within each exclusive group, sigmoid for free tags."""
     parts = [logits[:, s].softmax(dim=1) if exclusive else logits[:, s].sigmoid()
@@ -105,19 +144,26 @@ def scores_from_logits(logits: torch.Tensor, vocabulary: Vocabulary = VOCABULARY
     return torch.cat(parts, dim=1)
 
 
-def tagger_loss(logits: torch.Tensor, cond: torch.Tensor, vocabulary: Vocabulary = VOCABULARY) -> torch.Tensor:
+def tagger_loss(logits: torch.Tensor, cond: torch.Tensor, vocabulary: Vocabulary = VOCABULARY, *,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy per exclusive group plus binary cross-entropy summed over the free tags.
 
     Summed, not averaged, over the tags: each tag is a question as hard as a
     group's, and averaged they were too faint to learn (every tag read "absent").
+    ``mask`` (B, dim), default all ones, is 1 where a label counts: each group's term
+    is averaged over the faces that know it, and a group no face of the batch knows
+    adds nothing, so unknown labels neither pull nor dilute.
     """
+    known = torch.ones_like(cond) if mask is None else mask
     loss = logits.new_zeros(())
     for _, s, exclusive in _group_slices(vocabulary):
         if exclusive:
-            loss = loss + F.cross_entropy(logits[:, s], cond[:, s].argmax(dim=1))
+            rows = known[:, s.start]
+            ce = F.cross_entropy(logits[:, s], cond[:, s].argmax(dim=1), reduction="none")
+            loss = loss + (ce * rows).sum() / rows.sum().clamp_min(1.0)
         else:
-            bce = F.binary_cross_entropy_with_logits(logits[:, s], cond[:, s], reduction="none")
-            loss = loss + bce.sum(dim=1).mean()
+            bce = F.binary_cross_entropy_with_logits(logits[:, s], cond[:, s], reduction="none") * known[:, s]
+            loss = loss + bce.sum() / known[:, s].amax(dim=1).sum().clamp_min(1.0)
     return loss
 
 
@@ -150,6 +196,12 @@ class AttributeTagger:
     def feature_dim(self) -> int:
         return self.net.arch.feature_dim
 
+    @property
+    def known_groups(self) -> tuple[str, ...]:
+        """The groups the tagger learnt, as its card names them; every group for cards from
+        before the card said (those taggers were trained on complete sketchbook labels)."""
+        return tuple(self.card.get("known_groups") or (g.name for g in self.vocabulary.groups))
+
     @torch.no_grad()
     def read(self, images: np.ndarray | torch.Tensor, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Features (N, feature_dim) and per-slot scores (N, dim), both float32, of uint8 faces."""
@@ -179,35 +231,47 @@ def decide(scores: np.ndarray, vocabulary: Vocabulary = VOCABULARY) -> np.ndarra
     return out
 
 
-def accuracy_report(scores: np.ndarray, cond: np.ndarray, vocabulary: Vocabulary = VOCABULARY) -> dict:
+def accuracy_report(scores: np.ndarray, cond: np.ndarray, vocabulary: Vocabulary = VOCABULARY, *,
+                    mask: np.ndarray | None = None, groups: Iterable[str] | None = None) -> dict:
     """How well ``scores`` read the true labels ``cond`` (both (N, dim)).
 
-    ``groups``: accuracy per exclusive group (share of faces whose value is read
-    right) and, for the free tags, the mean per-tag balanced accuracy (the mean of
-    the two shares below, so that always answering "absent" scores 50 %, not the
-    80-90 % a rare tag's plain accuracy would give). ``values``: for each
-    slot tag, the share of faces that have it and are read as having it (recall);
-    free tags also get ``<tag>:absent``, the share without it read as without.
+    Only ``groups`` (default: all) are reported, each over the faces whose ``mask``
+    (N, dim; default all ones) knows it. ``groups``: accuracy per exclusive group
+    (share of faces whose value is read right; NaN when no face knows the group) and,
+    for the free tags, the mean per-tag balanced accuracy (the mean of the two shares
+    below, so that always answering "absent" scores 50 %, not the 80-90 % a rare
+    tag's plain accuracy would give). ``values``: for each slot tag, the share of
+    faces that have it and are read as having it (recall); free tags also get
+    ``<tag>:absent``, the share without it read as without. ``faces_per_group``: how
+    many faces each group was measured on.
     """
     read = decide(scores, vocabulary)
-    groups, values = {}, {}
+    known = np.ones(cond.shape, bool) if mask is None else np.asarray(mask) > 0
+    wanted = None if groups is None else set(groups)
+    accuracy, values, faces = {}, {}, {}
     for name, s, exclusive in _group_slices(vocabulary):
+        if wanted is not None and name not in wanted:
+            continue
         group = vocabulary.group(name)
+        rows = known[:, s.start] if exclusive else known[:, s].any(axis=1)
+        faces[name] = int(rows.sum())
         if exclusive:
-            right = read[:, s].argmax(axis=1) == cond[:, s].argmax(axis=1)
-            groups[name] = float(right.mean())
+            right = read[rows, s].argmax(axis=1) == cond[rows, s].argmax(axis=1)
+            accuracy[name] = float(right.mean()) if rows.any() else float("nan")
         balanced = []
         for j, value in enumerate(group.values):
-            has = cond[:, s.start + j] > 0.5
+            slot = s.start + j
+            has = (cond[:, slot] > 0.5) & known[:, slot]
+            without = ~(cond[:, slot] > 0.5) & known[:, slot]
             if has.any():
-                values[group.tag(value)] = float(read[has, s.start + j].mean())
-            if not exclusive and (~has).any():
-                values[group.tag(value) + ":absent"] = float(1.0 - read[~has, s.start + j].mean())
+                values[group.tag(value)] = float(read[has, slot].mean())
+            if not exclusive and without.any():
+                values[group.tag(value) + ":absent"] = float(1.0 - read[without, slot].mean())
                 if has.any():
                     balanced.append(0.5 * (values[group.tag(value)] + values[group.tag(value) + ":absent"]))
         if not exclusive:
-            groups[name] = float(np.mean(balanced)) if balanced else float("nan")
-    return {"faces": int(len(cond)), "groups": groups, "values": values}
+            accuracy[name] = float(np.mean(balanced)) if balanced else float("nan")
+    return {"faces": int(len(cond)), "faces_per_group": faces, "groups": accuracy, "values": values}
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -225,38 +289,50 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return x + sigma * torch.randn(x.shape, generator=generator)
 
 
-def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, arch: TaggerArchitecture = TaggerArchitecture(),
+def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, mask: torch.Tensor | None = None,
+                 groups: Iterable[str] | None = None, arch: TaggerArchitecture = TaggerArchitecture(),
                  epochs: int = 6, batch: int = 128, lr: float = 2e-3, seed: int = 0, init: TaggerNet | None = None,
                  progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> TaggerNet:
-    """Train a tagger on uint8 faces ``images`` (N, 3, H, W) with complete labels ``cond`` (N, dim).
+    """Train a tagger on uint8 faces ``images`` (N, 3, H, W) with labels ``cond`` (N, dim).
 
-    ``init`` continues training that net (in place) instead of a fresh one.
-    One-cycle learning rate over ``epochs``; ``progress(step, total, loss)`` every 20
-    steps; when ``should_stop()`` turns true the net trained so far is returned.
-    Deterministic for a seed on one machine. Raises ``ValueError`` for empty or
-    mismatched inputs.
+    ``mask`` (N, dim, default all ones) is 1 where a label is known; only ``groups``
+    (default: :func:`known_groups` of the labels) are learnt, with the masked
+    :func:`tagger_loss`. Faces that know no label in those groups are left out: they
+    would add no gradient, only time. ``init`` continues training that net (in
+    place) instead of a fresh one. One-cycle learning rate over ``epochs``;
+    ``progress(step, total, loss)`` every 20 steps; when ``should_stop()`` turns true
+    the net trained so far is returned. Deterministic for a seed on one machine.
+    Raises ``ValueError`` for empty or mismatched inputs or when no face knows a label
+    to learn, ``KeyError`` for a group the vocabulary does not have.
     """
-    if len(images) == 0 or len(images) != len(cond):
-        raise ValueError(f"need as many labels as faces, got {len(images)} faces and {len(cond)} labels")
+    if len(images) == 0 or len(images) != len(cond) or (mask is not None and mask.shape != cond.shape):
+        raise ValueError(f"need as many labels (and masks) as faces, got {len(images)} faces and "
+                         f"{len(cond)} labels")
+    mask = torch.ones_like(cond) if mask is None else mask
+    groups = known_groups(cond, mask) if groups is None else tuple(groups)
+    mask = mask * torch.from_numpy(group_columns(groups))
+    usable = labelled_rows(mask, groups)
+    if len(usable) == 0:
+        raise ValueError("no face knows a label of the groups to learn")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     net = init if init is not None else TaggerNet(arch)
     net.requires_grad_(True)
-    steps_per_epoch = max(1, len(images) // batch)
+    steps_per_epoch = max(1, len(usable) // batch)
     total = epochs * steps_per_epoch
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.2)
     net.train()
     step = 0
     for _ in range(epochs):
-        order = torch.randperm(len(images), generator=generator)
+        order = usable[torch.randperm(len(usable), generator=generator)]
         for k in range(steps_per_epoch):
             if should_stop and should_stop():
                 return net.eval()
             rows = order[k * batch:(k + 1) * batch]
             x = _augment(to_tagger_input(images[rows]), generator)
             _, logits = net(x)
-            loss = tagger_loss(logits, cond[rows])
+            loss = tagger_loss(logits, cond[rows], mask=mask[rows])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -269,8 +345,12 @@ def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, arch: TaggerArchit
 
 # ---- files ----------------------------------------------------------------------------------------
 def save_tagger(net: TaggerNet, path: str | Path, *, training: dict, accuracy: dict,
-                vocabulary: Vocabulary = VOCABULARY) -> tuple[Path, Path]:
-    """Write ``path`` (.safetensors) and its card (.json) atomically; returns both paths."""
+                groups: Iterable[str] | None = None, vocabulary: Vocabulary = VOCABULARY
+                ) -> tuple[Path, Path]:
+    """Write ``path`` (.safetensors) and its card (.json) atomically; returns both paths.
+
+    The card's ``known_groups`` are the ``groups`` the net learnt (default: every group).
+    """
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -283,6 +363,7 @@ def save_tagger(net: TaggerNet, path: str | Path, *, training: dict, accuracy: d
         "architecture": asdict(net.arch),
         "input_size": TAGGER_SIZE,
         "vocabulary": vocabulary.to_json(),
+        "known_groups": list(groups) if groups is not None else [g.name for g in vocabulary.groups],
         "training": training,
         "accuracy_unseen": accuracy,
         "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
