@@ -702,14 +702,17 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--workers", type=int, default=0, help="detector processes (0 = one per core)")
     crop.set_defaults(func=_cmd_crop)
 
-    evaluate = sub.add_parser("evaluate", help="measure a model: attributes, fidelity, originality, detectability")
+    evaluate = sub.add_parser("evaluate", help="measure a model: attributes, fidelity (Fréchet, precision / recall, "
+                                               "density / coverage), originality, detectability")
     evaluate.add_argument("weights", help="NAME.safetensors (its NAME.json must sit beside it)")
-    evaluate.add_argument("--data", required=True, help="the folder the model was trained on")
+    evaluate.add_argument("--data", required=True, help="the folder the model was trained on (a sketchbook, or "
+                                                        "faces with .txt sidecars: then pass --unseen-dir)")
     evaluate.add_argument("--n", type=int, default=2000, help="generated faces for fidelity/originality (2000)")
     evaluate.add_argument("--per-value", type=int, default=100, help="faces per attribute value (100)")
     evaluate.add_argument("--detect", type=int, default=500, help="faces of each kind for the detector (500)")
     evaluate.add_argument("--unseen", type=int, default=2000, help="unseen real faces for calibration (2000)")
-    evaluate.add_argument("--unseen-dir", help="folder of unseen real faces (default: sketchbook, seed + 1)")
+    evaluate.add_argument("--unseen-dir", help="folder of unseen real faces, drawn like the training faces but never "
+                                               "trained on (default for a sketchbook: its seed + 1; needed otherwise)")
     evaluate.add_argument("--tagger", help="tagger .safetensors (default: the shipped one)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--workers", type=int, default=2, help="processes for drawing and detecting (2)")

@@ -11,7 +11,7 @@ from mangagan_app.cli import main
 from mangagan_app.core.reference_faces import detection_flags, render_sketchbook_faces
 from mangagan_app.core.sketchbook.dataset import sketchbook_face
 from mangagan_app.ml.checkpoint import read_card
-from mangagan_app.ml.evaluation import frechet_distance, originality_report
+from mangagan_app.ml.evaluation import evaluate_images, load_faces_array, originality_report
 from mangagan_app.ml.originality import (
     FeatureIndexError,
     find_closest,
@@ -74,13 +74,6 @@ def test_tagger_load_names_the_file_when_the_weights_are_corrupted(tmp_path):
     (tmp_path / "tagger.safetensors").write_bytes(bytes(data))
     with pytest.raises(TaggerError, match="tagger.safetensors.*sha256"):
         load_tagger(tmp_path / "tagger.safetensors")
-
-
-def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_a_shift_when_compared():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(500, 8))
-    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
-    assert frechet_distance(a, a + 1.0) == pytest.approx(8.0, rel=1e-6)
 
 
 def test_originality_flags_exact_training_images_as_near_copies_when_fed_in_as_generated(tiny_index, tiny_data,
@@ -156,7 +149,8 @@ def test_evaluation_runs_end_to_end_and_writes_json_card_and_index_when_the_mode
     out = capsys.readouterr().out
     assert code == 0
     assert Image.open(tmp_path / "pairs.png").size == (8 * 34 + 2, 2 * 34 + 2)  # 8 pairs of 32-px faces
-    assert "hair_colour" in out and "memorisation rate" in out and "Inception" in out
+    assert "hair_colour" in out and "memorisation rate" in out and "Inception" in out and "coverage" in out
+    assert "not measured" not in out
     result = json.loads((tmp_path / "eval.json").read_text())
     assert {"model", "data", "settings", "tagger", "attributes", "fidelity", "originality", "detectability",
             "goals", "seconds"} <= set(result)
@@ -166,10 +160,14 @@ def test_evaluation_runs_end_to_end_and_writes_json_card_and_index_when_the_mode
     assert "absent_read_as_absent" in values["glasses"]
     assert set(result["attributes"]["groups"]) == {"hair_colour", "hair_style", "eye_colour", "tags"}
     assert result["fidelity"]["generated_vs_real"] > result["fidelity"]["real_vs_real_floor"] >= 0.0
+    prdc = result["fidelity"]["prdc"]
+    assert prdc["k"] == 5 and set(prdc["generated_vs_real"]) == {"precision", "recall", "density", "coverage"}
+    assert prdc["real_vs_real_floor"]["coverage"] > prdc["generated_vs_real"]["coverage"]
     assert 0.0 <= result["originality"]["memorisation_rate"] <= 1.0
     assert 0.0 <= result["detectability"]["generated_found"] <= 1.0
     metrics = read_card(weights)["metrics"]
     assert metrics["memorisation_rate"] == result["originality"]["memorisation_rate"]
+    assert metrics["prdc_tagger_features"] == prdc
     assert metrics["command"].startswith("mangagan evaluate")
     index = load_index(index_path(weights))
     assert len(index) == 128 and index_path(weights).stat().st_size < 100_000
@@ -179,3 +177,86 @@ def test_evaluate_command_explains_when_the_data_folder_is_missing(tiny_weights,
     code = main(["evaluate", str(tiny_weights), "--data", str(tmp_path / "nowhere")])
     assert code == 1
     assert "nowhere" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def colour_tagger(tagger, tmp_path_factory):
+    """The shipped tagger with a card that knows only hair and eye colour, like one trained on real crops."""
+    folder = tmp_path_factory.mktemp("colour_tagger")
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(DEFAULT_TAGGER.with_suffix(suffix), folder / f"tagger{suffix}")
+    card = json.loads((folder / "tagger.json").read_text())
+    card["known_groups"] = ["hair_colour", "eye_colour"]
+    card["training"]["test_kind"] = "folder"
+    (folder / "tagger.json").write_text(json.dumps(card))
+    return folder / "tagger.safetensors"
+
+
+@pytest.mark.slow
+def test_evaluation_of_folder_data_measures_known_groups_and_skips_sketchbook_parts_when_given_unseen_faces(
+        tiny_weights, tiny_data, colour_tagger, tmp_path, capsys):
+    data, unseen = tmp_path / "faces", tmp_path / "unseen"
+    shutil.copytree(tiny_data, data)
+    (data / "metadata.jsonl").unlink()  # any folder of faces with sidecars, not a sketchbook
+    unseen.mkdir()
+    for i, face in enumerate(render_sketchbook_faces(UNSEEN_SEED, 40, 32, workers=1)[0]):
+        Image.fromarray(face).save(unseen / f"{i:03d}.png")
+    args = ["evaluate", str(tiny_weights), "--data", str(data), "--tagger", str(colour_tagger), "--n", "40",
+            "--per-value", "2", "--unseen", "40", "--workers", "1", "--json", str(tmp_path / "eval.json")]
+    assert main(args) == 1
+    assert "--unseen-dir" in capsys.readouterr().err
+    assert main([*args, "--unseen-dir", str(unseen)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert set(result["attributes"]["groups"]) == {"hair_colour", "eye_colour"}
+    assert len(result["attributes"]["values"]) == 13 + 10
+    assert result["tagger"]["unmeasured_groups"] == ["hair_style", "tags"]
+    assert result["detectability"] is None and "detectability: not measured" in out
+    assert "unseen faces of its test folder" in out and "coverage" in out
+    assert result["originality"]["unseen_source"].startswith("40 faces from")
+
+
+def test_evaluate_images_measures_every_metric_with_floors_when_given_arrays_of_several_sizes(colour_tagger):
+    tagger = load_tagger(colour_tagger)
+    generated, attrs = render_sketchbook_faces(UNSEEN_SEED, 60, 32, workers=1)
+    real, real_attrs = render_sketchbook_faces(UNSEEN_SEED + 1, 80, 64, workers=1)
+    training, _ = render_sketchbook_faces(UNSEEN_SEED + 2, 60, 48, workers=1)
+    asked = np.stack([tagger.vocabulary.encode(a)[0] for a in attrs])
+    real_cond = np.stack([tagger.vocabulary.encode(a)[0] for a in real_attrs])
+    real_mask = np.ones_like(real_cond)
+    real_mask[::2, :13] = 0.0  # half the real faces do not know their hair colour
+    result = evaluate_images(generated, real=real, training=training, tagger=tagger, asked=asked,
+                             real_cond=real_cond, real_mask=real_mask)
+    assert result["faces_per_side"] == 40 and result["k"] == 5
+    for name, floor in (("frechet", "frechet_floor"), ("precision", "floor_precision"), ("recall", "floor_recall"),
+                        ("density", "floor_density"), ("coverage", "floor_coverage")):
+        assert np.isfinite(result[name]) and np.isfinite(result[floor])
+    assert 0.0 <= result["floor_coverage"] <= 1.0 and result["frechet_floor"] >= 0.0
+    # The "generated" faces are real sketchbook faces the tagger reads well, never trained on.
+    assert result["as_asked_hair_colour"] > 0.85 and result["as_asked_eye_colour"] > 0.6
+    assert result["tagger_ceiling_hair_colour"] > 0.85
+    assert not any(key.endswith(("hair_style", "_tags")) for key in result)  # the tagger does not know them
+    assert result["memorisation"] <= 0.1
+    again = evaluate_images(generated, real=real, training=training, tagger=tagger, asked=asked)
+    assert again["precision"] == result["precision"] and "tagger_ceiling_hair_colour" not in again
+
+
+def test_evaluate_images_finds_all_faces_memorised_when_the_generated_faces_are_training_faces(tagger):
+    training, _ = render_sketchbook_faces(UNSEEN_SEED, 40, 32, workers=1)
+    real, _ = render_sketchbook_faces(UNSEEN_SEED + 1, 40, 32, workers=1)
+    result = evaluate_images(training[:20], real=real, training=training, tagger=tagger)
+    assert result["memorisation"] == 1.0
+    assert not any(key.startswith("as_asked") for key in result)  # unconditional: nothing was asked
+
+
+def test_evaluate_images_refuses_arrays_that_are_not_uint8_faces_when_given(tagger):
+    faces, _ = render_sketchbook_faces(UNSEEN_SEED, 12, 32, workers=1)
+    with pytest.raises(ValueError, match="real: need uint8"):
+        evaluate_images(faces, real=faces.astype(np.float32), training=faces, tagger=tagger)
+    with pytest.raises(ValueError, match="asked: need shape"):
+        evaluate_images(faces, real=faces, training=faces, tagger=tagger, asked=np.zeros((12, 3)))
+
+
+def test_load_faces_array_gives_the_first_faces_at_the_asked_size_when_limited(tiny_data):
+    faces = load_faces_array(tiny_data, 24, limit=5)
+    assert faces.shape == (5, 24, 24, 3) and faces.dtype == np.uint8
