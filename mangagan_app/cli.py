@@ -14,6 +14,7 @@ import sys
 from importlib import metadata
 
 from mangagan_app import __version__
+from mangagan_app.config import AUGMENTS, D_NORMS, G_UPSAMPLES, LOSSES
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +237,12 @@ def _train_progress_printer():
             gp = f" gp {ls['gp']:.3f}" if "gp" in ls else ""
             line = (f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.total_steps} | {p.images_per_sec:.0f} img/s | "
                     f"D {ls.get('d_adv', 0):.3f} G {ls.get('g_adv', 0):.3f}{cls}{gp} | "
-                    f"ETA {_format_eta(p.eta_seconds)}")
-        print(("\r" + line.ljust(110)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+                    f"D(real) {ls.get('d_real', 0):.2f} D(fake) {ls.get('d_fake', 0):.2f} "
+                    f"aug {ls.get('aug_p', 0):.2f} | ETA {_format_eta(p.eta_seconds)}")
+        if p.phase == "training" and p.warning:
+            # A line of its own that stays on screen and in a redirected log.
+            print(("\n" if tty else "") + f"warning: {p.warning}", file=sys.stderr, flush=True)
+        print(("\r" + line.ljust(130)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     return show
 
@@ -256,7 +261,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "preview_steps": args.preview_every, "checkpoint_minutes": args.checkpoint_minutes,
         "threads": args.threads, "precision": args.precision, "g_conditioning": args.g_conditioning,
         "lr_decay_steps": args.lr_decay_steps, "init_from": args.init_from, "aux_weight": args.aux_weight,
-        "lr_g": args.lr, "lr_d": args.lr,
+        "lr_g": args.lr, "lr_d": args.lr, "augment": args.augment, "augment_p": args.augment_p,
+        "ada_target": args.ada_target, "g_upsample": args.g_upsample, "d_norm": args.d_norm,
     }.items() if v is not None}
     run_dir = Path(args.run_dir)
     try:
@@ -609,7 +615,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("run_dir", help="run folder: config.json, stats.jsonl, previews/, checkpoint.pt")
     train.add_argument("--epochs", type=int, help="passes over the data (default 40)")
     train.add_argument("--batch", type=int, help="batch size (default 64)")
-    train.add_argument("--loss", choices=("dcgan", "dragan"), help="non-saturating DCGAN, or + DRAGAN penalty")
+    train.add_argument("--loss", choices=LOSSES, help="non-saturating DCGAN (default), hinge, or DCGAN + "
+                       "DRAGAN penalty")
+    train.add_argument("--augment", choices=AUGMENTS, help="augment what D sees: adaptive probability (ada, "
+                       "default), always --augment-p (fixed), or not at all (none)")
+    train.add_argument("--augment-p", type=float, help="augmentation probability: fixed, or where ada starts (0)")
+    train.add_argument("--ada-target", type=float, help="r_t = E[sign(D(real))] that ada steers towards (0.6)")
+    train.add_argument("--g-upsample", choices=G_UPSAMPLES, help="G doubles by resize + 3x3 conv (resize, "
+                       "default) or transposed conv (the old G)")
+    train.add_argument("--d-norm", choices=D_NORMS, help="spectral norm in D (spectral, default) or none")
     train.add_argument("--res", type=int, choices=(32, 64, 128), help="image size (default 64)")
     train.add_argument("--width", type=int, help="network width (default 32)")
     train.add_argument("--conditioning", choices=("projection", "acgan", "both"),

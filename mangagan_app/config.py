@@ -66,8 +66,17 @@ class CropConfig:
     def from_dict(cls, data: dict) -> CropConfig:
         """Build from JSON; unknown keys are ignored so older/newer files still load."""
         known = {f.name for f in fields(cls)}
-        # A run saved before FiLM existed had its generator conditioned at the input only.
-        return cls(**{"g_conditioning": "input", **{k: v for k, v in data.items() if k in known}})
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+LOSSES = ("dcgan", "hinge", "dragan")
+AUGMENTS = ("ada", "fixed", "none")
+G_UPSAMPLES = ("resize", "transpose")
+D_NORMS = ("spectral", "none")
+# What a run saved before each setting existed did: G conditioned at the input only
+# (before FiLM), transposed convolutions, no normalisation in D, no augmentation.
+SETTINGS_BEFORE_THEY_EXISTED = {"g_conditioning": "input", "g_upsample": "transpose", "d_norm": "none",
+                                "augment": "none"}
 
 
 @dataclass
@@ -101,7 +110,13 @@ class TrainingConfig:
     z_dim: int = 128
     conditioning: str = "both"
     g_conditioning: str = "film"
+    g_upsample: str = "resize"
+    d_norm: str = "spectral"
     loss: str = "dcgan"
+    augment: str = "ada"
+    augment_p: float = 0.0
+    ada_target: float = 0.6
+    ada_kimg: float = 100.0
     batch: int = 64
     epochs: int = 40
     lr_g: float = 2e-4
@@ -130,8 +145,19 @@ class TrainingConfig:
             raise ValueError(f"precision must be auto, bf16 or fp32, not {self.precision!r}")
         if self.resolution not in (32, 64, 128):
             raise ValueError(f"resolution must be 64 or 128 (32 for tests), not {self.resolution}")
-        if self.loss not in ("dcgan", "dragan"):
-            raise ValueError(f"loss must be dcgan or dragan, not {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, not {self.augment!r}")
+        if not 0.0 <= self.augment_p <= 1.0:
+            raise ValueError(f"augment_p must be between 0 and 1, not {self.augment_p}")
+        if not 0.0 < self.ada_target < 1.0 or self.ada_kimg <= 0:
+            raise ValueError(f"ada_target must be between 0 and 1 ({self.ada_target}) and ada_kimg > 0 "
+                             f"({self.ada_kimg})")
+        if self.g_upsample not in G_UPSAMPLES:
+            raise ValueError(f"g_upsample must be one of {G_UPSAMPLES}, not {self.g_upsample!r}")
+        if self.d_norm not in D_NORMS:
+            raise ValueError(f"d_norm must be one of {D_NORMS}, not {self.d_norm!r}")
         if self.conditioning not in ("projection", "acgan", "both"):
             raise ValueError(f"conditioning must be projection, acgan or both, not {self.conditioning!r}")
         if self.g_conditioning not in ("input", "film"):
@@ -150,5 +176,5 @@ class TrainingConfig:
     def from_dict(cls, data: dict) -> TrainingConfig:
         """Build from JSON; unknown keys are ignored so older/newer files still load."""
         known = {f.name for f in fields(cls)}
-        # A run saved before FiLM existed had its generator conditioned at the input only.
-        return cls(**{"g_conditioning": "input", **{k: v for k, v in data.items() if k in known}})
+        # A run saved before a setting existed was trained as the code was then.
+        return cls(**{**SETTINGS_BEFORE_THEY_EXISTED, **{k: v for k, v in data.items() if k in known}})

@@ -55,7 +55,8 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     weights_path, card_path = weights_files(out)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state["G_ema"].items()}
-    arch = state["architecture"]
+    # Spelled out in full, so the card of a run saved before a setting existed says what it is.
+    arch = Architecture.from_dict(state["architecture"]).to_dict()
     data = save_safetensors(tensors, metadata={"format": CARD_FORMAT, "architecture": json.dumps(arch)})
     cfg = state["config"]
     card = {

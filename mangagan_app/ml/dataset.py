@@ -50,6 +50,18 @@ class TrainingFaces(Protocol):
         """``n`` complete condition vectors (B, dim) drawn like the data's labels."""
         ...
 
+    def sample_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` labels of random faces: the complete condition (B, dim) G is asked for,
+        and that face's own known-mask (B, dim), so a fake is judged with exactly the
+        label knowledge a real face has. The conditions are those of
+        :meth:`sample_conditions` for the same generator state."""
+        ...
+
+    @property
+    def known_columns(self) -> torch.Tensor:
+        """(dim,) 1 where at least one face knows that condition slot, else 0."""
+        ...
+
     def summary(self) -> dict:
         """A JSON-able description for config files and model cards."""
         ...
@@ -87,8 +99,15 @@ class FaceSet:
         return x, self.cond[indices], self.mask[indices]
 
     def sample_conditions(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.sample_labels(n, generator)[0]
+
+    def sample_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.randint(len(self._fake_pool), (n,), generator=generator)
-        return self._fake_pool[rows]
+        return self._fake_pool[rows], self.mask[rows]
+
+    @property
+    def known_columns(self) -> torch.Tensor:
+        return self.mask.amax(dim=0)
 
     def summary(self) -> dict:
         tagged = int((self.mask.sum(dim=1) > 0).sum())

@@ -1,4 +1,4 @@
-"""GAN losses: non-saturating DCGAN, DRAGAN's gradient penalty, the masked attribute loss."""
+"""GAN losses: non-saturating DCGAN, hinge, DRAGAN's gradient penalty, the masked attribute loss."""
 
 from __future__ import annotations
 
@@ -16,6 +16,21 @@ def d_adversarial(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.T
 def g_adversarial(fake_logit: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss: softplus(-D(G(z)))."""
     return F.softplus(-fake_logit).mean()
+
+
+def d_hinge(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
+    """Hinge discriminator loss (SNGAN, BigGAN): relu(1 - D(real)) + relu(1 + D(fake))."""
+    return F.relu(1.0 - real_logit).mean() + F.relu(1.0 + fake_logit).mean()
+
+
+def g_hinge(fake_logit: torch.Tensor) -> torch.Tensor:
+    """Hinge generator loss: -D(G(z))."""
+    return -fake_logit.mean()
+
+
+# loss name → (D's adversarial loss, G's); "dragan" adds its penalty to the dcgan pair.
+ADVERSARIAL = {"dcgan": (d_adversarial, g_adversarial), "dragan": (d_adversarial, g_adversarial),
+               "hinge": (d_hinge, g_hinge)}
 
 
 def dragan_penalty(discriminator, real: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor,

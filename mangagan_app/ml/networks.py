@@ -17,6 +17,15 @@ The FiLM layers start at zero, i.e. as the identity, so a trained ``"input"``
 generator can be warm-started into a ``"film"`` one without changing a pixel.
 
 The resolution is 64 px (4 up-sampling blocks from 4×4) or 128 px (5 blocks).
+
+Two choices made for real anime faces (issue 14), both recorded in the architecture
+so that models saved before them still load as what they were:
+
+* ``g_upsample="resize"``: G doubles its size by nearest-neighbour resizing and a
+  3×3 convolution instead of a 4×4 stride-2 ``ConvTranspose2d``, whose uneven kernel
+  overlap paints checkerboards (Odena et al. 2016); ``"transpose"`` is the old G.
+* ``d_norm="spectral"``: every weight of D is spectrally normalised (Miyato et al.
+  2018), which keeps the projection term from running away; ``"none"`` is the old D.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from mangagan_app.config import D_NORMS, G_UPSAMPLES
 
 CONDITIONINGS = ("projection", "acgan", "both")
 G_CONDITIONINGS = ("input", "film")
@@ -41,6 +52,8 @@ class Architecture:
     cond_dim: int = 38
     conditioning: str = "both"
     g_conditioning: str = "input"
+    g_upsample: str = "resize"
+    d_norm: str = "spectral"
 
     def __post_init__(self) -> None:
         if self.resolution not in (32, 64, 128):
@@ -49,6 +62,10 @@ class Architecture:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, not {self.conditioning!r}")
         if self.g_conditioning not in G_CONDITIONINGS:
             raise ValueError(f"g_conditioning must be one of {G_CONDITIONINGS}, not {self.g_conditioning!r}")
+        if self.g_upsample not in G_UPSAMPLES:
+            raise ValueError(f"g_upsample must be one of {G_UPSAMPLES}, not {self.g_upsample!r}")
+        if self.d_norm not in D_NORMS:
+            raise ValueError(f"d_norm must be one of {D_NORMS}, not {self.d_norm!r}")
         if self.width < 1 or self.z_dim < 1 or self.cond_dim < 1:
             raise ValueError("width, z_dim and cond_dim must be positive")
 
@@ -66,9 +83,12 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, data: dict) -> Architecture:
-        # Cards written before FiLM existed have no g_conditioning: their G conditions at the input only.
+        # A card lacks the settings that did not exist when it was written; its networks
+        # were what the code built then: G conditioned at the input, transposed
+        # convolutions, no normalisation in D.
         return cls(**{k: data[k] for k in ("resolution", "width", "z_dim", "cond_dim", "conditioning")},
-                   g_conditioning=data.get("g_conditioning", "input"))
+                   g_conditioning=data.get("g_conditioning", "input"),
+                   g_upsample=data.get("g_upsample", "transpose"), d_norm=data.get("d_norm", "none"))
 
 
 class Generator(nn.Module):
@@ -89,12 +109,13 @@ class Generator(nn.Module):
         ups = []
         for c_in, c_out in zip(ch[:-1], ch[1:], strict=True):
             ups += [
-                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                *_doubling(arch.g_upsample, c_in, c_out, bias=False),
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(inplace=True),
             ]  # each block doubles H and W: (B, 4w, 8, 8) → (B, 2w, 16, 16) → (B, w, 32, 32) at 64 px
         self.ups = nn.Sequential(*ups)
-        self.to_rgb = nn.Sequential(nn.ConvTranspose2d(ch[-1], 3, 4, 2, 1), nn.Tanh())  # (B, 3, H, W)
+        self.block_length = len(ups) // (len(ch) - 1)
+        self.to_rgb = nn.Sequential(*_doubling(arch.g_upsample, ch[-1], 3, bias=True), nn.Tanh())  # (B, 3, H, W)
         # One FiLM layer after the stem and after each up block: cond → (scale, shift) per channel.
         self.films = (nn.ModuleList(nn.Linear(arch.cond_dim, 2 * c) for c in ch)
                       if arch.g_conditioning == "film" else None)
@@ -109,9 +130,17 @@ class Generator(nn.Module):
         if self.films is None:
             return self.to_rgb(self.ups(h))
         h = _film(self.films[0], h, cond)
+        n = self.block_length
         for i, film in enumerate(self.films[1:]):
-            h = _film(film, self.ups[3 * i:3 * i + 3](h), cond)  # ConvTranspose, BatchNorm, ReLU
+            h = _film(film, self.ups[n * i:n * (i + 1)](h), cond)  # one doubling, BatchNorm, ReLU
         return self.to_rgb(h)
+
+
+def _doubling(kind: str, c_in: int, c_out: int, *, bias: bool) -> list[nn.Module]:
+    """The layers that take (B, c_in, H, W) to (B, c_out, 2H, 2W): resize + 3×3 conv, or a transposed conv."""
+    if kind == "transpose":
+        return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
 
 
 def _film(layer: nn.Linear, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -124,8 +153,9 @@ class Discriminator(nn.Module):
     """``D(image, cond, mask) -> (logit (B,), aux_logits (B, cond_dim) or None)``.
 
     ``mask`` zeroes the condition slots that are unknown for an image, so an image
-    without tags gets only the unconditional realness score. No normalisation layer:
-    DRAGAN's gradient penalty is per sample and batch norm would couple the samples.
+    without tags gets only the unconditional realness score. No batch norm: DRAGAN's
+    gradient penalty is per sample and batch norm would couple the samples; spectral
+    norm (``d_norm="spectral"``) acts on the weights and couples nothing.
     """
 
     def __init__(self, arch: Architecture):
@@ -143,6 +173,10 @@ class Discriminator(nn.Module):
                       if arch.conditioning in ("projection", "both") else None)
         self.aux = nn.Linear(features, arch.cond_dim) if arch.conditioning in ("acgan", "both") else None
         _init_weights(self)
+        if arch.d_norm == "spectral":
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -18,6 +18,7 @@ same faces it returns exactly the batches and fake conditions a ``FaceSet`` does
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import mmap
@@ -311,8 +312,17 @@ class ShardSet:
         return x, y[:, 0], y[:, 1]
 
     def sample_conditions(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.sample_labels(n, generator)[0]
+
+    def sample_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.randint(self._count, (n,), generator=generator).numpy()
-        return torch.from_numpy(self._label_rows(rows.astype(np.int64))[:, 2]).float()
+        labels = torch.from_numpy(self._label_rows(rows.astype(np.int64))).float()
+        return labels[:, 2], labels[:, 1]
+
+    @functools.cached_property
+    def known_columns(self) -> torch.Tensor:
+        masks = np.frombuffer(self._labels, np.uint8).reshape(-1, 3, self._dim)[:, 1]
+        return torch.from_numpy(masks.max(axis=0).astype(np.float32))
 
     def summary(self) -> dict:
         return dict(self._summary)

@@ -1,7 +1,9 @@
 """Train the conditional GAN into a run folder, resumably and observably.
 
 A run folder holds ``config.json`` (the :class:`TrainingConfig`), ``stats.jsonl``
-(one line per tick: losses, img/s, seconds per tick), ``previews/step_NNNNNNN.png``
+(one line per tick: losses, D(real) and D(fake) as probabilities, r_t =
+E[sign(D(real))], the augmentation probability ``aug_p``, img/s, seconds per tick, and
+a ``warning`` in words when the run has failed, see :mod:`mangagan_app.ml.health`), ``previews/step_NNNNNNN.png``
 (one row per hair colour, fixed noise, drawn by the EMA generator) and
 ``checkpoint.pt`` (+ ``checkpoint.prev.pt``, the one before). Everything the loop
 draws at random comes from generators seeded by (seed, epoch) or (seed, step), so
@@ -27,8 +29,10 @@ from mangagan_app.config import TrainingConfig
 from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
 from mangagan_app.ml import distributed, losses
+from mangagan_app.ml.augment import AdaptiveProbability, augment
 from mangagan_app.ml.dataset import TrainingFaces, load_face_folder
 from mangagan_app.ml.device import choose_device
+from mangagan_app.ml.health import HealthMonitor
 from mangagan_app.ml.networks import Architecture, Discriminator, Generator
 from mangagan_app.ml.sampling import hair_colour_rows, image_grid, noise, to_uint8
 from mangagan_app.ml.shards import ShardSet, is_shard_folder
@@ -57,6 +61,7 @@ class TrainProgress:
     images_per_sec: float = 0.0
     eta_seconds: float = 0.0
     losses: dict[str, float] = field(default_factory=dict)
+    warning: str = ""  # set on the tick a failure is first seen (see ml.health)
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Preview:
     step: int
     path: Path
     image: np.ndarray  # (H, W, 3) uint8, one row per hair colour
+    faces: np.ndarray  # (B, H, W, 3) uint8, the faces of the grid row by row
 
 
 @dataclass
@@ -87,7 +93,7 @@ def _permutation(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Ten
 
 
 class GanModels:
-    """G, D, the EMA copy of G and their optimisers."""
+    """G, D, the EMA copy of G, their optimisers and the augmentation probability."""
 
     def __init__(self, cfg: TrainingConfig, arch: Architecture, device: torch.device):
         torch.manual_seed(cfg.seed)
@@ -98,6 +104,9 @@ class GanModels:
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
+        self.augment = AdaptiveProbability(p=0.0 if cfg.augment == "none" else cfg.augment_p,
+                                           target=cfg.ada_target, kimg=cfg.ada_kimg, batch=cfg.batch,
+                                           adaptive=cfg.augment == "ada")
         # What a training step calls: the networks themselves, or their
         # DistributedDataParallel wrappers after distribute().
         self.g_train: torch.nn.Module = self.g
@@ -129,7 +138,8 @@ class GanModels:
 
     def state(self) -> dict:
         return {"G": self.g.state_dict(), "D": self.d.state_dict(), "G_ema": self.g_ema.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "augment": self.augment.state()}
 
     def load(self, state: dict) -> None:
         self.g.load_state_dict(state["G"])
@@ -137,35 +147,47 @@ class GanModels:
         self.g_ema.load_state_dict(state["G_ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        if "augment" in state:  # saved before augmentation existed: p stays 0
+            self.augment.load(state["augment"])
 
 
 def train_step(models: GanModels, cfg: TrainingConfig, real: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-               sample_conditions: Callable[[int, torch.Generator], torch.Tensor], step: int,
-               device: torch.device, *, bf16: bool = False, world: int = 1, rank: int = 0) -> dict[str, float]:
+               faces: TrainingFaces, step: int, device: torch.device, *, bf16: bool = False,
+               world: int = 1, rank: int = 0) -> dict[str, float]:
     """One D update and one G update on ``real`` = (images, conditions, known-masks).
 
-    Noise and fake conditions come from a generator seeded by (cfg.seed, step); in
-    data-parallel training (``world`` processes) ``real`` is this ``rank``'s slice of
-    the global batch, and the noise is drawn for the global batch and sliced alike. With
-    ``bf16`` the forward passes run under bfloat16 autocast (weights, optimiser state
-    and losses stay float32). Returns the step's losses and mean D outputs as floats.
+    Noise, fake labels and augmentation come from a generator seeded by (cfg.seed,
+    step); in data-parallel training (``world`` processes) ``real`` is this ``rank``'s
+    slice of the global batch, and the noise is drawn for the global batch and sliced
+    alike. With ``bf16`` the forward passes run under bfloat16 autocast (weights,
+    optimiser state and losses stay float32). Returns the step's losses, mean D
+    outputs as probabilities, r_t and the augmentation probability as floats.
+
+    D must tell real from fake by the image alone. A fake is therefore judged with
+    the known-mask of a random real face (``faces.sample_labels``), whose condition it
+    was drawn with: a real face that knows only its hair colour and a fake look the
+    same to the projection term, where a fully known fake would give itself away. G's
+    attribute loss still covers every slot some real face knows
+    (``faces.known_columns``), since the classifier has learned those.
     """
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     x, cond, mask = (t.to(device) for t in real)
     part = slice(rank * len(x), (rank + 1) * len(x))
     z = torch.randn((len(x) * world, cfg.z_dim), generator=g)[part].to(device)
-    fake_cond = sample_conditions(len(x) * world, g)[part].to(device)
-    full = torch.ones_like(fake_cond)
+    fake_cond, fake_mask = (t[part].to(device) for t in faces.sample_labels(len(x) * world, g))
+    taught = faces.known_columns.to(device).expand_as(fake_cond)
+    d_loss, g_loss = losses.ADVERSARIAL[cfg.loss]
+    p = models.augment.p
     use_aux = models.d.aux is not None
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
     stats: dict[str, float] = {}
 
     with autocast:
         fake = models.g_train(z, fake_cond)  # (B, 3, H, W)
-        real_logit, real_aux = models.d_train(x, cond, mask)
-        fake_logit, _ = models.d_train(fake.detach(), fake_cond, full)
+        real_logit, real_aux = models.d_train(augment(x, p, g), cond, mask)
+        fake_logit, _ = models.d_train(augment(fake.detach(), p, g), fake_cond, fake_mask)
         real_logit, fake_logit = real_logit.float(), fake_logit.float()
-        loss_d = losses.d_adversarial(real_logit, fake_logit)
+        loss_d = d_loss(real_logit, fake_logit)
         stats["d_adv"] = loss_d.item()
         if use_aux:
             cls_real = losses.attribute_loss(real_aux.float(), cond, mask, VOCABULARY)
@@ -181,11 +203,11 @@ def train_step(models: GanModels, cfg: TrainingConfig, real: tuple[torch.Tensor,
     models.opt_d.step()
 
     with autocast:
-        fake_logit_g, fake_aux = models.d_train(fake, fake_cond, full)
-        loss_g = losses.g_adversarial(fake_logit_g.float())
+        fake_logit_g, fake_aux = models.d_train(augment(fake, p, g), fake_cond, fake_mask)
+        loss_g = g_loss(fake_logit_g.float())
         stats["g_adv"] = loss_g.item()
         if use_aux:
-            cls_fake = losses.attribute_loss(fake_aux.float(), fake_cond, full, VOCABULARY)
+            cls_fake = losses.attribute_loss(fake_aux.float(), fake_cond, taught, VOCABULARY)
             loss_g = loss_g + cfg.aux_weight * cls_fake
             stats["g_cls"] = cls_fake.item()
     models.opt_g.zero_grad(set_to_none=True)
@@ -195,6 +217,8 @@ def train_step(models: GanModels, cfg: TrainingConfig, real: tuple[torch.Tensor,
 
     stats["d_real"] = torch.sigmoid(real_logit.detach().float()).mean().item()
     stats["d_fake"] = torch.sigmoid(fake_logit.detach().float()).mean().item()
+    stats["r_t"] = torch.sign(real_logit.detach()).mean().item()
+    stats["aug_p"] = p
     return stats
 
 
@@ -276,7 +300,7 @@ def _write_preview(models: GanModels, run_dir: Path, step: int, fixed_z: torch.T
     Image.fromarray(grid).save(buf, format="PNG")
     path = run_dir / "previews" / f"step_{step:07d}.png"
     atomic_write_bytes(path, buf.getvalue())
-    return Preview(step, path, grid)
+    return Preview(step, path, grid, images)
 
 
 def _truncate_stats(path: Path, step: int) -> None:
@@ -417,7 +441,7 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
         raise ValueError(f"{len(faces)} images are fewer than one batch of {cfg.batch}")
 
     arch = Architecture(cfg.resolution, cfg.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning,
-                        cfg.g_conditioning)
+                        cfg.g_conditioning, cfg.g_upsample, cfg.d_norm)
     models = GanModels(cfg, arch, device)
     step = epoch = batch_in_epoch = 0
     elapsed_before = 0.0
@@ -448,6 +472,8 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
     tick_start, tick_train_time, tick_sums, tick_steps = time.monotonic(), 0.0, {}, 0
     stopped = False
     stats_path = run_dir / "stats.jsonl"
+    health = HealthMonitor()
+    preview_warning = None
 
     def checkpoint() -> Path:
         nonlocal last_checkpoint_time, keep_current
@@ -480,9 +506,9 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
             t0 = time.perf_counter()
             _set_learning_rates(models, cfg, step, total_steps)
             stats = train_step(models, cfg, faces.batch(global_batch[0][sl], global_batch[1][sl]),
-                               faces.sample_conditions, step, device, bf16=bf16, world=ranks.world,
-                               rank=ranks.rank)
+                               faces, step, device, bf16=bf16, world=ranks.world, rank=ranks.rank)
             stats = ranks.mean(stats, device)
+            models.augment.observe(stats["r_t"])
             tick_train_time += time.perf_counter() - t0
             for k, v in stats.items():
                 tick_sums[k] = tick_sums.get(k, 0.0) + v
@@ -503,14 +529,20 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
                           "img_per_sec": round(ips, 2), "sec_per_tick": round(now - tick_start, 3),
                           "time": round(elapsed_before + now - session_start, 2),
                           **{k: round(v, 5) for k, v in means.items()}}
+                warning = health.tick(step, means) or preview_warning
+                preview_warning = None
+                if warning:
+                    record["warning"] = warning.message
                 if ranks.is_main:
                     with open(stats_path, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(record) + "\n")
                 if progress:
-                    progress(TrainProgress("training", step, total_steps, epoch, cfg.epochs, ips, eta, means))
+                    progress(TrainProgress("training", step, total_steps, epoch, cfg.epochs, ips, eta, means,
+                                           warning.message if warning else ""))
                 tick_start, tick_train_time, tick_sums, tick_steps = now, 0.0, {}, 0
             if step % cfg.preview_steps == 0 and ranks.is_main:
                 preview = _write_preview(models, run_dir, step, fixed_z, fixed_cond)
+                preview_warning = health.preview(step, preview.faces, PREVIEW_COLUMNS) or preview_warning
                 if on_preview:
                     on_preview(preview)
             due_by_steps = cfg.checkpoint_steps > 0 and step % cfg.checkpoint_steps == 0

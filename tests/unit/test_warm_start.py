@@ -70,9 +70,9 @@ def test_warm_started_film_run_learns_its_film_layers_and_records_the_earlier_st
     films = [v for k, v in state["G"].items() if k.startswith("films.")]
     assert films and any(v.abs().sum() > 0 for v in films)  # they started at zero
     # D was copied, not drawn afresh: after 4 steps its first layer is still near the source's.
-    source_d = load_resume_state(input_run)["D"]["body.0.weight"]
+    source_d = load_resume_state(input_run)["D"]["body.0.parametrizations.weight.original"]
     fresh_d = torch.nn.init.normal_(torch.empty_like(source_d), 0.0, 0.02)
-    assert (state["D"]["body.0.weight"] - source_d).norm() < (fresh_d - source_d).norm() / 2
+    assert (state["D"]["body.0.parametrizations.weight.original"] - source_d).norm() < (fresh_d - source_d).norm() / 2
 
     weights, _ = export_run(run, tmp_path / "model" / "film")
     card = read_card(weights)
