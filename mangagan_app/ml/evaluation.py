@@ -7,9 +7,9 @@ independent tagger (:mod:`mangagan_app.ml.tagger`):
 * **attributes** — for every value of the groups the tagger knows and the training
   labels tag, ``per_value`` faces are drawn asking for it (the other attributes
   taken from training labels) and the share the tagger reads as asked is reported,
-  beside the tagger's reading of real training faces with that label (its
-  ceiling); free tags also report the share of faces drawn *without* the tag that
-  are read without it.
+  beside the tagger's reading of real faces with that label (its ceiling: unseen
+  faces when their folder is tagged, else training faces); free tags also report
+  the share of faces drawn *without* the tag that are read without it.
 * **fidelity** — in the tagger's feature space, the Fréchet distance and the k-NN
   precision / recall / density / coverage (:mod:`mangagan_app.ml.metrics`) of
   generated faces against real faces, each beside its floor: the same metric
@@ -50,7 +50,7 @@ from mangagan_app.core.attributes import Vocabulary
 from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.core.reference_faces import detection_flags
 from mangagan_app.ml.checkpoint import load_generator, training_steps, update_card
-from mangagan_app.ml.dataset import faces_from_items, folder_items
+from mangagan_app.ml.dataset import FaceSet, faces_from_items, folder_items
 from mangagan_app.ml.metrics import K_NEAREST, compute_metrics, memorisation, near_copy_threshold
 from mangagan_app.ml.originality import (
     FeatureIndex,
@@ -339,8 +339,14 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
     check_stop()
 
     # Originality: nearest training face of generated and of unseen real faces.
-    unseen, unseen_source = unseen_real_faces(training, settings.unseen, unseen_dir=unseen_dir,
-                                              workers=settings.workers, progress=report, should_stop=should_stop)
+    if unseen_dir is not None:  # kept with its labels: the tagger's ceiling on faces nobody trained on
+        unseen_set = first_faces(unseen_dir, generator.arch.resolution, settings.unseen)
+        unseen = unseen_set.images.permute(0, 2, 3, 1).numpy()
+        unseen_source = f"{len(unseen_set)} faces from {unseen_dir}"
+    else:
+        unseen_set = None
+        unseen, unseen_source = unseen_real_faces(training, settings.unseen, workers=settings.workers,
+                                                  progress=report, should_stop=should_stop)
     check_stop()
     originality = originality_report(generated, unseen, faces.images.permute(0, 2, 3, 1).numpy(), train_features,
                                      training.names, tagger, progress=report)
@@ -359,9 +365,16 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
     detectability = _detectability(generated, faces, order, settings, report, should_stop) if sketchbook else None
     check_stop()
 
-    # The tagger's own reading of real training faces: the ceiling for each generated share.
+    # The tagger's own reading of real faces: the ceiling for each generated share. Unseen faces
+    # when their folder tags them, since a tagger trained on the same real data as the model
+    # reads its own training faces too well; else training faces (sketchbook taggers never saw them).
     labelled = order[np.isin(order, labelled_rows(faces.mask, groups, vocabulary).numpy())]
-    on_real = _tagger_on_training(tagger, train_features, faces, labelled[:max(settings.n, 2000)], groups)
+    on_training = _tagger_on_training(tagger, train_features, faces, labelled[:max(settings.n, 2000)], groups)
+    on_unseen = None
+    if unseen_set is not None and len(labelled_rows(unseen_set.mask, groups, vocabulary)):
+        on_unseen = accuracy_report(tagger.read(unseen)[1], unseen_set.cond.numpy(), vocabulary,
+                                    mask=unseen_set.mask.numpy(), groups=groups)
+    on_real = on_unseen or on_training
     for tag, v in values.items():
         v["real_read_as_labelled"] = on_real["values"].get(tag)
         if "absent_read_as_absent" in v:
@@ -377,7 +390,9 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
                    "test_kind": tagger.card.get("training", {}).get("test_kind", "sketchbook"),
                    "known_groups": list(tagger.known_groups), "measured_groups": groups,
                    "unmeasured_groups": [g.name for g in vocabulary.groups if g.name not in groups],
-                   "accuracy_training_faces": on_real["groups"]},
+                   "accuracy_training_faces": on_training["groups"],
+                   "accuracy_unseen_real_faces": on_unseen["groups"] if on_unseen else None,
+                   "ceiling_faces": "unseen faces" if on_unseen else "training faces"},
         "attributes": {"groups": group_shares, "values": values},
         "fidelity": fidelity,
         "originality": originality,
@@ -415,17 +430,21 @@ def _tagger_on_training(tagger: AttributeTagger, features: np.ndarray, faces, ro
 
 
 # ---- plain arrays (benchmarks) ------------------------------------------------------------------------
-def load_faces_array(folder: str | Path, resolution: int, limit: int | None = None) -> np.ndarray:
-    """The faces of ``folder`` (sorted by name; the first ``limit`` when given) as uint8
-    (N, resolution, resolution, 3), centre-cropped and resized with Lanczos.
+def first_faces(folder: str | Path, resolution: int, limit: int | None = None) -> FaceSet:
+    """The faces of ``folder`` (sorted by name; the first ``limit`` when given) at ``resolution``
+    px, centre-cropped and resized with Lanczos, with the labels of their tag sidecars.
 
-    For their labels too, use :func:`mangagan_app.ml.dataset.load_face_folder`
-    (``.images``, ``.cond``, ``.mask``). Unreadable images are logged and skipped.
-    Raises ``FileNotFoundError``/``NotADirectoryError`` for a missing folder and
-    ``ValueError`` when it holds no usable image.
+    Unreadable images are logged and skipped. Raises ``FileNotFoundError``/
+    ``NotADirectoryError`` for a missing folder and ``ValueError`` when it holds no
+    usable image.
     """
-    faces = faces_from_items(folder_items(folder)[:limit], resolution, source=str(folder))
-    return faces.images.permute(0, 2, 3, 1).numpy()
+    return faces_from_items(folder_items(folder)[:limit], resolution, source=str(folder))
+
+
+def load_faces_array(folder: str | Path, resolution: int, limit: int | None = None) -> np.ndarray:
+    """The images of :func:`first_faces` as uint8 (N, resolution, resolution, 3) (their labels:
+    ``first_faces(...).cond`` / ``.mask``). Raises what :func:`first_faces` raises."""
+    return first_faces(folder, resolution, limit).images.permute(0, 2, 3, 1).numpy()
 
 
 def _check_faces(name: str, images: np.ndarray) -> None:
@@ -551,9 +570,12 @@ def format_report(result: dict) -> str:
     lines.append(f"tagger accuracy on unseen {kind}: " + ", ".join(f"{g} {_pct(v).strip()}" for g, v in acc.items()))
     lines.append("tagger accuracy on training faces:          "
                  + ", ".join(f"{g} {_pct(v).strip()}" for g, v in result["tagger"]["accuracy_training_faces"].items()))
+    if result["tagger"].get("accuracy_unseen_real_faces"):
+        lines.append("tagger accuracy on unseen real faces:       " + ", ".join(
+            f"{g} {_pct(v).strip()}" for g, v in result["tagger"]["accuracy_unseen_real_faces"].items()))
     lines.append("")
     lines.append("generated faces asked for each value, read back by the tagger; 'real' = the tagger on real "
-                 "training faces with that label (its ceiling)")
+                 f"{result['tagger'].get('ceiling_faces', 'training faces')} with that label (its ceiling)")
     lines.append(f"{'attribute':<18}{'asked':>6}{'read as asked':>15}{'real':>8}{'goal':>8}   "
                  f"{'absent read absent':>19}{'real':>8}")
     for tag, v in result["attributes"]["values"].items():

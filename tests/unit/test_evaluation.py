@@ -9,7 +9,7 @@ from PIL import Image
 
 from mangagan_app.cli import main
 from mangagan_app.core.reference_faces import detection_flags, render_sketchbook_faces
-from mangagan_app.core.sketchbook.dataset import sketchbook_face
+from mangagan_app.core.sketchbook.dataset import sketchbook_face, tag_line
 from mangagan_app.ml.checkpoint import read_card
 from mangagan_app.ml.evaluation import evaluate_images, load_faces_array, originality_report
 from mangagan_app.ml.originality import (
@@ -150,7 +150,7 @@ def test_evaluation_runs_end_to_end_and_writes_json_card_and_index_when_the_mode
     assert code == 0
     assert Image.open(tmp_path / "pairs.png").size == (8 * 34 + 2, 2 * 34 + 2)  # 8 pairs of 32-px faces
     assert "hair_colour" in out and "memorisation rate" in out and "Inception" in out and "coverage" in out
-    assert "not measured" not in out
+    assert "not measured" not in out and "tagger on real training faces with that label" in out
     result = json.loads((tmp_path / "eval.json").read_text())
     assert {"model", "data", "settings", "tagger", "attributes", "fidelity", "originality", "detectability",
             "goals", "seconds"} <= set(result)
@@ -199,8 +199,11 @@ def test_evaluation_of_folder_data_measures_known_groups_and_skips_sketchbook_pa
     shutil.copytree(tiny_data, data)
     (data / "metadata.jsonl").unlink()  # any folder of faces with sidecars, not a sketchbook
     unseen.mkdir()
-    for i, face in enumerate(render_sketchbook_faces(UNSEEN_SEED, 40, 32, workers=1)[0]):
+    faces, attrs = render_sketchbook_faces(UNSEEN_SEED, 40, 32, workers=1)
+    for i, (face, attr) in enumerate(zip(faces, attrs, strict=True)):
         Image.fromarray(face).save(unseen / f"{i:03d}.png")
+        if i % 2:  # half of them tagged, like the measuring part of a real set
+            (unseen / f"{i:03d}.txt").write_text(tag_line(attr))
     args = ["evaluate", str(tiny_weights), "--data", str(data), "--tagger", str(colour_tagger), "--n", "40",
             "--per-value", "2", "--unseen", "40", "--workers", "1", "--json", str(tmp_path / "eval.json")]
     assert main(args) == 1
@@ -214,6 +217,9 @@ def test_evaluation_of_folder_data_measures_known_groups_and_skips_sketchbook_pa
     assert result["detectability"] is None and "detectability: not measured" in out
     assert "unseen faces of its test folder" in out and "coverage" in out
     assert result["originality"]["unseen_source"].startswith("40 faces from")
+    assert result["tagger"]["ceiling_faces"] == "unseen faces"  # the tagger may have trained on the training faces
+    assert set(result["tagger"]["accuracy_unseen_real_faces"]) == {"hair_colour", "eye_colour"}
+    assert "tagger on real unseen faces with that label" in out
 
 
 def test_evaluate_images_measures_every_metric_with_floors_when_given_arrays_of_several_sizes(colour_tagger):
