@@ -1,7 +1,8 @@
 """The Train tab: choose data and settings, start / stop / resume, watch losses and previews.
 
 The run itself happens in :class:`TrainWorker` (a QThread around ``ml.trainer.train``);
-this widget only turns its signals into a progress bar, a loss plot and a preview.
+this widget only turns its signals into a progress bar, plots of the losses and of how D
+rates real and generated faces, a warning banner when the run fails, and a preview.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -26,7 +28,9 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QSpinBox,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -37,10 +41,19 @@ from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
 from mangagan_app.ml.checkpoint import export_run
 from mangagan_app.ml.device import choose_device
+from mangagan_app.ml.health import ADVICE
+from mangagan_app.ml.run_history import RATING_KEYS, RunHistory
 from mangagan_app.ml.trainer import Preview, TrainProgress, TrainResult
 
-LOSS_COLOURS = {"d_adv": "#d62728", "g_adv": "#1f77b4", "d_cls": "#ff7f0e", "g_cls": "#2ca02c", "gp": "#9467bd",
-                "d_real": "#8c564b", "d_fake": "#e377c2"}
+# What each plotted statistic is called in the legends, and its colour.
+CURVES = {"d_adv": ("D loss", "#d62728"), "g_adv": ("G loss", "#1f77b4"), "d_cls": ("D tag loss", "#ff7f0e"),
+          "g_cls": ("G tag loss", "#2ca02c"), "gp": ("gradient penalty", "#9467bd"),
+          "d_real": ("D on real faces", "#8c564b"), "d_fake": ("D on generated faces", "#e377c2")}
+# The trainer's advice names command-line flags; the tab names its own controls. Every
+# run started here uses adaptive augmentation (the TrainingConfig default), so the only
+# way to get it from the tab is a new run.
+TAB_ADVICE = ("Try more faces, or fine-tune a model that already draws faces: choose its run folder in "
+              '"Start from" and press Start. New runs started here use adaptive augmentation.')
 # Previews and progress ticks are cheap next to a step and are what people watch, so the tab
 # asks for them more often than the command line does.
 GUI_PREVIEW_STEPS = 100
@@ -51,6 +64,13 @@ def format_eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def banner_text(warning: str) -> str:
+    """The trainer's ``warning`` as a sentence for the banner, with the tab's advice in place of the CLI's."""
+    what, advised, _ = warning.partition("; " + ADVICE)
+    text = what[:1].upper() + what[1:]
+    return f"{text}. {TAB_ADVICE}" if advised else text
 
 
 def preview_pixmap(image: np.ndarray) -> QPixmap:
@@ -71,7 +91,9 @@ class TrainTab(QWidget):
         self.settings = settings
         self.worker: TrainWorker | None = None
         self.last_progress: TrainProgress | None = None
-        self.loss_history: dict[str, list[tuple[int, float]]] = {}
+        self.history = RunHistory()
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.preview_image: QPixmap | None = None  # the latest preview, unscaled
         self.setAcceptDrops(True)
         defaults = TrainingConfig()
 
@@ -88,18 +110,19 @@ class TrainTab(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setFormat("%p %")
         self.progress_label = QLabel("Not running. Pick data and press Start.")
+        # A tick's statistics in one line are wider than the plots; wrapped, they never widen the window.
+        self.progress_label.setWordWrap(True)
         monitor.addWidget(self.progress_bar)
         monitor.addWidget(self.progress_label)
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.setLabel("bottom", "step")
-        self.plot.setLabel("left", "loss")
-        self.plot.addLegend(offset=(-10, 10))
-        self.plot.showGrid(x=True, y=True, alpha=0.3)
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        monitor.addWidget(self.plot, 1)
+        monitor.addWidget(self._build_warning_banner())
+        monitor.addWidget(self._build_plots(), 1)
         self.preview_label = QLabel("Previews appear here during training: one row per hair colour.")
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview_label.setMinimumHeight(260)
+        # The layout sizes the label and the preview is scaled to fit it, never the other way:
+        # a preview scaled before the banner appeared would otherwise push into the plots.
+        self.preview_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.preview_label.installEventFilter(self)
         monitor.addWidget(self.preview_label, 1)
 
         self._restore_choices()
@@ -107,6 +130,62 @@ class TrainTab(QWidget):
         self._update_buttons()
 
     # ---- building ---------------------------------------------------------------
+    def _build_warning_banner(self) -> QFrame:
+        self.warning_banner = QFrame()
+        self.warning_banner.setObjectName("trainWarning")
+        # Fixed colours for text and background alike, so it reads the same in dark themes.
+        self.warning_banner.setStyleSheet(
+            "QFrame#trainWarning { background: #fff4ce; border: 1px solid #d39e00; border-radius: 4px; }"
+            "QFrame#trainWarning QLabel { color: #3d2b00; background: transparent; border: none; }")
+        icon = QLabel()
+        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(32, 32))
+        icon.setAlignment(Qt.AlignmentFlag.AlignTop)
+        title = QLabel("<b>This run has stopped improving</b>")
+        self.warning_label = QLabel()
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.warning_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        text = QVBoxLayout()
+        text.addWidget(title)
+        text.addWidget(self.warning_label)
+        row = QHBoxLayout(self.warning_banner)
+        row.addWidget(icon, 0)
+        row.addLayout(text, 1)
+        self.warning_banner.hide()
+        return self.warning_banner
+
+    def _build_plots(self) -> pg.GraphicsLayoutWidget:
+        """The losses above and D's ratings (0..1) below, sharing the step axis; each
+        legend sits in a column of its own, so it never hides a curve."""
+        plots = pg.GraphicsLayoutWidget()
+        plots.setBackground("w")
+        plots.setMinimumHeight(260)  # leaves the ratings plot room for its 0, 0.5 and 1 labels
+        plots.setToolTip("D, the discriminator, rates faces as real (1) or generated (0); "
+                         "G, the generator, draws faces and learns from D's ratings")
+        self.loss_plot = plots.addPlot(row=0, col=0)
+        self.loss_plot.setLabel("left", "loss")
+        self.rating_plot = plots.addPlot(row=1, col=0)
+        self.rating_plot.setLabel("left", "rated real")
+        self.rating_plot.setLabel("bottom", "step")
+        self.rating_plot.setXLink(self.loss_plot)
+        self.rating_plot.setYRange(0.0, 1.0, padding=0.02)
+        # 0 (surely generated) and 1 (surely real) are the ticks that matter. The axis drops
+        # labels that reach past its ends unless told not to, which it ignores while it draws a grid.
+        ratings_axis = self.rating_plot.getAxis("left")
+        ratings_axis.setTicks([[(0.0, "0"), (0.5, "0.5"), (1.0, "1")]])
+        ratings_axis.setStyle(hideOverlappingLabels=False)
+        self.rating_plot.setMouseEnabled(x=True, y=False)
+        self.legends: dict[pg.PlotItem, pg.LegendItem] = {}
+        for row, plot in enumerate((self.loss_plot, self.rating_plot)):
+            plot.showGrid(x=True, y=plot is self.loss_plot, alpha=0.3)
+            plot.getAxis("left").setWidth(48)  # the same width for both, so their steps line up
+            legend = pg.LegendItem(labelTextColor="k", frame=False)
+            plots.addItem(legend, row=row, col=1)
+            self.legends[plot] = legend
+        plots.ci.layout.setRowStretchFactor(0, 3)
+        plots.ci.layout.setRowStretchFactor(1, 2)
+        return plots
+
     def _build_data_box(self) -> QGroupBox:
         box = QGroupBox("Training data")
         form = QVBoxLayout(box)
@@ -272,10 +351,9 @@ class TrainTab(QWidget):
             sketchbook = self._sketchbook_source(cfg.resolution)
             cfg.data = str(sketchbook.folder)
         self._save_choices()
-        if not resume:
-            self.loss_history.clear()
-            for curve in self.curves.values():
-                curve.setData([], [])
+        # A new run starts with empty plots and no warning; a resumed one shows its past.
+        self.history = RunHistory.from_stats(run_dir / "stats.jsonl") if resume else RunHistory()
+        self._show_history()
         self.worker = TrainWorker(cfg, run_dir, resume=resume, sketchbook=sketchbook, parent=self)
         self.worker.progress.connect(self._on_progress)
         self.worker.preview.connect(self._on_preview)
@@ -326,25 +404,46 @@ class TrainTab(QWidget):
             self.progress_label.setText(
                 f"Epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps} · {p.images_per_sec:.0f} img/s · "
                 f"ETA {format_eta(p.eta_seconds)}\n{losses}")
-            self._plot_losses(p.step, p.losses)
+            self.history.add(p.step, p.losses, p.warning)
+            self._show_history()
 
-    def _plot_losses(self, step: int, losses: dict[str, float]) -> None:
-        for key, value in losses.items():
-            history = self.loss_history.setdefault(key, [])
-            history.append((step, value))
+    def _show_history(self) -> None:
+        """Bring the curves and the banner in line with ``self.history``."""
+        for key in [k for k in self.curves if k not in self.history.series]:
+            curve, plot = self.curves.pop(key), self._plot_for(key)
+            self.legends[plot].removeItem(curve)
+            plot.removeItem(curve)
+        for key, points in self.history.series.items():
             curve = self.curves.get(key)
             if curve is None:
-                curve = self.plot.plot(name=key, pen=pg.mkPen(LOSS_COLOURS.get(key, "#444"), width=2))
+                plot = self._plot_for(key)
+                name, colour = CURVES[key]
+                curve = plot.plot(pen=pg.mkPen(colour, width=2))
+                self.legends[plot].addItem(curve, name)
                 self.curves[key] = curve
-            xs, ys = zip(*history, strict=True)
+            xs, ys = zip(*points, strict=True)
             curve.setData(list(xs), list(ys))
+        self.warning_label.setText(banner_text(self.history.warning))
+        self.warning_banner.setVisible(bool(self.history.warning))
+
+    def _plot_for(self, key: str) -> pg.PlotItem:
+        return self.rating_plot if key in RATING_KEYS else self.loss_plot
 
     def _on_preview(self, preview: Preview) -> None:
-        pixmap = preview_pixmap(preview.image)
-        target = self.preview_label.size()
-        self.preview_label.setPixmap(pixmap.scaled(target, Qt.AspectRatioMode.KeepAspectRatio,
-                                                   Qt.TransformationMode.FastTransformation))
+        self.preview_image = preview_pixmap(preview.image)
+        self._fit_preview()
         self.preview_label.setToolTip(f"Preview at step {preview.step}: {preview.path}")
+
+    def _fit_preview(self) -> None:
+        if self.preview_image is not None:
+            self.preview_label.setPixmap(self.preview_image.scaled(
+                self.preview_label.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.FastTransformation))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.preview_label and event.type() == QEvent.Type.Resize:
+            self._fit_preview()
+        return super().eventFilter(watched, event)
 
     def _on_finished(self, result: TrainResult) -> None:
         verb = "Stopped" if result.stopped else "Finished"

@@ -3,14 +3,23 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
+from mangagan_app.config import TrainingConfig
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.gui.train_tab import TrainTab
+from mangagan_app.ml.trainer import train
 
 
 @pytest.fixture(scope="module")
 def face_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("faces")
     write_sketchbook(folder, 96, size=64, seed=5, workers=1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_faces(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("small_faces")
+    write_sketchbook(folder, 128, size=32, seed=11, workers=1)
     return folder
 
 
@@ -33,7 +42,7 @@ def test_training_runs_to_the_end_when_started_from_the_tab(qtbot, tmp_path, fac
         tab.start_button.click()
     assert tab.progress_bar.value() == tab.progress_bar.maximum() == 6  # 2 epochs x 3 batches
     assert tab.preview_label.pixmap() is not None and not tab.preview_label.pixmap().isNull()
-    assert {"d_adv", "g_adv"} <= set(tab.loss_history)
+    assert {"d_adv", "g_adv"} <= set(tab.history.series)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     qtbot.waitUntil(lambda: tab.use_button.isEnabled(), timeout=30_000)
 
@@ -92,3 +101,76 @@ def test_a_new_run_fine_tunes_an_earlier_one_with_film_and_the_choices_are_remem
     again = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(again)
     assert again.g_conditioning_combo.currentData() == "film" and again.init_edit.text() == str(earlier)
+
+
+def _begin_run(faces: Path, run_dir: Path, *, epochs: int = 1, **overrides) -> None:
+    """A run at 32 px, begun by the trainer itself for the tab to resume.
+
+    The tab offers neither 32 px nor learning rates, and resuming keeps the run's own
+    settings; 8 steps (one epoch) are long before the 200 a warning needs.
+    """
+    train(TrainingConfig(data=str(faces), resolution=32, width=8, batch=16, epochs=epochs, tick_steps=5,
+                         preview_steps=1000, threads=1, checkpoint_minutes=60.0, **overrides), run_dir)
+
+
+def _finish(qtbot, tab: TrainTab, button) -> None:
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
+                          check_params_cb=lambda m: m.startswith("Training finished")):
+        button.click()
+    qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=30_000)
+
+
+def test_a_banner_says_the_discriminator_has_won_when_g_cannot_learn(qtbot, tmp_path, small_faces):
+    _begin_run(small_faces, tmp_path / "run", lr_g=0.0)  # a G that never learns: D must win
+    tab = _tab(qtbot, tmp_path, small_faces, epochs=40)
+    assert not tab.warning_banner.isVisibleTo(tab)
+    _finish(qtbot, tab, tab.resume_button)
+    assert tab.last_progress.step == 320
+    assert tab.warning_banner.isVisibleTo(tab)
+    text = tab.warning_label.text()
+    assert text.startswith("The discriminator has won at step ") and "generator has stopped learning" in text
+    assert '"Start from"' in text and "--" not in text  # the tab's control, not the command line's flag
+
+
+def test_no_banner_shows_when_the_run_is_healthy(qtbot, tmp_path, small_faces):
+    _begin_run(small_faces, tmp_path / "run")
+    tab = _tab(qtbot, tmp_path, small_faces, epochs=40)
+    _finish(qtbot, tab, tab.resume_button)
+    assert tab.last_progress.step == 320  # well past the steps a warning waits for
+    assert not tab.warning_banner.isVisibleTo(tab) and tab.warning_label.text() == ""
+
+
+def test_the_plot_shows_how_d_rates_real_and_generated_faces_when_training(qtbot, tmp_path, face_folder):
+    tab = _tab(qtbot, tmp_path, face_folder, epochs=4)
+    _finish(qtbot, tab, tab.start_button)
+    rated = tab.rating_plot.listDataItems()
+    assert rated == [tab.curves["d_real"], tab.curves["d_fake"]]
+    for curve in rated:
+        steps, ratings = curve.getData()
+        assert list(steps) == [10, 12] and all(0.0 <= r <= 1.0 for r in ratings)
+    assert [label.text for _, label in tab.legends[tab.rating_plot].items] == [
+        "D on real faces", "D on generated faces"]
+    assert not set(rated) & set(tab.loss_plot.listDataItems())
+
+
+def test_the_banner_stays_until_a_new_run_starts_when_a_failed_run_is_resumed(
+        qtbot, tmp_path, small_faces, face_folder):
+    _begin_run(small_faces, tmp_path / "run", epochs=40, lr_g=0.0)  # fails, and stats.jsonl says so
+    tab = _tab(qtbot, tmp_path, small_faces, epochs=41)
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
+                          check_params_cb=lambda m: m.startswith("Training finished")):
+        tab.resume_button.click()
+        # Read back from the run folder before the first resumed step.
+        assert tab.warning_banner.isVisibleTo(tab) and "discriminator has won" in tab.warning_label.text()
+        assert tab.curves["d_fake"].getData()[0][0] == 5
+    qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=30_000)
+    assert tab.warning_banner.isVisibleTo(tab)
+
+    tab.folder_edit.setText(str(face_folder))
+    tab.run_edit.setText(str(tmp_path / "new"))
+    tab.epochs_spin.setValue(1)
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
+                          check_params_cb=lambda m: m.startswith("Training finished")):
+        tab.start_button.click()
+        assert not tab.warning_banner.isVisibleTo(tab) and tab.history.series == {}
+    assert not tab.warning_banner.isVisibleTo(tab)
