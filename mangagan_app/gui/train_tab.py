@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mangagan_app.config import TrainingConfig
+from mangagan_app.config import LOSSES, TrainingConfig
 from mangagan_app.gui.app import app_data_dir
 from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
@@ -229,8 +229,9 @@ class TrainTab(QWidget):
         self.epochs_spin.setRange(1, 10_000)
         self.epochs_spin.setValue(defaults.epochs)
         self.loss_combo = QComboBox()
-        self.loss_combo.addItems(["dcgan", "dragan"])
-        self.loss_combo.setToolTip("dcgan: non-saturating GAN loss; dragan: adds DRAGAN's gradient penalty")
+        self.loss_combo.addItems(list(LOSSES))
+        self.loss_combo.setToolTip("dcgan: non-saturating GAN loss; hinge: the hinge loss of SNGAN/BigGAN; "
+                                   "dragan: dcgan plus DRAGAN's gradient penalty")
         self.g_conditioning_combo = QComboBox()
         self.g_conditioning_combo.addItem("At every block (FiLM)", "film")
         self.g_conditioning_combo.addItem("At the input only", "input")
