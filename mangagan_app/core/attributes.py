@@ -9,6 +9,7 @@ multi-hot for free tags.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,11 +80,21 @@ class AttributeGroup:
 
 
 class UnknownTagsError(ValueError):
-    """Raised when tag text names tags the vocabulary does not know."""
+    """Raised when tag text names tags the vocabulary does not know.
 
-    def __init__(self, unknown: list[str]):
+    ``suggestions`` maps each unknown tag to the nearest spellings the vocabulary
+    knows (empty when none is close); the message names them.
+    """
+
+    def __init__(self, unknown: list[str], suggestions: Mapping[str, list[str]] | None = None):
         self.unknown = unknown
-        super().__init__("unknown tag(s): " + ", ".join(unknown))
+        self.suggestions = dict(suggestions or {})
+        named = []
+        for tag in unknown:
+            near = self.suggestions.get(tag)
+            choices = " or ".join([", ".join(near[:-1]), near[-1]] if len(near) > 1 else near)
+            named.append(f"{tag} (did you mean {choices}?)" if near else tag)
+        super().__init__(("unknown tag: " if len(unknown) == 1 else "unknown tags: ") + ", ".join(named))
 
 
 class ConflictingTagsError(ValueError):
@@ -239,8 +250,20 @@ class Vocabulary:
             else:
                 attrs.tags.add(value)
         if strict and unknown:
-            raise UnknownTagsError(unknown)
+            raise UnknownTagsError(unknown, {tag: self.nearest_tags(tag) for tag in unknown})
         return attrs, unknown
+
+    def nearest_tags(self, text: str, count: int = 3) -> list[str]:
+        """The vocabulary's tags spelled most like ``text`` (``blu_hair`` → ``blue_hair``), best first."""
+        tag = normalise_tag(text)
+        spellings = {t: t for t in self._tag_index()}
+        spellings.update({alias: t for alias, t in _ALIASES.items() if t in spellings})
+        near = difflib.get_close_matches(tag, list(spellings), n=count * 2, cutoff=0.6)
+        return list(dict.fromkeys(spellings[s] for s in near))[:count]
+
+    def aliases(self, tag: str) -> list[str]:
+        """Other spellings that :meth:`parse_tags` reads as ``tag`` (``blond_hair`` for ``blonde_hair``)."""
+        return sorted(alias for alias, target in _ALIASES.items() if target == tag)
 
     def to_json(self) -> list[dict]:
         return [

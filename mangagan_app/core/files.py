@@ -1,10 +1,13 @@
-"""Atomic file writes: a crash leaves either the old file or the new one, never half."""
+"""Atomic file writes (a crash leaves either the old file or the new one, never half) and
+output folders that a failed job removes again."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +53,38 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def new_folders(*folders: str | os.PathLike) -> Iterator[None]:
+    """Create ``folders`` (with their missing parents) for the block that writes into them.
+
+    If the block raises, every folder created here that is still empty is removed
+    again (empty folders the block made inside them too), so a command that fails
+    leaves nothing behind; files the block wrote are kept.
+    """
+    created: list[Path] = []
+    for folder in folders:
+        path = Path(os.path.abspath(folder))
+        missing = []
+        while not path.exists() and path != path.parent:
+            missing.append(path)
+            path = path.parent
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        created += missing  # deepest first
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            _remove_empty_tree(folder)
+        raise
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    for root, _dirs, _files in os.walk(folder, topdown=False):
+        try:
+            os.rmdir(root)
+        except OSError:  # not empty: something was written there
+            pass

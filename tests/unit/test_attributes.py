@@ -69,3 +69,18 @@ def test_tags_round_trip_when_written_and_parsed():
 
 def test_vocabulary_json_round_trip():
     assert Vocabulary.from_json(VOCABULARY.to_json()) == VOCABULARY
+
+
+def test_unknown_tags_name_the_nearest_spellings_when_mistyped():
+    with pytest.raises(UnknownTagsError) as err:
+        VOCABULARY.parse_tags("blu_hair, glases, wings")
+    assert err.value.suggestions["blu_hair"][0] == "blue_hair"
+    assert err.value.suggestions["glases"] == ["glasses"] and err.value.suggestions["wings"] == []
+    assert "blu_hair (did you mean blue_hair, blonde_hair or black_hair?)" in str(err.value)
+    assert str(err.value).startswith("unknown tags: ") and str(err.value).endswith(", wings")
+
+
+def test_aliases_list_the_other_spellings_of_a_tag_when_asked():
+    assert VOCABULARY.aliases("blonde_hair") == ["blond_hair"]
+    assert VOCABULARY.aliases("cat_ears") == ["animal_ears", "cat_ear"] and VOCABULARY.aliases("smile") == ["smiling"]
+    assert VOCABULARY.nearest_tags("gray hair")[0] == "grey_hair"  # an alias leads to its tag
