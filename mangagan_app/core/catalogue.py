@@ -342,6 +342,23 @@ class Catalogue:
         args = (likelihood, decision) if decision else (likelihood,)
         return [r[0] for r in self._db.execute(f"SELECT id FROM faces WHERE {where} ORDER BY likelihood", args)]
 
+    def decide_unreviewed(self, *, keep_from: float | None = None, reject_below: float | None = None
+                          ) -> dict[str, int]:
+        """Decide the faces nobody has reviewed yet, by the detector's likelihood, in one transaction:
+        keep those at ``keep_from`` or above, reject those below ``reject_below`` (either may be None).
+
+        Decisions already made are left alone. Returns how many faces were kept and
+        rejected. Raises ``ValueError`` when the two ranges overlap.
+        """
+        if keep_from is not None and reject_below is not None and keep_from < reject_below:
+            raise ValueError(f"keeping from likelihood {keep_from} and rejecting below {reject_below} overlap")
+        unreviewed = self.face_ids("unreviewed")
+        rejected = self.ids_below(reject_below) if reject_below is not None else []
+        below = set(self.ids_below(keep_from)) if keep_from is not None else set(unreviewed)
+        kept = [i for i in unreviewed if i not in below]
+        self.set_decisions({**dict.fromkeys(kept, "keep"), **dict.fromkeys(rejected, "reject")})
+        return {"keep": len(kept), "reject": len(rejected)}
+
     def decision_counts(self) -> dict[str, int]:
         """Number of faces per decision, every decision present."""
         counts = dict.fromkeys(DECISIONS, 0)
@@ -375,14 +392,20 @@ class _Transaction:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
+def open_catalogue(dataset_dir: str | os.PathLike) -> Catalogue:
+    """The catalogue of an existing dataset folder. Raises ``FileNotFoundError`` when
+    ``dataset_dir`` has none, creating nothing (so a typo does not make an empty dataset)."""
+    if not (Path(dataset_dir) / DB_NAME).is_file():
+        what = "no such folder" if not Path(dataset_dir).exists() else f"no {DB_NAME} here (not a dataset folder)"
+        raise FileNotFoundError(f"{dataset_dir}: {what}; crop into it first")
+    return Catalogue(dataset_dir)
+
+
 def kept_training_items(dataset_dir: str | os.PathLike) -> list[tuple[Path, str | None]]:
     """``(crop file, tag text)`` of every kept face: what ``ml.dataset.faces_from_items`` takes.
 
     Tag text is the kohya line (``"blue_hair, red_eyes"``), or None for a crop
-    with no known tag. Raises ``FileNotFoundError`` when ``dataset_dir`` has no
-    catalogue (so a typo does not silently create an empty dataset).
+    with no known tag. Raises ``FileNotFoundError`` as :func:`open_catalogue` does.
     """
-    if not (Path(dataset_dir) / DB_NAME).is_file():
-        raise FileNotFoundError(f"{dataset_dir}: no {DB_NAME} here; crop into it first")
-    with Catalogue(dataset_dir) as catalogue:
+    with open_catalogue(dataset_dir) as catalogue:
         return [(path, ", ".join(tags) or None) for path, tags in catalogue.kept()]

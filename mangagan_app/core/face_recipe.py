@@ -7,8 +7,8 @@ factor. The seed is kept for people to read and type; the noise itself is what i
 restored, so a face made by morphing, which has no seed, comes back too.
 
 The PNG layout mirrors what image-generation UIs do: a ``mangagan`` text chunk with
-JSON (exact values; noise as base64 of little-endian float32) and a human-readable
-``parameters`` chunk.
+JSON (exact values; noise as base64 of little-endian float32; the export's
+:class:`Enlargement`) and a human-readable ``parameters`` chunk.
 """
 
 from __future__ import annotations
@@ -117,6 +117,23 @@ class FaceRecipe:
             raise RecipeError(f"the face parameters are damaged ({exc})") from exc
 
 
+@dataclass(frozen=True)
+class Enlargement:
+    """How an exported face was enlarged: ``scale`` 1-8, Lanczos (``smooth``) or nearest neighbour."""
+
+    scale: int = 1
+    smooth: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or not 1 <= self.scale <= 8:
+            raise ValueError(f"scale must be a whole number from 1 to 8, not {self.scale!r}")
+        if not isinstance(self.smooth, bool):
+            raise ValueError(f"smooth must be true or false, not {self.smooth!r}")
+
+    def describe(self) -> str:
+        return f"{self.scale}x {'Lanczos' if self.smooth else 'nearest'}"
+
+
 def random_attributes(vocabulary: Vocabulary, rng: np.random.Generator, *,
                       tag_probability: float = 0.15) -> Attributes:
     """A value drawn uniformly for every exclusive group; each free tag with ``tag_probability``."""
@@ -138,31 +155,41 @@ def array_sha256(*arrays: np.ndarray) -> str:
 
 
 # ---- PNG text chunks --------------------------------------------------------------------
-def parameters_text(recipe: FaceRecipe, vocabulary: Vocabulary | None) -> str:
-    """One readable line, like image-generation UIs put in their ``parameters`` chunk."""
+def parameters_text(recipe: FaceRecipe, vocabulary: Vocabulary | None,
+                    enlargement: Enlargement | None = None) -> str:
+    """One readable line, like image-generation UIs put in their ``parameters`` chunk.
+
+    Every slider value is written, zeros too, so the line can be typed back
+    (``--sliders 1.5,0,-2`` reads ``Sliders: +1.50, +0.00, -2.00``).
+    """
     tags = ", ".join(recipe.to_dict(vocabulary).get("tags", []))
-    sliders = ", ".join(f"{s:+.2f}" for s in recipe.sliders if s) or "none"
+    sliders = ", ".join(f"{s:+.2f}" for s in recipe.sliders) or "none"
     seed = "morph/edited" if recipe.seed is None else str(recipe.seed)
-    return (f"{tags}\nSeed: {seed}, Variety: {recipe.truncation:.2f}, Sliders: {sliders}, "
+    size = f", Enlarged: {enlargement.describe()}" if enlargement is not None else ""
+    return (f"{tags}\nSeed: {seed}, Variety: {recipe.truncation:.2f}, Sliders: {sliders}{size}, "
             f"Model: {recipe.model_sha256[:12]}")
 
 
-def png_bytes(image: Image.Image, recipe: FaceRecipe | None = None, vocabulary: Vocabulary | None = None) -> bytes:
-    """The PNG encoding of ``image`` with the recipe in text chunks (if given)."""
+def png_bytes(image: Image.Image, recipe: FaceRecipe | None = None, vocabulary: Vocabulary | None = None, *,
+              enlargement: Enlargement | None = None) -> bytes:
+    """The PNG encoding of ``image`` with the recipe (and how it was enlarged) in text chunks."""
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", "MangaGAN Studio")
     if recipe is not None:
-        info.add_text(RECIPE_CHUNK, json.dumps(recipe.to_dict(vocabulary), sort_keys=True))
-        info.add_text(PARAMETERS_CHUNK, parameters_text(recipe, vocabulary))
+        data = recipe.to_dict(vocabulary)
+        if enlargement is not None:
+            data.update(scale=enlargement.scale, smooth=enlargement.smooth)
+        info.add_text(RECIPE_CHUNK, json.dumps(data, sort_keys=True))
+        info.add_text(PARAMETERS_CHUNK, parameters_text(recipe, vocabulary, enlargement))
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
 
 
 def save_png(path: str | os.PathLike, image: Image.Image, recipe: FaceRecipe | None = None,
-             vocabulary: Vocabulary | None = None) -> Path:
+             vocabulary: Vocabulary | None = None, *, enlargement: Enlargement | None = None) -> Path:
     """Write ``image`` atomically as PNG with the recipe in its text chunks."""
-    return atomic_write_bytes(path, png_bytes(image, recipe, vocabulary))
+    return atomic_write_bytes(path, png_bytes(image, recipe, vocabulary, enlargement=enlargement))
 
 
 def read_png_recipe(path: str | os.PathLike) -> FaceRecipe:
@@ -171,10 +198,18 @@ def read_png_recipe(path: str | os.PathLike) -> FaceRecipe:
     Raises :class:`RecipeError` naming the file when it is not a readable image, or
     holds no MangaGAN parameters, or holds damaged ones.
     """
+    return read_png_face(path)[0]
+
+
+def read_png_face(path: str | os.PathLike) -> tuple[FaceRecipe, Enlargement | None]:
+    """The recipe stored in a PNG and how the face was enlarged (None for a PNG written
+    before the enlargement was stored). Raises what :func:`read_png_recipe` raises."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             text = dict(getattr(im, "text", {}) or im.info)
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such file") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RecipeError(f"{path.name}: not a readable image ({exc})") from exc
     raw = text.get(RECIPE_CHUNK)
@@ -185,7 +220,12 @@ def read_png_recipe(path: str | os.PathLike) -> FaceRecipe:
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise RecipeError("the face parameters are damaged (not a JSON object)")
-        return FaceRecipe.from_dict(data)
+        recipe = FaceRecipe.from_dict(data)
+        try:
+            enlargement = (Enlargement(data["scale"], data.get("smooth", False)) if "scale" in data else None)
+        except ValueError as exc:
+            raise RecipeError(f"the face parameters are damaged ({exc})") from None
+        return recipe, enlargement
     except (json.JSONDecodeError, RecipeError) as exc:
         raise RecipeError(f"{path.name}: {exc}") from exc
     except RecursionError:  # absurdly nested JSON

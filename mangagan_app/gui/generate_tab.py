@@ -45,7 +45,14 @@ from PySide6.QtWidgets import (
 from mangagan_app.config import WEIGHTS_DIR
 from mangagan_app.core.attributes import Attributes
 from mangagan_app.core.face_history import EditHistory, FavouritesStore
-from mangagan_app.core.face_recipe import FaceRecipe, RecipeError, png_bytes, random_attributes, read_png_recipe
+from mangagan_app.core.face_recipe import (
+    Enlargement,
+    FaceRecipe,
+    RecipeError,
+    png_bytes,
+    random_attributes,
+    read_png_recipe,
+)
 from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.gui.app import app_data_dir
 from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
@@ -1087,14 +1094,17 @@ class GenerateTab(QWidget):
             except OSError as exc:
                 self.status_message.emit(f"Could not save {Path(path).name}: {exc.strerror or exc}")
 
+    def _enlargement(self) -> Enlargement:
+        return Enlargement(self.scale_box.value(), self.method_box.currentIndex() == 1)
+
     def _export_image(self) -> Image.Image:
-        recipe = self.current_recipe()
-        return upscale(self.service.render_image(recipe), self.scale_box.value(),
-                       smooth=self.method_box.currentIndex() == 1)
+        recipe, enlargement = self.current_recipe(), self._enlargement()
+        return upscale(self.service.render_image(recipe), enlargement.scale, smooth=enlargement.smooth)
 
     def export_png(self, path: Path) -> None:
-        """Write the current face at the chosen size with its parameters in the PNG."""
-        atomic_write_bytes(path, png_bytes(self._export_image(), self.current_recipe(), self.service.vocabulary))
+        """Write the current face at the chosen size with its parameters (and that size) in the PNG."""
+        atomic_write_bytes(path, png_bytes(self._export_image(), self.current_recipe(), self.service.vocabulary,
+                                           enlargement=self._enlargement()))
         self.status_message.emit(f"Saved {path} (open or drop it here to get this face back)")
 
     def export_grid_sheet(self, path: Path) -> None:

@@ -400,6 +400,10 @@ class TrainTab(QWidget):
             self.progress_label.setText(f"Drawing sketchbook faces {p.step}/{p.total_steps}")
         elif p.phase == "loading":
             self.progress_label.setText(f"Loading images {p.step}/{p.total_steps}")
+        elif p.phase == "started":
+            self.progress_label.setText(f"Training {p.detail}: step {p.step}/{p.total_steps}")
+        elif p.phase == "first_step":
+            self.progress_label.setText(f"Step {p.step}/{p.total_steps} done · ETA {format_eta(p.eta_seconds)}")
         else:
             losses = "  ".join(f"{k} {v:.3f}" for k, v in sorted(p.losses.items()))
             self.progress_label.setText(

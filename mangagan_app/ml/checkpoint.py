@@ -2,7 +2,9 @@
 
 The card holds ``format``, ``architecture`` (:class:`Architecture`), ``vocabulary``
 (``VOCABULARY.to_json()``), ``training`` (config, data summary, steps) and
-``sha256`` of the safetensors file. Other parts of the app add their own keys
+``sha256`` of the safetensors file (the same checkpoint always exports the same
+bytes; ``sha256_same_weights`` lists the checksums an earlier export of the same
+weights may have had, see :func:`safetensors_bytes`). Other parts of the app add their own keys
 (``metrics``, ``directions``) with :func:`update_card`; the checksum covers only the
 weights, so they do not invalidate it.
 """
@@ -10,6 +12,7 @@ weights, so they do not invalidate it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -21,7 +24,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from mangagan_app.core.attributes import VOCABULARY, Vocabulary
-from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
+from mangagan_app.core.files import atomic_write_bytes, atomic_write_json, new_folders
 from mangagan_app.ml.networks import Architecture, Generator
 from mangagan_app.ml.trainer import load_resume_state
 
@@ -44,26 +47,51 @@ def weights_files(path: str | Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
 
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple[bytes, list[str]]:
+    """The safetensors encoding of ``tensors`` with ``metadata``, the same bytes every time, and
+    the sha256 of each other order of the metadata keys.
+
+    safetensors keeps the metadata in a hash map whose order changes from one process to
+    the next, so exports of one checkpoint used to differ in their header (and sha256).
+    Here the header is written again with the metadata keys sorted; the other orders are
+    the checksums an export made before this may have, so its faces still restore.
+    """
+    raw = save_safetensors(tensors, metadata=metadata)
+    size = int.from_bytes(raw[:8], "little")
+    header, body = json.loads(raw[8:8 + size]), raw[8 + size:]
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+
+    def encode(order: tuple[str, ...]) -> bytes:
+        text = json.dumps({"__metadata__": {k: metadata[k] for k in order}, **entries}, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+        text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes with spaces
+        return len(text).to_bytes(8, "little") + text + body
+
+    data, *others = (encode(order) for order in itertools.permutations(sorted(metadata)))
+    return data, sorted({hashlib.sha256(other).hexdigest() for other in others})
+
+
 def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     """Export the EMA generator of the run's newest checkpoint to ``out`` (+ card).
 
-    Returns (weights path, card path). Raises ``RunFolderError`` when the run has no
+    The same checkpoint always gives the same weights bytes. The folder of ``out`` is
+    created if missing. Returns (weights path, card path). Raises ``RunFolderError`` when the run has no
     readable checkpoint and ``OSError`` when the files cannot be written (disk full,
     read-only): then an existing model of that name is left as it was, weights and card.
     """
     state = load_resume_state(run_dir)
     weights_path, card_path = weights_files(out)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state["G_ema"].items()}
     # Spelled out in full, so the card of a run saved before a setting existed says what it is.
     arch = Architecture.from_dict(state["architecture"]).to_dict()
-    data = save_safetensors(tensors, metadata={"format": CARD_FORMAT, "architecture": json.dumps(arch)})
+    data, same_weights = safetensors_bytes(tensors, {"format": CARD_FORMAT, "architecture": json.dumps(arch)})
     cfg = state["config"]
     card = {
         "format": CARD_FORMAT,
         "name": weights_path.stem,
         "weights_file": weights_path.name,
         "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256_same_weights": same_weights,
         "architecture": arch,
         "vocabulary": state["vocabulary"],
         "training": {
@@ -73,6 +101,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
             "epochs_completed": state["epoch"],
             "images_seen": state["step"] * cfg["batch"],
             "hours": round(state.get("elapsed_seconds", 0.0) / 3600, 3),
+            # Only in the card: the weights' bytes, hence their sha256, do not depend on it.
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     }
@@ -80,13 +109,14 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
         card["training"]["warm_start"] = state["warm_start"]  # the steps and hours before this run
     # The card is staged before the weights replace the old ones and renamed after, so a
     # full disk fails before anything is replaced and never leaves new weights beside an old card.
-    staged = atomic_write_json(card_path.with_name(f".{card_path.name}.staged"), card)
-    try:
-        atomic_write_bytes(weights_path, data)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    os.replace(staged, card_path)
+    with new_folders(weights_path.parent):
+        staged = atomic_write_json(card_path.with_name(f".{card_path.name}.staged"), card)
+        try:
+            atomic_write_bytes(weights_path, data)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        os.replace(staged, card_path)
     return weights_path, card_path
 
 

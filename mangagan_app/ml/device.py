@@ -22,12 +22,17 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def choose_device(prefer: str | None = None, *, leave_core_for_gui: bool = False) -> DeviceChoice:
+class DeviceUnavailableError(RuntimeError):
+    """The device asked for is not on this machine (or this build of torch cannot use it)."""
+
+
+def choose_device(prefer: str | None = None, *, leave_core_for_gui: bool = False, threads: int = 0) -> DeviceChoice:
     """Pick the device (``prefer`` = "cuda" / "mps" / "cpu" forces one).
 
     On the CPU, ``leave_core_for_gui`` keeps one core free so a window stays
-    responsive while a worker thread trains. Raises ``RuntimeError`` when the
-    preferred device is not available.
+    responsive while a worker thread trains, and ``threads`` > 0 caps the threads
+    (the description says how many are used). Raises :class:`DeviceUnavailableError`
+    when the preferred device is not available.
     """
     if prefer in (None, "cuda") and torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
@@ -35,7 +40,10 @@ def choose_device(prefer: str | None = None, *, leave_core_for_gui: bool = False
     if prefer in (None, "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return DeviceChoice(torch.device("mps"), "Apple MPS", torch.get_num_threads())
     if prefer not in (None, "cpu"):
-        raise RuntimeError(f"the {prefer} device was requested but is not available")
+        build = "a CPU-only build" if prefer == "cuda" and torch.version.cuda is None else "installed"
+        raise DeviceUnavailableError(f"no {prefer.upper()} device here "
+                                     f"(torch {torch.__version__}, {build})")
     cores = available_cores()
-    threads = max(1, cores - 1) if leave_core_for_gui else cores
-    return DeviceChoice(torch.device("cpu"), f"CPU ({threads} of {cores} threads)", threads)
+    usable = max(1, cores - 1) if leave_core_for_gui else cores
+    used = min(threads, usable) if threads > 0 else usable
+    return DeviceChoice(torch.device("cpu"), f"CPU ({used} of {cores} threads)", used)

@@ -233,11 +233,19 @@ def find_default_weights(folder: str | os.PathLike) -> Path | None:
     return candidates[0] if candidates else None
 
 
+def model_checksums(card: dict) -> set[str]:
+    """The sha256 a face made with this model may carry: its weights' own, and those an
+    earlier export of the same weights had (``sha256_same_weights``, see ``checkpoint``)."""
+    same = card.get("sha256_same_weights")
+    return {str(card.get("sha256", ""))} | ({str(s) for s in same} if isinstance(same, list) else set())
+
+
 def find_weights_by_sha256(folder: str | os.PathLike, sha256: str) -> Path | None:
     """The ``*.safetensors`` in ``folder`` whose card records ``sha256`` (None if none does)."""
     for path in sorted(Path(folder).glob("*.safetensors")):
         try:
-            if json.loads(path.with_suffix(".json").read_text(encoding="utf-8")).get("sha256") == sha256:
+            card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            if isinstance(card, dict) and sha256 in model_checksums(card):
                 return path
         except (OSError, json.JSONDecodeError):
             continue
@@ -323,7 +331,7 @@ class GeneratorService:
     def check(self, recipe: FaceRecipe, source: str = "the file") -> list[str]:
         """Raise :class:`ForeignModelError` if ``recipe`` was made with another model or has
         the wrong sizes; return warnings (e.g. slider directions changed since)."""
-        if recipe.model_sha256 and self.sha256 and recipe.model_sha256 != self.sha256:
+        if recipe.model_sha256 and self.sha256 and recipe.model_sha256 not in model_checksums(self.card):
             raise ForeignModelError(
                 f"{source} was made with a different model (sha256 {recipe.model_sha256[:12]}…); "
                 f"the loaded model is {self.name} ({self.sha256[:12]}…). Load that model to restore it.")

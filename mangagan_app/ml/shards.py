@@ -36,7 +36,7 @@ from mangagan_app.core.attributes import VOCABULARY, Vocabulary
 from mangagan_app.core.catalogue import DB_NAME as CATALOGUE_FILE
 from mangagan_app.core.catalogue import kept_training_items
 from mangagan_app.core.decoding import decode_many
-from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
+from mangagan_app.core.files import atomic_write_bytes, atomic_write_json, new_folders
 from mangagan_app.ml.dataset import FaceSet, folder_items, labels_from_tags
 
 log = logging.getLogger(__name__)
@@ -175,16 +175,17 @@ def pack_faces(data: str | Path, out: str | Path, resolution: int, *, shard_rows
     image could be decoded.
     """
     items = (kept_training_items(data) if (Path(data) / CATALOGUE_FILE).is_file() else folder_items(data))
-    writer = ShardWriter(out, resolution, shard_rows=shard_rows, source=str(data))
-    try:
-        stopped = _pack_items(writer, items, workers, progress, should_stop)
-        if stopped:
+    with new_folders(out):  # a pack that fails leaves no empty folder behind
+        writer = ShardWriter(out, resolution, shard_rows=shard_rows, source=str(data))
+        try:
+            stopped = _pack_items(writer, items, workers, progress, should_stop)
+            if stopped:
+                writer.discard()
+                return PackResult(Path(out), len(writer), len(writer.skipped), True)
+            writer.finish()
+        except BaseException:
             writer.discard()
-            return PackResult(Path(out), len(writer), len(writer.skipped), True)
-        writer.finish()
-    except BaseException:
-        writer.discard()
-        raise
+            raise
     return PackResult(Path(out), len(writer), len(writer.skipped), False)
 
 

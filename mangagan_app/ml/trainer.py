@@ -27,7 +27,7 @@ from PIL import Image
 
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.attributes import VOCABULARY
-from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
+from mangagan_app.core.files import atomic_write_bytes, atomic_write_json, new_folders
 from mangagan_app.ml import distributed, losses
 from mangagan_app.ml.augment import AdaptiveProbability, augment
 from mangagan_app.ml.dataset import TrainingFaces, load_face_folder
@@ -51,7 +51,10 @@ RESUMABLE_CHANGES = frozenset({"epochs", "tick_steps", "preview_steps", "checkpo
 @dataclass
 class TrainProgress:
     """One progress report. In the ``loading`` phase ``step``/``total_steps`` count
-    decoded images; in ``training`` they count optimiser steps."""
+    decoded images; in ``training`` (once per tick) they count optimiser steps.
+    ``started`` comes once the data is loaded and the networks are built, before
+    the first step (``detail`` says what is trained where); ``first_step`` after the
+    first step of the session, so a long first tick is not silent."""
 
     phase: str
     step: int
@@ -62,6 +65,7 @@ class TrainProgress:
     eta_seconds: float = 0.0
     losses: dict[str, float] = field(default_factory=dict)
     warning: str = ""  # set on the tick a failure is first seen (see ml.health)
+    detail: str = ""
 
 
 @dataclass
@@ -84,6 +88,15 @@ class TrainResult:
 
 class RunFolderError(RuntimeError):
     """The run folder cannot be used as asked (checkpoint present/missing/incompatible)."""
+
+
+class RunFinishedError(RunFolderError):
+    """``resume`` of a run that has already trained all its epochs: nothing to do."""
+
+    def __init__(self, run_dir: Path, step: int, epochs: int):
+        self.run_dir, self.step, self.epochs = run_dir, step, epochs
+        super().__init__(f"{run_dir} has finished: all {epochs} epochs are trained ({step} steps); "
+                         "to train longer, resume it with more epochs")
 
 
 def _permutation(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,36 +355,40 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
 
     Raises ``RunFolderError`` when ``run_dir`` already holds a checkpoint and
     ``resume`` is False, when resuming finds no readable checkpoint, or when the
-    settings that define the run differ from the checkpoint's; ``FileNotFoundError``
-    / ``ValueError`` from loading the data.
+    settings that define the run differ from the checkpoint's (``RunFinishedError``
+    when the resumed run has trained all ``cfg.epochs``); ``DeviceUnavailableError``
+    for a device this machine lacks; ``FileNotFoundError`` / ``ValueError`` from
+    loading the data. A run folder created by a call that fails is removed again
+    while it is empty.
     """
     run_dir = Path(run_dir)
     ranks = distributed.from_environment()
-    if ranks.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "previews").mkdir(exist_ok=True)
-        _remove_stale_temporaries(run_dir)
-    state = None
-    # A checkpoint.pt that failed to load is overwritten by the next save, not kept as the fallback.
-    keep_current = True
-    if resume:
-        state, loaded_from = _load_newest(run_dir)
-        keep_current = loaded_from.name == CHECKPOINT
-        _check_resume_config(state["config"], cfg)
-    elif (run_dir / CHECKPOINT).exists():
-        raise RunFolderError(f"{run_dir} already holds a training run; resume it or choose another folder")
+    with new_folders(*((run_dir, run_dir / "previews") if ranks.is_main else ())):
+        if ranks.is_main:
+            _remove_stale_temporaries(run_dir)
+        state = None
+        # A checkpoint.pt that failed to load is overwritten by the next save, not kept as the fallback.
+        keep_current = True
+        if resume:
+            state, loaded_from = _load_newest(run_dir)
+            keep_current = loaded_from.name == CHECKPOINT
+            _check_resume_config(state["config"], cfg)
+            if int(state["epoch"]) >= cfg.epochs:
+                raise RunFinishedError(run_dir, int(state["step"]), cfg.epochs)
+        elif (run_dir / CHECKPOINT).exists():
+            raise RunFolderError(f"{run_dir} already holds a training run; resume it or choose another folder")
 
-    choice = choose_device(cfg.device, leave_core_for_gui=cfg.leave_core_for_gui)
-    if choice.device.type == "cpu":
-        torch.set_num_threads(min(cfg.threads, choice.threads) if cfg.threads else choice.threads)
-    bf16 = use_bf16(cfg.precision, choice.device)
-    ranks, device = distributed.start(choice.device, cfg.batch)
-    try:
-        return _train(cfg, run_dir, state, keep_current, ranks, device, bf16, choice.description,
-                      progress if ranks.is_main else None, should_stop,
-                      on_preview if ranks.is_main else None, faces)
-    finally:
-        distributed.stop(ranks)
+        choice = choose_device(cfg.device, leave_core_for_gui=cfg.leave_core_for_gui, threads=cfg.threads)
+        if choice.device.type == "cpu":
+            torch.set_num_threads(choice.threads)
+        bf16 = use_bf16(cfg.precision, choice.device)
+        ranks, device = distributed.start(choice.device, cfg.batch)
+        try:
+            return _train(cfg, run_dir, state, keep_current, ranks, device, bf16, choice.description,
+                          progress if ranks.is_main else None, should_stop,
+                          on_preview if ranks.is_main else None, faces)
+        finally:
+            distributed.stop(ranks)
 
 
 def _set_learning_rates(models: GanModels, cfg: TrainingConfig, step: int, total_steps: int) -> None:
@@ -462,6 +479,9 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
 
     total_steps = cfg.epochs * steps_per_epoch
+    if progress:
+        progress(TrainProgress("started", step, total_steps, epoch, cfg.epochs,
+                               detail=f"{len(faces)} faces at {cfg.resolution} px on {description}"))
     hair_rows = len(VOCABULARY.group("hair_colour").values)
     fixed_z = noise(PREVIEW_COLUMNS, cfg.z_dim, cfg.seed + 7).repeat(hair_rows, 1).to(device)
     fixed_cond = hair_colour_rows(PREVIEW_COLUMNS, cfg.seed + 7).to(device)
@@ -518,6 +538,10 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
             if batch_in_epoch == steps_per_epoch:
                 epoch, batch_in_epoch = epoch + 1, 0
             session_steps += 1
+            if session_steps == 1 and progress:
+                seconds = time.monotonic() - session_start
+                progress(TrainProgress("first_step", step, total_steps, epoch, cfg.epochs, cfg.batch / seconds,
+                                       seconds * (total_steps - step), {k: float(v) for k, v in stats.items()}))
 
             if step % cfg.tick_steps == 0 or step == total_steps:
                 now = time.monotonic()
@@ -557,5 +581,6 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
         preview = _write_preview(models, run_dir, step, fixed_z, fixed_cond)
         if on_preview:
             on_preview(preview)
-    log.info("%s at step %d of %d; checkpoint %s", "stopped" if stopped else "finished", step, total_steps, path)
+    # debug: the caller reports the end (the CLI prints it, the Train tab shows it)
+    log.debug("%s at step %d of %d; checkpoint %s", "stopped" if stopped else "finished", step, total_steps, path)
     return TrainResult(run_dir, step, total_steps, epoch, stopped, path)

@@ -29,7 +29,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from mangagan_app.config import CropConfig
-from mangagan_app.core.catalogue import CROPS_DIR, Catalogue, FaceResult, SourceJob, SourceResult
+from mangagan_app.core.catalogue import CROPS_DIR, Catalogue, FaceResult, SourceJob, SourceResult, open_catalogue
 from mangagan_app.core.cropping.detector import detect_faces_multiscale, to_detector_rgb
 from mangagan_app.core.cropping.geometry import crop_square, cut_square, detection_scales, dhash, fit_square
 from mangagan_app.core.cropping.tags import SidecarTags, face_tags, find_sidecar, parse_sidecar, read_sidecar_tags
@@ -302,17 +302,20 @@ def export_kept(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, p
                 should_stop: StopFn | None = None) -> int:
     """Copy the kept crops into ``out_dir`` as ``NNNNNNN.png`` + kohya ``NNNNNNN.txt`` tag files.
 
-    That folder is what the trainer reads. Returns the number exported; crops whose
-    file is missing are logged and skipped. ``progress(done, total, path)`` after
-    each crop; when ``should_stop()`` turns true no further crop is started, so every
-    exported image has its tag file (running it again redoes the whole export).
-    Raises ``OSError`` if ``out_dir`` cannot be written.
+    That folder is what the trainer reads (created only when a crop is kept). Returns
+    the number exported; crops whose file is missing are logged and skipped.
+    ``progress(done, total, path)`` after each crop; when ``should_stop()`` turns true
+    no further crop is started, so every exported image has its tag file (running it
+    again redoes the whole export). Raises ``FileNotFoundError`` when ``dataset_dir``
+    holds no catalogue (nothing is created then) and ``OSError`` if ``out_dir``
+    cannot be written.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     count = 0
-    with Catalogue(dataset_dir) as catalogue:
+    with open_catalogue(dataset_dir) as catalogue:
         total = catalogue.decision_counts()["keep"]
+        if total:
+            out.mkdir(parents=True, exist_ok=True)
         for done, (crop, tags) in enumerate(catalogue.kept(), 1):
             if should_stop is not None and should_stop():
                 break
