@@ -126,6 +126,18 @@ class FaceSet:
         }
 
 
+class NoImagesError(ValueError):
+    """The data holds no image that could be decoded; says whether there were none or all were bad."""
+
+    def __init__(self, source: str, skipped: list[tuple[str, str]]):
+        where = source or "the data"
+        if skipped:
+            reason = f"none of its {len(skipped)} images could be read (first: {skipped[0][0]}: {skipped[0][1]})"
+        else:
+            reason = f"no images ({', '.join(IMAGE_SUFFIXES)}) there"
+        super().__init__(f"{where}: {reason}; nothing to train on")
+
+
 def folder_items(folder: str | Path) -> list[tuple[Path, str | None]]:
     """(image, tag text or None) for every image in ``folder`` (not recursive), sorted.
 
@@ -186,7 +198,7 @@ def faces_from_items(items: Iterable[tuple[Path, str | None]], resolution: int, 
         conds.append(vec)
         masks.append(mask)
     if not images:
-        raise ValueError(f"{source or 'the data'}: no usable images ({len(skipped)} skipped)")
+        raise NoImagesError(source, skipped)
     image_tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
     return FaceSet(image_tensor, torch.from_numpy(np.stack(conds)), torch.from_numpy(np.stack(masks)),
                    source=source, skipped=skipped, vocabulary=vocabulary)

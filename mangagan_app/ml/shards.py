@@ -37,7 +37,7 @@ from mangagan_app.core.catalogue import DB_NAME as CATALOGUE_FILE
 from mangagan_app.core.catalogue import kept_training_items
 from mangagan_app.core.decoding import decode_many
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json, new_folders
-from mangagan_app.ml.dataset import FaceSet, folder_items, labels_from_tags
+from mangagan_app.ml.dataset import FaceSet, NoImagesError, folder_items, labels_from_tags
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class ShardWriter:
         if self._rows_in_shard:
             self._close_shard()
         if not self._shard_counts:
-            raise ValueError(f"{self.source or 'the data'}: no usable images ({len(self.skipped)} skipped)")
+            raise NoImagesError(self.source, self.skipped)
         cond = np.concatenate(self._cond)
         mask = np.concatenate(self._mask)
         # A FaceSet over a broadcast placeholder image (no copy of the pixels) computes

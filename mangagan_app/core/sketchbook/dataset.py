@@ -46,14 +46,22 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def check_face_size(size: int) -> None:
+    """Raise ``ValueError`` unless ``size`` is a face size the sketchbook draws (16-1024 px)."""
+    if not 16 <= size <= 1024:
+        raise ValueError(f"size must be 16 to 1024 px, not {size}")
+
+
 def contact_sheet(seed: int = 0, count: int = 64, size: int = 64, columns: int = 8,
                   first: int = 0) -> Image.Image:
     """A grid of sketchbook faces ``first .. first+count-1`` (the same faces ``synth`` writes).
 
-    Raises ``ValueError`` for a non-positive count or column number.
+    Raises ``ValueError`` for a non-positive count or column number, or a size
+    :func:`check_face_size` refuses.
     """
     if count <= 0 or columns <= 0:
         raise ValueError(f"count and columns must be positive, got {count} and {columns}")
+    check_face_size(size)
     rows = -(-count // columns)
     sheet = Image.new("RGB", (columns * size, rows * size), (255, 255, 255))
     for k in range(count):
@@ -97,12 +105,11 @@ def write_sketchbook(out_dir: str | os.PathLike, count: int, *, size: int = 128,
     written last, atomically. ``progress(done, total)`` is called as chunks finish;
     when ``should_stop()`` turns true no new chunks start and the images written so
     far are kept and listed. Raises ``ValueError`` for a non-positive count or a
-    size below 16, ``OSError`` when the folder cannot be written.
+    size :func:`check_face_size` refuses, ``OSError`` when the folder cannot be written.
     """
     if count <= 0:
         raise ValueError(f"count must be positive, got {count}")
-    if size < 16:
-        raise ValueError(f"size must be at least 16 px, got {size}")
+    check_face_size(size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chunks = [(str(out), seed, list(range(i, min(i + CHUNK, count))), size) for i in range(0, count, CHUNK)]
