@@ -95,7 +95,7 @@ class RunFinishedError(RunFolderError):
 
     def __init__(self, run_dir: Path, step: int, epochs: int):
         self.run_dir, self.step, self.epochs = run_dir, step, epochs
-        super().__init__(f"{run_dir} has finished: all {epochs} epochs are trained ({step} steps); "
+        super().__init__(f"{run_dir} has finished ({step} steps, epoch {epochs} of {epochs}); "
                          "to train longer, resume it with more epochs")
 
 
