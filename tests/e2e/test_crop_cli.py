@@ -32,7 +32,7 @@ def test_crop_then_export_gives_trainer_folder_when_faces_kept(tmp_path, capsys)
         assert png.with_suffix(".txt").read_text().strip() == "brown_hair, long_hair, blue_eyes"
 
 
-def test_review_export_fails_when_nothing_is_kept(tmp_path, capsys):
+def test_review_export_fails_and_writes_nothing_when_nothing_is_kept(tmp_path, capsys):
     Catalogue(tmp_path / "ds").close()
     assert main(["review-export", str(tmp_path / "ds"), str(tmp_path / "out")]) == 1
-    assert "exported 0" in capsys.readouterr().out
+    assert "holds no crops yet" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -32,4 +32,5 @@ def test_synth_sheet_writes_a_grid_when_asked_for_16_faces(tmp_path):
 def test_synth_rejects_a_bad_count_with_a_clear_message(tmp_path):
     result = _run("synth", str(tmp_path), "--count", "0")
     assert result.returncode != 0
-    assert "count must be positive" in result.stderr
+    assert result.returncode == 2 and "argument --count: must be a positive whole number, not 0" in result.stderr
+    assert not any(tmp_path.iterdir())

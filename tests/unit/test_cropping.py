@@ -252,6 +252,28 @@ def test_export_writes_kept_crops_with_tag_files_when_reviewed(scenes, tmp_path)
     assert txts[0].read_text().strip() == "aqua_hair, green_eyes"
 
 
+def test_unreviewed_faces_are_decided_by_likelihood_and_earlier_decisions_kept_when_reviewed_in_bulk(
+        scenes, tmp_path):
+    dataset = tmp_path / "dataset"
+    crop_sources([scenes], dataset, small_cfg())
+    with Catalogue(dataset) as cat:
+        ids = cat.face_ids()  # lowest likelihood first
+        assert len(ids) >= 3
+        likelihood = {i: f.likelihood for i, f in cat.faces(ids).items()}
+        cat.set_decisions({ids[-1]: "reject"})  # a decision made in the Dataset tab stays
+        middle = likelihood[ids[1]]
+        done = cat.decide_unreviewed(keep_from=middle, reject_below=middle)
+        assert done == {"keep": len(ids) - 2, "reject": 1}
+        decided = {i: f.decision for i, f in cat.faces(ids).items()}
+        assert decided[ids[0]] == "reject" and decided[ids[-1]] == "reject"
+        assert all(decided[i] == "keep" for i in ids[1:-1])
+        with pytest.raises(ValueError, match="overlap"):
+            cat.decide_unreviewed(keep_from=0.2, reject_below=0.5)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        export_kept(tmp_path / "typo", tmp_path / "out")
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "out").exists()
+
+
 def test_faces_and_decisions_survive_when_source_folder_is_missing_on_rerun(scenes, tmp_path):
     dataset = tmp_path / "dataset"
     crop_sources([scenes], dataset, small_cfg())

@@ -6,7 +6,8 @@ import torch
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.dataset import load_face_folder
-from mangagan_app.ml.trainer import CHECKPOINT, PREVIOUS_CHECKPOINT, train
+from mangagan_app.ml.device import DeviceUnavailableError
+from mangagan_app.ml.trainer import CHECKPOINT, PREVIOUS_CHECKPOINT, RunFinishedError, train
 
 SIZE = 32
 
@@ -49,3 +50,30 @@ def test_fallback_checkpoint_is_kept_when_the_run_resumed_from_it_and_saves_agai
     # Before the fix the damaged file became checkpoint.prev.pt at this save.
     assert torch.load(tmp_path / PREVIOUS_CHECKPOINT, weights_only=True)["step"] == good_step
     assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["step"] == good_step + 1
+
+
+def test_a_failed_run_leaves_no_empty_folder_behind_when_it_cannot_start(faces, tmp_path):
+    run = tmp_path / "runs" / "new"
+    with pytest.raises(FileNotFoundError):
+        train(config(data=str(tmp_path / "missing")), run)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailableError, match="no CUDA device here"):
+            train(config(device="cuda"), run, faces=faces)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_says_when_training_starts_and_after_the_first_step_with_the_threads_used(faces, tmp_path):
+    seen = []
+    train(config(checkpoint_steps=0, tick_steps=25), tmp_path, faces=faces, progress=seen.append)
+    assert [p.phase for p in seen] == ["started", "first_step", "training"]  # 2 steps: the last one ticks
+    assert seen[0].detail.startswith("32 faces at 32 px on CPU (1 of ") and seen[0].total_steps == 2
+    assert seen[1].step == 1 and seen[1].eta_seconds >= 0
+
+
+def test_resuming_a_finished_run_is_refused_saying_so_when_no_epoch_is_left(faces, tmp_path):
+    train(config(), tmp_path, faces=faces)
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    with pytest.raises(RunFinishedError, match="has finished"):
+        train(config(), tmp_path, faces=faces, resume=True)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+    assert train(config(epochs=2), tmp_path, faces=faces, resume=True).step == 4

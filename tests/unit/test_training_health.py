@@ -66,9 +66,10 @@ def test_d_won_warns_once_and_again_only_after_a_recovery():
 
 
 def test_cli_progress_prints_the_warning_on_a_line_of_its_own(capsys):
-    show = _train_progress_printer()
+    line, show = _train_progress_printer(25)
     show(TrainProgress("training", 300, 1000, 1, 10, 50.0, 20.0, {"d_real": 1.0, "d_fake": 0.0},
                        "the discriminator has won at step 300"))
+    line.close()
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "warning: the discriminator has won at step 300"
     assert "D(real) 1.00 D(fake) 0.00" in lines[1]
