@@ -89,27 +89,6 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
 
 
-def _positive_int(text: str) -> int:
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {value}")
-    return value
-
-
-def _natural(text: str) -> int:
-    value = _whole(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = _whole(text)
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2^63 - 1, not {value}")
-    return value
-
-
 def _finite(text: str) -> float:
     try:
         value = float(text)
@@ -120,25 +99,24 @@ def _finite(text: str) -> float:
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
+def _number_type(parse, accept, rule: str):
+    """An argparse type: ``parse`` the text and refuse the value unless ``accept(value)``, saying ``rule``."""
+
+    def convert(text: str):
+        value = parse(text)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{rule}, not {text}")
+        return value
+
+    return convert
 
 
-def _non_negative_float(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
-def _likelihood(text: str) -> float:
-    value = _finite(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"a detector likelihood is between 0 and 1, not {text}")
-    return value
+_positive_int = _number_type(_whole, lambda v: v >= 1, "must be a positive whole number")
+_natural = _number_type(_whole, lambda v: v >= 0, "must be 0 or more")
+_seed = _number_type(_whole, lambda v: 0 <= v < 2**63, "a seed is a whole number from 0 to 2^63 - 1")
+_positive_float = _number_type(_finite, lambda v: v > 0, "must be more than 0")
+_non_negative_float = _number_type(_finite, lambda v: v >= 0, "must be 0 or more")
+_likelihood = _number_type(_finite, lambda v: 0 <= v <= 1, "a detector likelihood is between 0 and 1")
 
 
 class _Parser(argparse.ArgumentParser):
