@@ -21,6 +21,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -448,7 +450,8 @@ def _train_progress_printer(tick_steps: int):
             line.show(f"loading images {p.step}/{p.total_steps}", last=p.step >= p.total_steps)
             return
         if p.phase == "started":
-            line.say(f"training {p.detail}: step {p.step} of {p.total_steps} ({p.epochs} epochs); "
+            epochs = f"{p.epochs} epoch{'s' * (p.epochs != 1)}"
+            line.say(f"training {p.detail}: step {p.step} of {p.total_steps} ({epochs}); "
                      f"a progress line every {tick_steps} steps")
             return
         if p.phase == "first_step":
@@ -746,7 +749,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     args.weights = _model_path(args.weights)  # the card and index below belong to this model
     for folder, option in ((args.data, "--data"), (args.unseen_dir, "--unseen-dir")):
         if folder is not None and not Path(folder).is_dir():
-            raise CommandError(f"{option} {folder}: no such folder")
+            raise CommandError(f"{option} {folder}: {'not a folder' if Path(folder).exists() else 'no such folder'}")
     tagger = load_tagger(args.tagger)
     outputs = [Path(p).parent for p in (args.json, args.pairs) if p]
     line = _StageLine("evaluate")
@@ -1047,12 +1050,22 @@ class _PlainFormatter(logging.Formatter):
         return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
 
 
-def _configure_logging(verbose: bool) -> None:
+@contextmanager
+def _logging_to_stderr(verbose: bool) -> Iterator[None]:
+    """Log records on stderr while a command runs (plain lines; with ``verbose`` debug records
+    too, with level and logger); afterwards the logging set-up is as it was (``main`` may be
+    called in a process that logs elsewhere)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose else _PlainFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    level = root.level
+    root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def _report(command: str, message: str, code: int, exc: BaseException) -> int:
@@ -1065,10 +1078,15 @@ def _report(command: str, message: str, code: int, exc: BaseException) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with _logging_to_stderr(args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit status; every error becomes one sentence (see the module docstring)."""
     command = f"mangagan {args.command}"
     try:
         return int(args.func(args) or 0)
