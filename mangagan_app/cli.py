@@ -902,7 +902,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_seed, help="random seed (default 0)")
     train.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: CUDA, then MPS, then CPU")
     train.add_argument("--preview-every", type=_positive_int, help="steps between preview grids (default 500)")
-    train.add_argument("--checkpoint-minutes", type=_positive_float, help="minutes between checkpoints (default 5)")
+    train.add_argument("--checkpoint-minutes", type=_non_negative_float,
+                       help="minutes between checkpoints (default 5; 0: after every step)")
     train.add_argument("--threads", type=_natural, help="CPU threads (default 0: all cores)")
     train.add_argument("--precision", choices=("auto", "bf16", "fp32"),
                        help="auto (default): bfloat16 autocast where the hardware has it natively")
