@@ -28,15 +28,7 @@ from mangagan_app.ml.tagger import DEFAULT_TAGGER, TaggerError, accuracy_report,
 UNSEEN_SEED = 4242
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors on a shared CPU: one torch thread is several times faster than two."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
