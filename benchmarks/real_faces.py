@@ -330,7 +330,7 @@ def train_all(
     pending = list(jobs)
     running: list[Running] = []
     try:
-        while pending or running:
+        while (pending and not stop.requested) or running:
             while pending and free and not stop.requested:
                 job = pending.pop(0)
                 running.append(start(job, free.pop(0), parts[SIZES[job.size]], tree))

@@ -22,6 +22,17 @@ def _isolated_app_data(request, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors on a shared CPU: one torch thread is several times faster than two."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """A real generator, briefly trained on sketchbook faces at 32 px and exported with its

@@ -5,11 +5,12 @@ its training folder (a sketchbook, or any faces with kohya tag sidecars) with th
 independent tagger (:mod:`mangagan_app.ml.tagger`):
 
 * **attributes** — for every value of the groups the tagger knows and the training
-  labels tag, ``per_value`` faces are drawn asking for it (the other attributes
-  taken from training labels) and the share the tagger reads as asked is reported,
-  beside the tagger's reading of real faces with that label (its ceiling: unseen
-  faces when their folder is tagged, else training faces); free tags also report
-  the share of faces drawn *without* the tag that are read without it.
+  labels tag (values no training face is labelled with are left out), ``per_value``
+  faces are drawn asking for it (the other attributes taken from training labels)
+  and the share the tagger reads as asked is reported, beside the tagger's reading
+  of real faces with that label (its ceiling: unseen faces when their folder is
+  tagged, else training faces); free tags also report the share of faces drawn
+  *without* the tag that are read without it.
 * **fidelity** — in the tagger's feature space, the Fréchet distance and the k-NN
   precision / recall / density / coverage (:mod:`mangagan_app.ml.metrics`) of
   generated faces against real faces, each beside its floor: the same metric
@@ -287,9 +288,12 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
         raise EvaluationStopped("evaluation stopped")
     pool = faces.sample_conditions(max(settings.n, 4096), torch.Generator().manual_seed(settings.seed))
 
-    # Attributes: per value, faces asked for it, read back by the tagger.
+    # Attributes: per value, faces asked for it, read back by the tagger. Only values some training
+    # face is labelled with: a model cannot be asked for what its data never showed (silver hair
+    # in a real set whose tags never say it).
+    shown = set(np.asarray(vocabulary.slot_names())[((faces.cond * faces.mask).amax(dim=0) > 0).numpy()])
     requests = [r for r in attribute_requests(pool, settings.per_value, vocabulary, settings.seed + 1)
-                if r[0] in groups]
+                if r[0] in groups and r[1] in shown]
     values: dict[str, dict] = {}
     per_group: dict[str, list[float]] = {}
     for k, (group, tag, cond) in enumerate(requests):

@@ -28,15 +28,7 @@ from mangagan_app.ml.tagger import DEFAULT_TAGGER, TaggerError, accuracy_report,
 UNSEEN_SEED = 4242
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors on a shared CPU: one torch thread is several times faster than two."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +190,8 @@ def test_evaluation_of_folder_data_measures_known_groups_and_skips_sketchbook_pa
     data, unseen = tmp_path / "faces", tmp_path / "unseen"
     shutil.copytree(tiny_data, data)
     (data / "metadata.jsonl").unlink()  # any folder of faces with sidecars, not a sketchbook
+    for sidecar in data.glob("*.txt"):  # and one whose tags never say silver hair
+        sidecar.write_text(sidecar.read_text().replace("silver_hair", "1girl"))
     unseen.mkdir()
     faces, attrs = render_sketchbook_faces(UNSEEN_SEED, 40, 32, workers=1)
     for i, (face, attr) in enumerate(zip(faces, attrs, strict=True)):
@@ -212,7 +206,7 @@ def test_evaluation_of_folder_data_measures_known_groups_and_skips_sketchbook_pa
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "eval.json").read_text())
     assert set(result["attributes"]["groups"]) == {"hair_colour", "eye_colour"}
-    assert len(result["attributes"]["values"]) == 13 + 10
+    assert len(result["attributes"]["values"]) == 12 + 10 and "silver_hair" not in result["attributes"]["values"]
     assert result["tagger"]["unmeasured_groups"] == ["hair_style", "tags"]
     assert result["detectability"] is None and "detectability: not measured" in out
     assert "unseen faces of its test folder" in out and "coverage" in out

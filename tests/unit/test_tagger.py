@@ -24,12 +24,7 @@ HAIR = slice(VOCABULARY.offset("hair_colour"), VOCABULARY.offset("hair_colour") 
 STYLE = slice(VOCABULARY.offset("hair_style"), VOCABULARY.offset("hair_style") + 5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def colours_only(folder, tagged_every: int) -> None:
