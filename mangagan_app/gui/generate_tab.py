@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from mangagan_app.config import WEIGHTS_DIR
 from mangagan_app.core.attributes import Attributes
-from mangagan_app.core.face_history import EditHistory, FavouritesStore
+from mangagan_app.core.face_history import EditHistory, FavouritesStore, HistoriesByModel
 from mangagan_app.core.face_recipe import FaceRecipe, RecipeError, png_bytes, random_attributes, read_png_recipe
 from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.gui.app import app_data_dir
@@ -52,6 +52,7 @@ from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
 from mangagan_app.gui.generate_worker import ModelLoader, RenderWorker
 from mangagan_app.gui.originality_dialog import OriginalityDialog
 from mangagan_app.gui.settings_values import setting
+from mangagan_app.gui.wheel_guard import take_wheel_only_when_focused
 from mangagan_app.ml.generator_service import (
     GeneratorService,
     frame_strip,
@@ -256,7 +257,9 @@ class GenerateTab(QWidget):
             data_dir = app_data_dir()
         self.data_dir = Path(data_dir)
         self.favourites = FavouritesStore(self.data_dir / "favourites.json")
-        self.history = EditHistory()
+        # Each model keeps its own edits: switching models and back finds them again.
+        self.histories = HistoriesByModel()
+        self.history = EditHistory()  # the loaded model's, from self.histories
         self.service: GeneratorService | None = None
         self.worker: RenderWorker | None = None
         self._loader: ModelLoader | None = None
@@ -373,6 +376,7 @@ class GenerateTab(QWidget):
         self.attributes_layout = QVBoxLayout(self.attributes_box)
         self.sliders_box = QGroupBox("Sliders")
         self.sliders_layout = QVBoxLayout(self.sliders_box)
+        self.sliders_layout.setContentsMargins(6, 4, 6, 6)
         model_row = QHBoxLayout()
         self.model_label = QLabel("No model")
         self.model_label.setWordWrap(True)
@@ -406,6 +410,17 @@ class GenerateTab(QWidget):
         self.variety_label = QLabel("1.00")
         self.reset_sliders_button = QPushButton("Reset sliders")
         self.direction_sliders: list[DirectionSlider] = []
+        # The variety row and the reset button stay for the tab's life; a model brings only
+        # its own direction rows (rebuilding the whole box deleted the shared widgets).
+        variety_row = QHBoxLayout()
+        variety_row.addWidget(QLabel("Variety"))
+        variety_row.addWidget(self.variety, 1)
+        variety_row.addWidget(self.variety_label)
+        self.directions_layout = QVBoxLayout()
+        self.directions_layout.setContentsMargins(0, 0, 0, 0)
+        self.sliders_layout.addLayout(variety_row)
+        self.sliders_layout.addLayout(self.directions_layout)
+        self.sliders_layout.addWidget(self.reset_sliders_button)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
@@ -416,6 +431,7 @@ class GenerateTab(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        take_wheel_only_when_focused(self.panel)  # the wheel scrolls the panel, not the slider under it
 
         self.randomize_button.clicked.connect(self.randomize)
         self.seed_box.editingFinished.connect(self._seed_edited)
@@ -613,6 +629,7 @@ class GenerateTab(QWidget):
     def set_service(self, service: GeneratorService) -> None:
         """Use an already loaded model (the loader thread and the benchmark call this)."""
         self.shutdown()
+        previous_model = self.service.name if self.service is not None else ""
         self.service = service
         self.worker = RenderWorker(service)
         self.worker.rendered.connect(self._rendered)
@@ -621,10 +638,14 @@ class GenerateTab(QWidget):
         self._build_attribute_controls()
         self._build_slider_controls()
         self._set_enabled(True)
-        self.history = EditHistory()
-        self._thumbs.clear()
-        start = setting(self.settings, "generate/last_seed", 0)
-        self._push(self._with_controls(service.recipe(start)), f"Seed {start}")
+        previous = self.current_recipe()
+        self.history = self.histories.for_model(service.sha256)
+        self._clear_morph_ends()  # they were drawn by the previous model
+        if self.history.current is None:
+            self._push(*self._first_face(service, previous, previous_model))
+        else:  # back to a model used before: its edits and its current face, as they were left
+            self._show_recipe(self.history.current.recipe)
+            self._refresh_history()
         self.new_grid()
         self._refresh_favourites()
         self._fit_panel_width()
@@ -632,6 +653,24 @@ class GenerateTab(QWidget):
         self.model_label.setText(f"<b>{service.name}</b><br>{summary}")
         self.model_label.setToolTip(f"{_metrics_summary(service.card)}<br>sha256 {service.sha256}")
         self.status_message.emit(f"Model {service.name}: {summary}")
+
+    def _first_face(self, service: GeneratorService, previous: FaceRecipe | None,
+                    previous_model: str) -> tuple[FaceRecipe, str]:
+        """(recipe, history label) of the first face of a model opened for the first time: the face
+        on the canvas drawn by the new model when its noise and attributes fit it (the same character,
+        to compare the two), otherwise the last seed."""
+        if (previous is not None and previous.noise.shape == (service.z_dim,)
+                and previous.condition.shape == (service.vocabulary.dim,)):
+            recipe = previous.with_(sliders=(), model_sha256=service.sha256,
+                                    directions_sha256=service.directions.sha256)
+            return recipe, f"The face of {previous_model}"
+        start = setting(self.settings, "generate/last_seed", 0)
+        return self._with_controls(service.recipe(start)), f"Seed {start}"
+
+    def _clear_morph_ends(self) -> None:
+        self.morph_a = self.morph_b = None
+        self.morph_a_label.setText("A")
+        self.morph_b_label.setText("B")
 
     def shutdown(self) -> None:
         """Stop the render thread (the window calls this when closing)."""
@@ -671,19 +710,9 @@ class GenerateTab(QWidget):
             self.attributes_layout.addWidget(box)
 
     def _build_slider_controls(self) -> None:
-        while self.sliders_layout.count():
-            item = self.sliders_layout.takeAt(0)
-            if item.widget():
-                item.widget().deleteLater()
-            elif item.layout():
-                item.layout().setParent(None)
-        variety_row = QHBoxLayout()
-        variety_row.addWidget(QLabel("Variety"))
-        variety_row.addWidget(self.variety, 1)
-        variety_row.addWidget(self.variety_label)
-        holder = QWidget()
-        holder.setLayout(variety_row)
-        self.sliders_layout.addWidget(holder)
+        for row in self.direction_sliders:
+            self.directions_layout.removeWidget(row)
+            row.deleteLater()
         self.direction_sliders = []
         for i in range(len(self.service.directions)):
             name = setting(self.settings, self._direction_key(i), f"Direction {i + 1}")
@@ -692,8 +721,8 @@ class GenerateTab(QWidget):
             row.slider.sliderReleased.connect(self._commit_sliders)
             row.name_edit.editingFinished.connect(lambda row=row: self._rename_direction(row))
             self.direction_sliders.append(row)
-            self.sliders_layout.addWidget(row)
-        self.sliders_layout.addWidget(self.reset_sliders_button)
+            self.directions_layout.addWidget(row)
+            take_wheel_only_when_focused(row)
 
     def _direction_key(self, index: int) -> str:
         return f"generate/direction_names/{self.service.sha256[:16]}/{index}"
@@ -956,7 +985,7 @@ class GenerateTab(QWidget):
             if i == self.history.index:
                 item.setSelected(True)
         self.history_strip.scrollToBottom()
-        live = {id(e) for e in entries}
+        live = {id(e) for e in self.histories.all_entries()}  # other models' thumbnails are kept for their return
         for key in [k for k in self._thumbs if k not in live]:
             del self._thumbs[key]
 
