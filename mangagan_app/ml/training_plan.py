@@ -13,6 +13,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from mangagan_app.core.catalogue import DB_NAME as CATALOGUE_FILE
 from mangagan_app.core.catalogue import Catalogue
 from mangagan_app.ml.dataset import folder_items
 from mangagan_app.ml.device import choose_device
+from mangagan_app.ml.run_history import RunHistory
 from mangagan_app.ml.shards import ShardSet, is_shard_folder
 from mangagan_app.ml.trainer import CHECKPOINT, use_bf16
 
@@ -215,3 +217,37 @@ def fresh_run_folder(run_dir: str | Path, now: float | None = None) -> Path:
     while holds_run(run_dir.with_name(f"{stem}-{n}")):
         n += 1
     return run_dir.with_name(f"{stem}-{n}")
+
+
+def _fits(saved: TrainingConfig, cfg: TrainingConfig) -> bool:
+    """Whether a new run of ``cfg`` can start from the networks of a run of ``saved``
+    (the same networks; an input-only G may grow into a FiLM one)."""
+    same = ("resolution", "width", "z_dim", "conditioning", "g_upsample", "d_norm")
+    if any(getattr(saved, k) != getattr(cfg, k) for k in same):
+        return False
+    return saved.g_conditioning == cfg.g_conditioning or (saved.g_conditioning, cfg.g_conditioning) == ("input",
+                                                                                                        "film")
+
+
+def runs_to_start_from(folders: Iterable[str | Path], cfg: TrainingConfig, *,
+                       min_steps: int = MIN_STEPS) -> list[tuple[Path, int]]:
+    """(run folder, steps) of the runs in ``folders`` a new run of ``cfg`` could fine-tune,
+    most steps first: a checkpoint, networks that fit, at least ``min_steps`` steps logged
+    and no warning (a run that failed is no better a start than random weights)."""
+    found: dict[Path, int] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for run in folder.iterdir():
+            try:
+                if run in found or not (run / CHECKPOINT).is_file():
+                    continue
+                saved = TrainingConfig.from_dict(json.loads((run / "config.json").read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                continue
+            history = RunHistory.from_stats(run / "stats.jsonl")
+            steps = max((points[-1][0] for points in history.series.values() if points), default=0)
+            if _fits(saved, cfg) and steps >= min_steps and not history.warning:
+                found[run] = steps
+    return sorted(found.items(), key=lambda item: -item[1])

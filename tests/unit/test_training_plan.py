@@ -21,6 +21,7 @@ from mangagan_app.ml.training_plan import (
     holds_run,
     measured_images_per_second,
     plan_training,
+    runs_to_start_from,
     suggested_settings,
 )
 
@@ -119,3 +120,29 @@ def test_a_second_run_gets_a_new_folder_when_the_first_one_holds_a_run(tmp_path)
     (tmp_path / "my-oc-2").mkdir()
     (tmp_path / "my-oc-2" / "stats.jsonl").write_text("")
     assert fresh_run_folder(own) == fresh_run_folder(tmp_path / "my-oc-2") == tmp_path / "my-oc-3"
+
+
+def _logged_run(folder, cfg: TrainingConfig, steps: int, warning: str = "", checkpoint: bool = True):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    lines = [{"step": s, "d_adv": 1.0, "d_real": 0.6, "d_fake": 0.4} for s in range(100, steps + 1, 100)]
+    if warning:
+        lines[-1]["warning"] = warning
+    (folder / "stats.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if checkpoint:
+        (folder / "checkpoint.pt").write_bytes(b"")
+    return folder
+
+
+def test_only_long_healthy_runs_with_fitting_networks_are_offered_to_start_from(tmp_path):
+    cfg = TrainingConfig(width=16, g_conditioning="film")
+    long = _logged_run(tmp_path / "runs" / "long", TrainingConfig(width=16, g_conditioning="input"), 6000)
+    longer = _logged_run(tmp_path / "other" / "longer", TrainingConfig(width=16), 9000)
+    _logged_run(tmp_path / "runs" / "short", TrainingConfig(width=16), 500)
+    _logged_run(tmp_path / "runs" / "failed", TrainingConfig(width=16), 8000, warning="the discriminator has won")
+    _logged_run(tmp_path / "runs" / "wider", TrainingConfig(width=32), 8000)
+    _logged_run(tmp_path / "runs" / "no-checkpoint", TrainingConfig(width=16), 8000, checkpoint=False)
+    offered = runs_to_start_from([tmp_path / "runs", tmp_path / "other", tmp_path / "missing"], cfg)
+    assert offered == [(longer, 9000), (long, 6000)]  # an input-only G grows into a FiLM one
+    # A FiLM G cannot shrink back into an input-only one.
+    assert runs_to_start_from([tmp_path / "other"], TrainingConfig(width=16, g_conditioning="input")) == []
