@@ -14,7 +14,7 @@ import math
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mangagan_app.config import TrainingConfig
@@ -145,11 +145,24 @@ class TrainingPlan:
     steps: int
     seconds: float | None  # None: no guess (a GPU without an earlier run to go by)
     measured: bool  # the speed comes from an earlier run here, not from the reference figures
+    fine_tunes: bool  # starts from an earlier run's networks
     notes: tuple[str, ...]
 
     @property
     def batch_lowered(self) -> bool:
         return self.batch < self.asked_batch
+
+    @property
+    def risky(self) -> bool:
+        """Few faces and random weights: the run may well draw noise however long it trains."""
+        return self.faces < FEW_FACES and not self.fine_tunes
+
+    def batch_note(self) -> str:
+        """The sentence saying the batch was lowered, or "" when it was not."""
+        if not self.batch_lowered:
+            return ""
+        return (f"Faces per step lowered from {self.asked_batch} to {self.batch}: {self.faces} faces are fewer "
+                f"than one step of {self.asked_batch}.")
 
     def summary(self) -> str:
         """One sentence: faces, steps and time."""
@@ -175,17 +188,16 @@ def plan_training(cfg: TrainingConfig, count: FaceCount, *, images_per_second: f
             threads = min(cfg.threads, choice.threads) if cfg.threads else choice.threads
             images_per_second = cpu_images_per_second(cfg, threads, use_bf16(cfg.precision, choice.device))
     seconds = None if images_per_second is None else steps * batch / images_per_second
-    notes = [count.note] if count.note else []
-    if batch < cfg.batch:
-        notes.append(f"Faces per step lowered from {cfg.batch} to {batch}: {count.faces} faces are fewer than "
-                     f"one step of {cfg.batch}.")
+    plan = TrainingPlan(count.faces, count.what, batch, cfg.batch, cfg.epochs, steps, seconds, measured,
+                        bool(cfg.init_from), ())
+    notes = [note for note in (count.note, plan.batch_note()) if note]
     if steps < MIN_STEPS:
         notes.append(f"{steps:,} steps are few: a run needs about {MIN_STEPS:,} to learn anything "
                      f"({math.ceil(MIN_STEPS / (count.faces // batch)):,} passes over these faces).")
-    if count.faces < FEW_FACES and not cfg.init_from:
+    if plan.risky:
         notes.append(f"{count.faces:,} faces are few to learn from scratch: such runs often draw only noise. "
                      'Fine-tuning a run that already draws faces ("Start from") works with far fewer.')
-    return TrainingPlan(count.faces, count.what, batch, cfg.batch, cfg.epochs, steps, seconds, measured, tuple(notes))
+    return replace(plan, notes=tuple(notes))
 
 
 def holds_run(run_dir: str | Path) -> bool:
