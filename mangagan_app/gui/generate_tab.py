@@ -299,7 +299,8 @@ class GenerateTab(QWidget):
         self.seed_box.setSpecialValueText("Seed —")
         self.seed_box.setToolTip("Seed of the noise; the same seed and attributes give the same face "
                                  "(— after morphing or picking a variation)")
-        self.seed_box.setMinimumWidth(120)
+        # Wide enough for the largest seed with its prefix, however narrow the window gets.
+        self.seed_box.setMinimumWidth(self.seed_box.sizeHint().width())
         self.lock_noise = QCheckBox("Lock")
         self.lock_noise.setChecked(setting(self.settings, "generate/lock_noise", False))
         self.lock_noise.setToolTip("Lock noise: Randomize keeps this face's noise and only redraws the "

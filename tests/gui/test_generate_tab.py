@@ -330,3 +330,14 @@ def test_the_wheel_over_an_unfocused_slider_scrolls_the_panel_and_moves_it_only_
     _turn_wheel(slider, 2)
     assert slider.value() != 0 and bar.value() == top
     assert tab.current_recipe().sliders[2] == slider.value() / 100
+
+
+def test_the_seed_box_shows_the_largest_seed_whole_when_the_window_is_narrow(qtbot, tab):
+    from mangagan_app.gui.generate_tab import MAX_SEED
+
+    tab.set_seed(MAX_SEED)
+    tab.resize(tab.minimumSizeHint().width(), 700)
+    qtbot.waitUntil(lambda: tab.width() == tab.minimumSizeHint().width(), timeout=5000)
+    edit = tab.seed_box.lineEdit()
+    assert edit.text() == f"Seed {MAX_SEED}"
+    assert edit.fontMetrics().horizontalAdvance(edit.text()) <= edit.contentsRect().width() - 4

@@ -6,6 +6,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QLabel
 
 from mangagan_app.config import TrainingConfig
+from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.gui.train_tab import TrainTab
 from mangagan_app.ml.trainer import train
@@ -181,7 +182,14 @@ def test_no_banner_shows_when_the_run_is_healthy(qtbot, tmp_path, small_faces):
 
 def test_the_plot_shows_how_d_rates_real_and_generated_faces_when_training(qtbot, tmp_path, face_folder):
     tab = _tab(qtbot, tmp_path, face_folder, epochs=4)
+    tab.resize(1400, 900)
+    tab.show()
     _finish(qtbot, tab, tab.start_button)
+    # The preview: one column per hair colour, every face the same size, every gap 2 px.
+    sheet, colours = tab.preview_label.pixmap(), len(VOCABULARY.group("hair_colour").values)
+    tile = (sheet.width() - 2) // colours - 2
+    assert sheet.width() == colours * (tile + 2) + 2 and (sheet.height() - 2) % (tile + 2) == 0
+    assert tile >= 48 and sheet.width() <= tab.preview_label.width() and sheet.height() <= tab.preview_label.height()
     rated = tab.rating_plot.listDataItems()
     assert rated == [tab.curves["d_real"], tab.curves["d_fake"]]
     for curve in rated:
