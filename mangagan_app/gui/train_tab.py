@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.gui.app import app_data_dir
+from mangagan_app.gui.path_fields import fit_for_paths, shown_path
 from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
 from mangagan_app.ml.checkpoint import export_run
@@ -91,7 +92,6 @@ NO_RUN_TO_START_FROM = ('No earlier run here draws faces with these settings yet
 # asks for them more often than the command line does.
 GUI_PREVIEW_STEPS = 100
 GUI_TICK_STEPS = 10
-PATH_CHARACTERS = 64  # a folder field is wide enough for a path of this many characters
 
 
 def format_eta(seconds: float) -> str:
@@ -116,12 +116,6 @@ def wrappable(text: str) -> str:
     """``text`` with a break opportunity after each "/", so a long path wraps in a label instead of
     widening it (a word-wrapped label breaks only at spaces)."""
     return text.replace("/", "/\u200b")
-
-
-def shown_path(path: str | Path) -> str:
-    """``path`` as a folder field shows it: the home folder as "~" (every field expands it again)."""
-    text, home = str(path), str(Path.home())
-    return "~" + text[len(home):] if home not in ("", "/") and (text == home or text.startswith(home + "/")) else text
 
 
 def array_pixmap(image: np.ndarray) -> QPixmap:
@@ -286,7 +280,7 @@ class TrainTab(QWidget):
         form.addWidget(self.sketchbook_count)
         form.addWidget(self.use_folder)
         row = QHBoxLayout()
-        row.addWidget(self._path_field(self.folder_edit), 1)
+        row.addWidget(fit_for_paths(self.folder_edit), 1)
         row.addWidget(browse)
         form.addLayout(row)
         self.plan_label = QLabel()
@@ -734,21 +728,6 @@ class TrainTab(QWidget):
             self.folder_edit.setText(shown_path(folder))
             self.use_folder.setChecked(True)
 
-    def _path_field(self, edit: QLineEdit) -> QLineEdit:
-        """``edit`` wide enough for a whole path of :data:`PATH_CHARACTERS`, with the full path in its
-        tooltip (a longer one shows its end, the folder's own name)."""
-        # "n" is as wide as a path's letters on average (averageCharWidth is narrower: it counts "i" and "l").
-        edit.setMinimumWidth(edit.fontMetrics().horizontalAdvance("n" * PATH_CHARACTERS) + 16)
-        tip = edit.toolTip()
-
-        def show_whole(text: str) -> None:
-            whole = str(Path(text).expanduser()) if text else ""
-            edit.setToolTip("\n".join(t for t in (whole, tip) if t))
-
-        edit.textChanged.connect(show_whole)
-        show_whole(edit.text())
-        return edit
-
     def _folder_row(self, edit: QLineEdit, title: str, tip: str) -> QHBoxLayout:
         """``edit`` with a "Browse…" button beside it that picks a folder into it."""
         pick = QPushButton("Browse…")
@@ -761,7 +740,7 @@ class TrainTab(QWidget):
 
         pick.clicked.connect(browse)
         row = QHBoxLayout()
-        row.addWidget(self._path_field(edit), 1)
+        row.addWidget(fit_for_paths(edit), 1)
         row.addWidget(pick)
         return row
 
