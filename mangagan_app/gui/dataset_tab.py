@@ -198,7 +198,8 @@ class DatasetTab(QWidget):
         self.dataset_edit.editingFinished.connect(lambda: self.open_dataset(self.dataset_edit.text()))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self.choose_dataset_folder)
-        folder_row.addWidget(fit_for_paths(self.dataset_edit), 1)
+        # The review grid needs the room more than the folder field: a shorter dataset path fits.
+        folder_row.addWidget(fit_for_paths(self.dataset_edit, 36), 1)
         folder_row.addWidget(browse)
         form.addRow("Folder", folder_row)
         self.size_combo = QComboBox()

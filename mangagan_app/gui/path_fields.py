@@ -24,11 +24,11 @@ def read_path(edit: QLineEdit) -> Path | None:
     return Path(text).expanduser() if text else None
 
 
-def fit_for_paths(edit: QLineEdit) -> QLineEdit:
-    """``edit`` made wide enough for a path of :data:`PATH_CHARACTERS`, with the full path
-    in its tooltip as it changes (a longer one shows its end: the folder's own name)."""
+def fit_for_paths(edit: QLineEdit, characters: int = PATH_CHARACTERS) -> QLineEdit:
+    """``edit`` made wide enough for a path of ``characters``, with the full path in its
+    tooltip as it changes (a longer one shows its end: the folder's own name)."""
     # "n" is as wide as a path's letters on average (averageCharWidth is narrower: it counts "i" and "l").
-    edit.setMinimumWidth(edit.fontMetrics().horizontalAdvance("n" * PATH_CHARACTERS) + 16)
+    edit.setMinimumWidth(edit.fontMetrics().horizontalAdvance("n" * characters) + 16)
     tip = edit.toolTip()
 
     def show_whole(_text: str) -> None:
