@@ -296,6 +296,9 @@ class TrainTab(QWidget):
     def _build_settings_box(self, defaults: TrainingConfig) -> QGroupBox:
         box = QGroupBox("Settings")
         form = QFormLayout(box)
+        # Labels above their fields: a whole path fits without widening the column, and the
+        # previews and plots beside it keep their room.
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         self.resolution = QComboBox()
         for pixels, label in RESOLUTIONS:
             self.resolution.addItem(label, pixels)
@@ -342,6 +345,7 @@ class TrainTab(QWidget):
         self.advanced_toggle.setAutoRaise(True)
         self.advanced_box = QGroupBox()
         form = QFormLayout(self.advanced_box)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(2, 1024)
         self.batch_spin.setValue(defaults.batch)
