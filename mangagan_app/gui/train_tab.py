@@ -184,6 +184,9 @@ class TrainTab(QWidget):
         self.run_edit.textChanged.connect(self._update_buttons)
         # What the plan depends on; a change of data also fits the batch and length to it.
         self.folder_edit.textChanged.connect(self._data_changed)
+        # Typing a folder means training on it; changing the count means the sketchbook.
+        self.folder_edit.textEdited.connect(lambda: self.use_folder.setChecked(True))
+        self.sketchbook_count.valueChanged.connect(lambda: self.use_sketchbook.setChecked(True))
         self.use_folder.toggled.connect(self._data_changed)
         self.sketchbook_count.valueChanged.connect(self._data_changed)
         for spin in (self.batch_spin, self.epochs_spin, self.width_spin):

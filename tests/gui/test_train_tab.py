@@ -318,3 +318,17 @@ def test_folder_fields_show_a_whole_path_in_a_window_of_1400_by_900(qtbot, tmp_p
         assert edit.fontMetrics().horizontalAdvance(path) <= edit.contentsRect().width() - 2 * frame - 4
         assert str(Path(path).expanduser()) in edit.toolTip()
     window.close()
+
+
+def test_typing_a_folder_chooses_it_as_the_data_and_shows_its_plan(qtbot, tmp_path, twenty_faces):
+    tab = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(tab)
+    tab.show()
+    assert tab.use_sketchbook.isChecked() and "sketchbook faces" in tab.plan_label.text()
+    tab.folder_edit.setFocus()
+    qtbot.keyClicks(tab.folder_edit, str(twenty_faces))
+    assert tab.use_folder.isChecked() and tab.plan_label.text().startswith("Trains on 20 face images")
+    qtbot.keyClicks(tab.folder_edit, "-missing")
+    assert "no such folder" in tab.plan_label.text()
+    tab.sketchbook_count.setValue(5000)
+    assert tab.use_sketchbook.isChecked() and tab.plan_label.text().startswith("Trains on 5,000 sketchbook faces")
