@@ -53,6 +53,7 @@ from mangagan_app.ml.training_plan import (
     FaceCount,
     TrainingPlan,
     count_training_faces,
+    fit_note,
     fresh_run_folder,
     measured_images_per_second,
     new_run_folder,
@@ -505,8 +506,11 @@ class TrainTab(QWidget):
             return
         self.plan_error = ""
         self.plan_label.setText(self.plan.summary())
-        self.plan_notes.setText("\n".join(self.plan.notes))
-        self.plan_notes.setVisible(bool(self.plan.notes))
+        notes = list(self.plan.notes)
+        if (cfg.batch, cfg.epochs) == suggested_settings(count.faces, TrainingConfig()):
+            notes.insert(0, fit_note(count.faces, TrainingConfig()))  # why the length jumped when the data changed
+        self.plan_notes.setText("\n".join(n for n in notes if n))
+        self.plan_notes.setVisible(bool(self.plan_notes.text()))
 
     def _runs_folder(self) -> Path:
         """Where earlier runs are looked for (speed, runs to start from): beside the run folder."""

@@ -93,6 +93,17 @@ def suggested_settings(faces: int, cfg: TrainingConfig) -> tuple[int, int]:
     return batch, max(cfg.epochs, math.ceil(MIN_STEPS / (faces // batch)))
 
 
+def fit_note(faces: int, cfg: TrainingConfig) -> str:
+    """What :func:`suggested_settings` changed in ``cfg`` for ``faces``, in a sentence ("" when nothing)."""
+    batch, epochs = suggested_settings(faces, cfg)
+    changes = []
+    if batch != cfg.batch:
+        changes.append(f"{batch} faces per step (fewer than the usual {cfg.batch})")
+    if epochs != cfg.epochs:
+        changes.append(f"{epochs:,} passes (more than the usual {cfg.epochs}) for {epochs * (faces // batch):,} steps")
+    return f"Fitted to {faces:,} faces: {' and '.join(changes)}." if changes else ""
+
+
 def cpu_images_per_second(cfg: TrainingConfig, threads: int, bf16: bool) -> float:
     """A first guess of the training speed on this CPU, from the cost of a step measured on the
     developers' machine, scaled by width, resolution (the pixels), precision, loss and threads."""
@@ -166,8 +177,12 @@ class TrainingPlan:
 
     def summary(self) -> str:
         """One sentence: faces, steps and time."""
-        time_part = ("" if self.seconds is None else
-                     f", about {format_duration(self.seconds)}" + ("" if self.measured else " (a first guess)"))
+        if self.seconds is None:
+            time_part = ""
+        else:
+            took = format_duration(self.seconds)
+            time_part = (f", {took}" if took == "under a minute" else f", about {took}") + (
+                "" if self.measured else " (a first guess)")
         return (f"Trains on {self.faces:,} {self.what}: {self.steps:,} steps of {self.batch} faces "
                 f"({self.epochs:,} passes){time_part}.")
 

@@ -15,6 +15,7 @@ from mangagan_app.ml.training_plan import (
     FaceCount,
     count_training_faces,
     cpu_images_per_second,
+    fit_note,
     fitted_batch,
     format_duration,
     fresh_run_folder,
@@ -40,6 +41,9 @@ def test_suggested_settings_lengthen_a_run_when_the_data_fills_too_few_steps():
     batch, epochs = suggested_settings(49, defaults)
     assert (batch, epochs) == (32, MIN_STEPS)  # one step a pass
     assert suggested_settings(1000, defaults) == (64, 134)  # 15 steps a pass
+    assert fit_note(49, defaults) == ("Fitted to 49 faces: 32 faces per step (fewer than the usual 64) and "
+                                      "2,000 passes (more than the usual 40) for 2,000 steps.")
+    assert fit_note(4000, defaults) == ""
 
 
 def test_a_plan_for_few_faces_says_the_batch_was_lowered_and_that_scratch_is_risky_when_planned():
@@ -63,6 +67,8 @@ def test_a_plan_guesses_the_time_on_the_cpu_when_no_earlier_run_measured_it():
     assert plan.seconds == pytest.approx(40 * 100 * 64 / 110.0)
     assert cpu_images_per_second(TrainingConfig(resolution=128), 1, False) == pytest.approx(110.0 / 4)
     assert cpu_images_per_second(TrainingConfig(width=16), 1, False) > 300  # 330 measured
+    quick = plan_training(cfg, FaceCount(64, "face images"), images_per_second=1000.0)
+    assert quick.summary() == "Trains on 64 face images: 40 steps of 64 faces (40 passes), under a minute."
     assert format_duration(20) == "under a minute" and format_duration(7 * 60) == "7 min"
     assert format_duration(2 * 3600 + 10 * 60) == "2 h 10 min"
 
