@@ -360,6 +360,8 @@ class GenerateTab(QWidget):
         self.favourites_strip = FaceStrip()
         self.strips = QTabWidget()
         self.strips.addTab(self.history_strip, "History")
+        self.strips.setTabToolTip(0, "The faces made with this model; each model keeps its own history, "
+                                     "so switching to another model and back finds it again")
         self.strips.addTab(self.favourites_strip, "Favourites ★")
         self.strips.setFixedHeight(130)
 
@@ -382,8 +384,12 @@ class GenerateTab(QWidget):
         self.model_label = QLabel("No model")
         self.model_label.setWordWrap(True)
         self.model_button = QPushButton("Model…")
-        self.model_button.setToolTip("Load another exported model (.safetensors with its .json card)")
-        self.model_button.clicked.connect(self._choose_model)
+        self.model_button.setToolTip("Open another model: the shipped one, one sent here from the Train tab, "
+                                     "or any exported model file (.safetensors with its .json card)")
+        self.model_menu = QMenu(self)
+        self.model_menu.setToolTipsVisible(True)
+        self.model_menu.aboutToShow.connect(self._fill_model_menu)
+        self.model_button.setMenu(self.model_menu)
         model_row.addWidget(self.model_label, 1)
         model_row.addWidget(self.model_button)
         self.panel_layout.addLayout(model_row)
@@ -601,6 +607,23 @@ class GenerateTab(QWidget):
         loader.finished.connect(lambda: self._running_loaders.discard(loader))
         self._loader = loader
         loader.start()
+
+    def model_choices(self) -> list[Path]:
+        """The models the Model… menu offers: those of the weights folder (the shipped model), then
+        those the Train tab exported ("Use in Generate"), newest first."""
+        folders = (self.weights_dir, self.data_dir / "models")
+        return [path for folder in folders if folder.is_dir() for path in weights_by_preference(folder)]
+
+    def _fill_model_menu(self) -> None:
+        self.model_menu.clear()
+        loaded = self._loader.weights.resolve() if self._loader is not None else None
+        for path in self.model_choices():
+            action = self.model_menu.addAction(path.stem, lambda path=path: self.load_model(path))
+            action.setCheckable(True)
+            action.setChecked(path.resolve() == loaded)
+            action.setToolTip(str(path))
+        self.model_menu.addSeparator()
+        self.model_menu.addAction("Other model file…", self._choose_model)
 
     def _choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load a model", str(self.weights_dir),

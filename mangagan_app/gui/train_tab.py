@@ -568,7 +568,7 @@ class TrainTab(QWidget):
         if not resume:
             self.preview = None
             self.preview_label.clear()
-            self.preview_label.setText("The first preview appears after a few steps.")
+            self.preview_label.setText(f"The first preview appears at step {GUI_PREVIEW_STEPS}.")
         self._show_history()
         self.worker = TrainWorker(cfg, run_dir, resume=resume, sketchbook=sketchbook, parent=self)
         self.worker.progress.connect(self._on_progress)
@@ -605,7 +605,7 @@ class TrainTab(QWidget):
         except Exception as exc:  # noqa: BLE001 - shown to the user, details in the log
             self._report(f"Could not export {run_dir.name}: {exc}")
             return
-        self.status_message.emit(f"Exported {weights.name}; it is open in the Generate tab")
+        self.status_message.emit(f"Exported {weights.name}; opening it in the Generate tab…")
         self.model_exported.emit(weights)
 
     # ---- worker signals -------------------------------------------------------------

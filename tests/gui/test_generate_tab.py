@@ -6,7 +6,7 @@ import numpy as np
 import PySide6
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
@@ -238,11 +238,13 @@ def test_attribute_tooltips_say_how_often_the_shipped_model_obeys_them_as_measur
     tab.shutdown()
 
 
-def _switch_with_the_model_button(qtbot, tab, monkeypatch, weights):
-    """Choose ``weights`` with Model… (the file dialog answers at once) and wait for its first face."""
-    from mangagan_app.gui import generate_tab
+def _switch_with_the_model_menu(qtbot, tab, weights):
+    """Choose ``weights`` in the Model… button's menu and wait for its first face."""
+    def choose():
+        next(a for a in tab.model_menu.actions() if a.text() == weights.stem).trigger()
+        tab.model_menu.close()
 
-    monkeypatch.setattr(generate_tab.QFileDialog, "getOpenFileName", lambda *a, **k: (str(weights), ""))
+    QTimer.singleShot(300, choose)  # inside the menu's own event loop, once it is shown
     with qtbot.waitSignal(tab.status_message, timeout=60000,
                           check_params_cb=lambda m: m.startswith(f"Model {weights.stem}:")):
         qtbot.mouseClick(tab.model_button, Qt.MouseButton.LeftButton)
@@ -264,11 +266,17 @@ def _assert_every_control_works(qtbot, tab, name):
     assert tab.current_recipe().model_sha256 == tab.service.sha256
 
 
-def test_switching_models_twice_and_back_keeps_every_control_and_the_history(qtbot, tab, monkeypatch,
-                                                                            tiny_weights):
+def test_switching_models_twice_and_back_keeps_every_control_and_the_history(qtbot, tab, tmp_path, tiny_weights):
+    import shutil
+
     from mangagan_app.config import WEIGHTS_DIR
 
-    shipped = next(WEIGHTS_DIR.glob("*.safetensors"))
+    # The shipped model, as if sent from the Train tab: the menu offers it beside the default one.
+    (tmp_path / "data" / "models").mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(next(WEIGHTS_DIR.glob("*.safetensors")).with_suffix(suffix), tmp_path / "data" / "models")
+    shipped = next((tmp_path / "data" / "models").glob("*.safetensors"))
+    assert tab.model_choices() == [tiny_weights, shipped]
     tab.set_seed(4242)
     qtbot.mouseClick(_other_hair_button(tab)[0], Qt.MouseButton.LeftButton)
     _settle(qtbot, tab)
@@ -276,20 +284,20 @@ def test_switching_models_twice_and_back_keeps_every_control_and_the_history(qtb
     tiny_face = tab.current_recipe()
     assert tab.history_strip.count() == len(tiny_history) == 3
 
-    _switch_with_the_model_button(qtbot, tab, monkeypatch, shipped)
+    _switch_with_the_model_menu(qtbot, tab, shipped)
     _assert_every_control_works(qtbot, tab, shipped.stem)
     # The shipped model draws the character that was on the canvas: same noise and attributes.
     first = tab.history.entries[0].recipe
     assert np.array_equal(first.noise, tiny_face.noise) and np.array_equal(first.condition, tiny_face.condition)
     shipped_history = [e.label for e in tab.history.entries]
 
-    _switch_with_the_model_button(qtbot, tab, monkeypatch, tiny_weights)
+    _switch_with_the_model_menu(qtbot, tab, tiny_weights)
     assert [e.label for e in tab.history.entries][:3] == tiny_history
     assert tab.history_strip.count() == len(tab.history.entries)
     assert tab.history.entries[2].recipe == tiny_face
     _assert_every_control_works(qtbot, tab, tiny_weights.stem)
 
-    _switch_with_the_model_button(qtbot, tab, monkeypatch, shipped)
+    _switch_with_the_model_menu(qtbot, tab, shipped)
     _assert_every_control_works(qtbot, tab, shipped.stem)
     assert [e.label for e in tab.history.entries][:len(shipped_history)] == shipped_history
     assert tab.history_strip.count() == len(tab.history.entries)
