@@ -3,11 +3,9 @@
 import json
 
 import pytest
-from PIL import Image
 
 from mangagan_app.config import CropConfig, TrainingConfig
 from mangagan_app.core.catalogue import Catalogue
-from mangagan_app.core.cropping import draw_reference_face
 from mangagan_app.core.cropping.pipeline import crop_sources
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.training_plan import (
@@ -89,19 +87,13 @@ def test_the_speed_of_an_earlier_run_with_the_same_networks_is_used_when_there_i
     assert measured_images_per_second(tmp_path, TrainingConfig(width=48)) is None
 
 
-def test_faces_are_counted_without_decoding_when_given_a_folder_or_a_reviewed_dataset(tmp_path):
+def test_faces_are_counted_without_decoding_when_given_a_folder_or_a_reviewed_dataset(tmp_path, three_face_art):
     write_sketchbook(tmp_path / "faces", 5, size=32, seed=1, workers=1)
     assert count_training_faces(tmp_path / "faces") == FaceCount(5, "face images")
     with pytest.raises(FileNotFoundError):
         count_training_faces(tmp_path / "missing")
 
-    sources = tmp_path / "art"
-    sources.mkdir()
-    sheet = Image.new("RGB", (512, 160), "white")
-    for i in range(3):
-        sheet.paste(draw_reference_face(128), (16 + i * 168, 16))
-    sheet.save(sources / "three.png")
-    crop_sources([sources], tmp_path / "dataset", CropConfig(size=64, workers=1))
+    crop_sources([three_face_art], tmp_path / "dataset", CropConfig(size=64, workers=1))
     with Catalogue(tmp_path / "dataset") as catalogue:
         ids = catalogue.face_ids()
         catalogue.set_decisions({ids[0]: "keep", ids[1]: "reject"})
