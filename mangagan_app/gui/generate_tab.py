@@ -379,7 +379,6 @@ class GenerateTab(QWidget):
         self.attributes_layout = QVBoxLayout(self.attributes_box)
         self.sliders_box = QGroupBox("Sliders")
         self.sliders_layout = QVBoxLayout(self.sliders_box)
-        self.sliders_layout.setContentsMargins(6, 4, 6, 6)
         model_row = QHBoxLayout()
         self.model_label = QLabel("No model")
         self.model_label.setWordWrap(True)
