@@ -613,6 +613,9 @@ class TrainTab(QWidget):
         self.last_progress = p
         self.progress_bar.setMaximum(max(1, p.total_steps))
         self.progress_bar.setValue(p.step)
+        # A bar full of loaded faces must not read as a finished run.
+        self.progress_bar.setFormat({"drawing": "drawing faces %v/%m", "loading": "loading faces %v/%m"}.get(
+            p.phase, "%p %"))
         if p.phase == "drawing":
             self.progress_label.setText(f"Drawing sketchbook faces {p.step}/{p.total_steps}")
         elif p.phase == "loading":
@@ -643,12 +646,12 @@ class TrainTab(QWidget):
             curve.setData(list(xs), list(ys))
         self.warning_label.setText(banner_text(self.history.warning))
         self.warning_banner.setVisible(bool(self.history.warning))
-        self._offer_start_from()
+        self.start_from_button.hide()  # offered once a failed run has ended
 
     def _offer_start_from(self) -> None:
         """On a failed run's banner, a button that fine-tunes the longest healthy earlier run instead."""
         self.start_from_button.hide()
-        if not self.history.warning or self.is_running():
+        if not self.history.warning:
             return
         run_dir = Path(self.run_edit.text()).expanduser()
         saved = self._saved_config(run_dir)  # the failed run's own networks, which the form may not show
@@ -695,8 +698,8 @@ class TrainTab(QWidget):
         where = f"step {result.step}/{result.total_steps}"
         if self.history.warning:
             # A failed run has run to its end like a good one; it must not read like one.
-            self.progress_label.setText(f"Ended at {where}, but the run has failed (see above): its faces will not "
-                                        "improve. The checkpoint is saved.")
+            self.progress_label.setText(f"{'Stopped' if result.stopped else 'Ended'} at {where}, but the run has "
+                                        "failed (see above): its faces will not improve. The checkpoint is saved.")
             self.status_message.emit(f"Training ended at {where}: the run has failed")
             self._offer_start_from()
             return
@@ -710,6 +713,7 @@ class TrainTab(QWidget):
 
     def _on_failed(self, message: str) -> None:
         self.progress_bar.setValue(0)  # nothing was trained: a full bar would say otherwise
+        self.progress_bar.setFormat("%p %")
         self._report(f"Training stopped: {message}")
 
     def _report(self, message: str) -> None:

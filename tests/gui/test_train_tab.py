@@ -163,8 +163,11 @@ def test_a_failed_run_does_not_look_finished_and_the_banner_offers_a_healthy_run
 
     healthy = _healthy_run(tmp_path / "sketchbook-run", steps=6000)
     qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=30_000)
-    tab.run_edit.setText(str(tmp_path / "run"))  # the banner looks again when the run is shown anew
-    tab._show_history()
+    tab.epochs_spin.setValue(41)
+    with qtbot.waitSignal(tab.status_message, timeout=240_000,
+                          check_params_cb=lambda m: m.startswith("Training ended")):
+        tab.resume_button.click()
+        assert not tab.start_from_button.isVisibleTo(tab)  # not while it runs
     assert tab.start_from_button.isVisibleTo(tab)
     assert tab.start_from_button.text() == "Start from sketchbook-run instead"
     qtbot.mouseClick(tab.start_from_button, Qt.MouseButton.LeftButton)
