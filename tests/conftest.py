@@ -53,3 +53,21 @@ def tiny_weights(tmp_path_factory):
     weights, _ = export_run(root / "run", root / "weights" / "tiny")
     store_directions(weights, samples=2000)
     return weights
+
+
+@pytest.fixture
+def three_face_art(tmp_path):
+    """``<tmp>/art`` holding one illustration with three reference faces side by side, tagged
+    ``1girl, brown_hair, blue_eyes`` in its kohya sidecar."""
+    from PIL import Image
+
+    from mangagan_app.core.cropping import draw_reference_face
+
+    sources = tmp_path / "art"
+    sources.mkdir()
+    sheet = Image.new("RGB", (512, 160), "white")
+    for i in range(3):
+        sheet.paste(draw_reference_face(128), (16 + i * 168, 16))
+    sheet.save(sources / "three.png")
+    (sources / "three.txt").write_text("1girl, brown_hair, blue_eyes\n")
+    return sources

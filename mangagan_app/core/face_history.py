@@ -87,6 +87,30 @@ class EditHistory:
         return self._entries[self._index + 1].label if self.can_redo() else ""
 
 
+class HistoriesByModel:
+    """One :class:`EditHistory` per model, by the model's sha256.
+
+    A recipe only renders with the model that made it, so each model keeps its own
+    undo stack: switching to another model and back finds every earlier edit (and the
+    current face) where it was left.
+    """
+
+    def __init__(self, limit: int = 500):
+        self.limit = limit
+        self._by_model: dict[str, EditHistory] = {}
+
+    def for_model(self, model_sha256: str) -> EditHistory:
+        """The history of ``model_sha256``: empty the first time a model is asked for."""
+        history = self._by_model.get(model_sha256)
+        if history is None:
+            history = self._by_model[model_sha256] = EditHistory(self.limit)
+        return history
+
+    def all_entries(self) -> list[HistoryEntry]:
+        """Every entry of every model's history."""
+        return [entry for history in self._by_model.values() for entry in history.entries]
+
+
 @dataclass(frozen=True)
 class Favourite:
     id: str

@@ -54,6 +54,7 @@ from mangagan_app.core.catalogue import DB_NAME, Catalogue
 from mangagan_app.core.cropping import to_detector_rgb
 from mangagan_app.core.cropping.pipeline import IMAGE_SUFFIXES, CropSummary, default_workers
 from mangagan_app.gui.crop_worker import CropWorker
+from mangagan_app.gui.path_fields import fit_for_paths, read_path
 from mangagan_app.gui.review_model import THUMB, FaceListModel, pil_to_pixmap
 from mangagan_app.gui.settings_values import setting
 
@@ -197,7 +198,8 @@ class DatasetTab(QWidget):
         self.dataset_edit.editingFinished.connect(lambda: self.open_dataset(self.dataset_edit.text()))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self.choose_dataset_folder)
-        folder_row.addWidget(self.dataset_edit)
+        # The review grid needs the room more than the folder field: a shorter dataset path fits.
+        folder_row.addWidget(fit_for_paths(self.dataset_edit, 36), 1)
         folder_row.addWidget(browse)
         form.addRow("Folder", folder_row)
         self.size_combo = QComboBox()
@@ -343,7 +345,7 @@ class DatasetTab(QWidget):
         folder = setting(self.settings, "dataset/folder", "")
         if folder:
             self.dataset_edit.setText(folder)
-            if (Path(folder) / DB_NAME).is_file():
+            if (Path(folder).expanduser() / DB_NAME).is_file():
                 self.open_dataset(folder)
 
     def save_settings(self) -> None:
@@ -383,7 +385,7 @@ class DatasetTab(QWidget):
             self.catalogue.close()
             self.catalogue = None
         self.undo_stack.clear()
-        folder = folder.strip()
+        folder = str(Path(folder.strip()).expanduser()) if folder.strip() else ""  # "~/faces", not ./~/faces
         if folder:
             try:
                 self.catalogue = Catalogue(folder)
@@ -400,7 +402,7 @@ class DatasetTab(QWidget):
     def start_cropping(self) -> None:
         if self.worker is not None:
             return
-        sources, folder = self.sources.paths(), self.dataset_edit.text().strip()
+        sources, folder = self.sources.paths(), str(read_path(self.dataset_edit) or "")
         if not sources or not folder:
             self.run_status.setText("Add illustrations and choose a dataset folder first.")
             return

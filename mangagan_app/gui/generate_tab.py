@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from mangagan_app.config import WEIGHTS_DIR
 from mangagan_app.core.attributes import Attributes
-from mangagan_app.core.face_history import EditHistory, FavouritesStore
+from mangagan_app.core.face_history import EditHistory, FavouritesStore, HistoriesByModel
 from mangagan_app.core.face_recipe import (
     Enlargement,
     FaceRecipe,
@@ -59,6 +59,7 @@ from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
 from mangagan_app.gui.generate_worker import ModelLoader, RenderWorker
 from mangagan_app.gui.originality_dialog import OriginalityDialog
 from mangagan_app.gui.settings_values import setting
+from mangagan_app.gui.wheel_guard import take_wheel_only_when_focused
 from mangagan_app.ml.generator_service import (
     GeneratorService,
     frame_strip,
@@ -263,7 +264,9 @@ class GenerateTab(QWidget):
             data_dir = app_data_dir()
         self.data_dir = Path(data_dir)
         self.favourites = FavouritesStore(self.data_dir / "favourites.json")
-        self.history = EditHistory()
+        # Each model keeps its own edits: switching models and back finds them again.
+        self.histories = HistoriesByModel()
+        self.history = EditHistory()  # the loaded model's, from self.histories
         self.service: GeneratorService | None = None
         self.worker: RenderWorker | None = None
         self._loader: ModelLoader | None = None
@@ -303,7 +306,8 @@ class GenerateTab(QWidget):
         self.seed_box.setSpecialValueText("Seed —")
         self.seed_box.setToolTip("Seed of the noise; the same seed and attributes give the same face "
                                  "(— after morphing or picking a variation)")
-        self.seed_box.setMinimumWidth(120)
+        # Wide enough for the largest seed with its prefix, however narrow the window gets.
+        self.seed_box.setMinimumWidth(self.seed_box.sizeHint().width())
         self.lock_noise = QCheckBox("Lock")
         self.lock_noise.setChecked(setting(self.settings, "generate/lock_noise", False))
         self.lock_noise.setToolTip("Lock noise: Randomize keeps this face's noise and only redraws the "
@@ -363,6 +367,8 @@ class GenerateTab(QWidget):
         self.favourites_strip = FaceStrip()
         self.strips = QTabWidget()
         self.strips.addTab(self.history_strip, "History")
+        self.strips.setTabToolTip(0, "The faces made with this model; each model keeps its own history, "
+                                     "so switching to another model and back finds it again")
         self.strips.addTab(self.favourites_strip, "Favourites ★")
         self.strips.setFixedHeight(130)
 
@@ -384,8 +390,12 @@ class GenerateTab(QWidget):
         self.model_label = QLabel("No model")
         self.model_label.setWordWrap(True)
         self.model_button = QPushButton("Model…")
-        self.model_button.setToolTip("Load another exported model (.safetensors with its .json card)")
-        self.model_button.clicked.connect(self._choose_model)
+        self.model_button.setToolTip("Open another model: the shipped one, one sent here from the Train tab, "
+                                     "or any exported model file (.safetensors with its .json card)")
+        self.model_menu = QMenu(self)
+        self.model_menu.setToolTipsVisible(True)
+        self.model_menu.aboutToShow.connect(self._fill_model_menu)
+        self.model_button.setMenu(self.model_menu)
         model_row.addWidget(self.model_label, 1)
         model_row.addWidget(self.model_button)
         self.panel_layout.addLayout(model_row)
@@ -413,6 +423,17 @@ class GenerateTab(QWidget):
         self.variety_label = QLabel("1.00")
         self.reset_sliders_button = QPushButton("Reset sliders")
         self.direction_sliders: list[DirectionSlider] = []
+        # The variety row and the reset button stay for the tab's life; a model brings only
+        # its own direction rows (rebuilding the whole box deleted the shared widgets).
+        variety_row = QHBoxLayout()
+        variety_row.addWidget(QLabel("Variety"))
+        variety_row.addWidget(self.variety, 1)
+        variety_row.addWidget(self.variety_label)
+        self.directions_layout = QVBoxLayout()
+        self.directions_layout.setContentsMargins(0, 0, 0, 0)
+        self.sliders_layout.addLayout(variety_row)
+        self.sliders_layout.addLayout(self.directions_layout)
+        self.sliders_layout.addWidget(self.reset_sliders_button)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
@@ -423,6 +444,7 @@ class GenerateTab(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        take_wheel_only_when_focused(self.panel)  # the wheel scrolls the panel, not the slider under it
 
         self.randomize_button.clicked.connect(self.randomize)
         self.seed_box.editingFinished.connect(self._seed_edited)
@@ -592,6 +614,23 @@ class GenerateTab(QWidget):
         self._loader = loader
         loader.start()
 
+    def model_choices(self) -> list[Path]:
+        """The models the Model… menu offers: those of the weights folder (the shipped model), then
+        those the Train tab exported ("Use in Generate"), newest first."""
+        folders = (self.weights_dir, self.data_dir / "models")
+        return [path for folder in folders if folder.is_dir() for path in weights_by_preference(folder)]
+
+    def _fill_model_menu(self) -> None:
+        self.model_menu.clear()
+        loaded = self._loader.weights.resolve() if self._loader is not None else None
+        for path in self.model_choices():
+            action = self.model_menu.addAction(path.stem, lambda path=path: self.load_model(path))
+            action.setCheckable(True)
+            action.setChecked(path.resolve() == loaded)
+            action.setToolTip(str(path))
+        self.model_menu.addSeparator()
+        self.model_menu.addAction("Other model file…", self._choose_model)
+
     def _choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load a model", str(self.weights_dir),
                                               "Model weights (*.safetensors)")
@@ -620,6 +659,7 @@ class GenerateTab(QWidget):
     def set_service(self, service: GeneratorService) -> None:
         """Use an already loaded model (the loader thread and the benchmark call this)."""
         self.shutdown()
+        previous_model = self.service.name if self.service is not None else ""
         self.service = service
         self.worker = RenderWorker(service)
         self.worker.rendered.connect(self._rendered)
@@ -628,10 +668,14 @@ class GenerateTab(QWidget):
         self._build_attribute_controls()
         self._build_slider_controls()
         self._set_enabled(True)
-        self.history = EditHistory()
-        self._thumbs.clear()
-        start = setting(self.settings, "generate/last_seed", 0)
-        self._push(self._with_controls(service.recipe(start)), f"Seed {start}")
+        previous = self.current_recipe()
+        self.history = self.histories.for_model(service.sha256)
+        self._clear_morph_ends()  # they were drawn by the previous model
+        if self.history.current is None:
+            self._push(*self._first_face(service, previous, previous_model))
+        else:  # back to a model used before: its edits and its current face, as they were left
+            self._show_recipe(self.history.current.recipe)
+            self._refresh_history()
         self.new_grid()
         self._refresh_favourites()
         self._fit_panel_width()
@@ -639,6 +683,24 @@ class GenerateTab(QWidget):
         self.model_label.setText(f"<b>{service.name}</b><br>{summary}")
         self.model_label.setToolTip(f"{_metrics_summary(service.card)}<br>sha256 {service.sha256}")
         self.status_message.emit(f"Model {service.name}: {summary}")
+
+    def _first_face(self, service: GeneratorService, previous: FaceRecipe | None,
+                    previous_model: str) -> tuple[FaceRecipe, str]:
+        """(recipe, history label) of the first face of a model opened for the first time: the face
+        on the canvas drawn by the new model when its noise and attributes fit it (the same character,
+        to compare the two), otherwise the last seed."""
+        if (previous is not None and previous.noise.shape == (service.z_dim,)
+                and previous.condition.shape == (service.vocabulary.dim,)):
+            recipe = previous.with_(sliders=(), model_sha256=service.sha256,
+                                    directions_sha256=service.directions.sha256)
+            return recipe, f"The face of {previous_model}"
+        start = setting(self.settings, "generate/last_seed", 0)
+        return self._with_controls(service.recipe(start)), f"Seed {start}"
+
+    def _clear_morph_ends(self) -> None:
+        self.morph_a = self.morph_b = None
+        self.morph_a_label.setText("A")
+        self.morph_b_label.setText("B")
 
     def shutdown(self) -> None:
         """Stop the render thread (the window calls this when closing)."""
@@ -678,19 +740,9 @@ class GenerateTab(QWidget):
             self.attributes_layout.addWidget(box)
 
     def _build_slider_controls(self) -> None:
-        while self.sliders_layout.count():
-            item = self.sliders_layout.takeAt(0)
-            if item.widget():
-                item.widget().deleteLater()
-            elif item.layout():
-                item.layout().setParent(None)
-        variety_row = QHBoxLayout()
-        variety_row.addWidget(QLabel("Variety"))
-        variety_row.addWidget(self.variety, 1)
-        variety_row.addWidget(self.variety_label)
-        holder = QWidget()
-        holder.setLayout(variety_row)
-        self.sliders_layout.addWidget(holder)
+        for row in self.direction_sliders:
+            self.directions_layout.removeWidget(row)
+            row.deleteLater()
         self.direction_sliders = []
         for i in range(len(self.service.directions)):
             name = setting(self.settings, self._direction_key(i), f"Direction {i + 1}")
@@ -699,8 +751,8 @@ class GenerateTab(QWidget):
             row.slider.sliderReleased.connect(self._commit_sliders)
             row.name_edit.editingFinished.connect(lambda row=row: self._rename_direction(row))
             self.direction_sliders.append(row)
-            self.sliders_layout.addWidget(row)
-        self.sliders_layout.addWidget(self.reset_sliders_button)
+            self.directions_layout.addWidget(row)
+            take_wheel_only_when_focused(row)
 
     def _direction_key(self, index: int) -> str:
         return f"generate/direction_names/{self.service.sha256[:16]}/{index}"
@@ -963,7 +1015,7 @@ class GenerateTab(QWidget):
             if i == self.history.index:
                 item.setSelected(True)
         self.history_strip.scrollToBottom()
-        live = {id(e) for e in entries}
+        live = {id(e) for e in self.histories.all_entries()}  # other models' thumbnails are kept for their return
         for key in [k for k in self._thumbs if k not in live]:
             del self._thumbs[key]
 

@@ -1,14 +1,15 @@
 """The Train tab: choose data and settings, start / stop / resume, watch losses and previews.
 
-The run itself happens in :class:`TrainWorker` (a QThread around ``ml.trainer.train``);
-this widget only turns its signals into a progress bar, plots of the losses and of how D
-rates real and generated faces, a warning banner when the run fails, and a preview.
+Before Start the tab shows the run's :class:`~mangagan_app.ml.training_plan.TrainingPlan`
+(how many faces, steps, about how long, what was fitted to the data). The run itself
+happens in :class:`TrainWorker` (a QThread around ``ml.trainer.train``); this widget only
+turns its signals into a progress bar, plots of the losses and of how D rates real and
+generated faces, a warning banner when the run fails, and a preview.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,29 +32,63 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QStyle,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from mangagan_app.config import LOSSES, TrainingConfig
+from mangagan_app.config import TrainingConfig
+from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.gui.app import app_data_dir
+from mangagan_app.gui.path_fields import fit_for_paths, shown_path
 from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
 from mangagan_app.ml.checkpoint import export_run
 from mangagan_app.ml.device import choose_device
 from mangagan_app.ml.health import ADVICE
 from mangagan_app.ml.run_history import RATING_KEYS, RunHistory
-from mangagan_app.ml.trainer import Preview, TrainProgress, TrainResult
+from mangagan_app.ml.sampling import preview_sheet
+from mangagan_app.ml.trainer import PREVIEW_COLUMNS, Preview, TrainProgress, TrainResult
+from mangagan_app.ml.training_plan import (
+    FaceCount,
+    TrainingPlan,
+    count_training_faces,
+    fit_note,
+    fresh_run_folder,
+    measured_images_per_second,
+    new_run_folder,
+    plan_training,
+    runs_to_start_from,
+    suggested_settings,
+)
 
-# What each plotted statistic is called in the legends, and its colour.
-CURVES = {"d_adv": ("D loss", "#d62728"), "g_adv": ("G loss", "#1f77b4"), "d_cls": ("D tag loss", "#ff7f0e"),
-          "g_cls": ("G tag loss", "#2ca02c"), "gp": ("gradient penalty", "#9467bd"),
-          "d_real": ("D on real faces", "#8c564b"), "d_fake": ("D on generated faces", "#e377c2")}
+# What each plotted statistic is called in the legends and the progress line, and its colour.
+# D, the discriminator, is called the judge: it is what tells real faces from drawn ones.
+CURVES = {"d_adv": ("Judge (D)", "#d62728"), "g_adv": ("Generator (G)", "#1f77b4"),
+          "d_cls": ("Judge: tags", "#ff7f0e"), "g_cls": ("Generator: tags", "#2ca02c"),
+          "gp": ("Judge: penalty", "#9467bd"),
+          "d_real": ("Real faces", "#8c564b"), "d_fake": ("Generated faces", "#e377c2")}
+CURVE_TIPS = {"d_adv": "d_adv: the discriminator's loss at telling real faces from generated ones",
+              "g_adv": "g_adv: the generator's loss at making the discriminator rate its faces real",
+              "d_cls": "d_cls: the discriminator's loss at reading the tags of real faces",
+              "g_cls": "g_cls: the generator's loss at drawing the tags it was asked for",
+              "gp": "gp: DRAGAN's gradient penalty on the discriminator",
+              "d_real": "d_real: the discriminator's mean rating of real faces (1 = surely real)",
+              "d_fake": "d_fake: the discriminator's mean rating of generated faces (0 = surely generated)"}
+# The settings in plain words; the trainer's own names are in each control's tooltip.
+RESOLUTIONS = ((64, "64 × 64 px"), (128, "128 × 128 px"))
+LOSS_CHOICES = (("dcgan", "Standard", "dcgan: the non-saturating GAN loss (the shipped model's)"),
+                ("hinge", "Hinge", "hinge: the hinge loss of SNGAN and BigGAN"),
+                ("dragan", "Standard + smoothing penalty",
+                 "dragan: dcgan plus DRAGAN's gradient penalty (about 1.6× slower)"))
+CONDITIONING_CHOICES = (("film", "Throughout the drawing"), ("input", "At the start only"))
 # The trainer's advice names command-line flags; the tab names its own controls. Every
 # run started here uses adaptive augmentation (the TrainingConfig default), so the only
 # way to get it from the tab is a new run.
 TAB_ADVICE = ("Try more faces, or fine-tune a model that already draws faces: choose its run folder in "
               '"Start from" and press Start. New runs started here use adaptive augmentation.')
+NO_RUN_TO_START_FROM = ('No earlier run here draws faces with these settings yet: train one on sketchbook faces '
+                        '(Training data: Sketchbook), then choose it in "Start from" to fine-tune it on your faces.')
 # Previews and progress ticks are cheap next to a step and are what people watch, so the tab
 # asks for them more often than the command line does.
 GUI_PREVIEW_STEPS = 100
@@ -73,7 +108,18 @@ def banner_text(warning: str) -> str:
     return f"{text}. {TAB_ADVICE}" if advised else text
 
 
-def preview_pixmap(image: np.ndarray) -> QPixmap:
+def statistics_line(values: dict[str, float]) -> str:
+    """The plotted statistics of one tick by their plain names, in the legends' order."""
+    return " · ".join(f"{CURVES[k][0]} {values[k]:.2f}" for k in CURVES if k in values)
+
+
+def wrappable(text: str) -> str:
+    """``text`` with a break opportunity after each "/", so a long path wraps in a label instead of
+    widening it (a word-wrapped label breaks only at spaces)."""
+    return text.replace("/", "/\u200b")
+
+
+def array_pixmap(image: np.ndarray) -> QPixmap:
     height, width, _ = image.shape
     data = np.ascontiguousarray(image)
     qimage = QImage(data.data, width, height, 3 * width, QImage.Format.Format_RGB888)
@@ -93,7 +139,12 @@ class TrainTab(QWidget):
         self.last_progress: TrainProgress | None = None
         self.history = RunHistory()
         self.curves: dict[str, pg.PlotDataItem] = {}
-        self.preview_image: QPixmap | None = None  # the latest preview, unscaled
+        self.preview: Preview | None = None  # the latest preview, drawn to fit the label
+        self.plan: TrainingPlan | None = None  # the plan of the settings shown (None: no usable data)
+        self.running_plan: TrainingPlan | None = None  # the plan the running (or last) run started with
+        self.plan_error = ""  # why there is no plan, in words
+        self._face_count: FaceCount | None = None
+        self.suggested_start: Path | None = None  # the run the failed-run banner offers to start from
         self.setAcceptDrops(True)
         defaults = TrainingConfig()
 
@@ -102,6 +153,7 @@ class TrainTab(QWidget):
         layout.addLayout(controls, 0)
         controls.addWidget(self._build_data_box())
         controls.addWidget(self._build_settings_box(defaults))
+        controls.addWidget(self._build_advanced_box(defaults))
         controls.addLayout(self._build_buttons())
         controls.addStretch(1)
 
@@ -109,6 +161,7 @@ class TrainTab(QWidget):
         layout.addLayout(monitor, 1)
         self.progress_bar = QProgressBar()
         self.progress_bar.setFormat("%p %")
+        self.progress_bar.setValue(0)
         self.progress_label = QLabel("Not running. Pick data and press Start.")
         # A tick's statistics in one line are wider than the plots; wrapped, they never widen the window.
         self.progress_label.setWordWrap(True)
@@ -116,17 +169,33 @@ class TrainTab(QWidget):
         monitor.addWidget(self.progress_label)
         monitor.addWidget(self._build_warning_banner())
         monitor.addWidget(self._build_plots(), 1)
-        self.preview_label = QLabel("Previews appear here during training: one row per hair colour.")
+        self.preview_label = QLabel("Previews appear here during training: one column per hair colour, "
+                                    "the same faces each time so you can watch them improve.")
+        self.preview_label.setWordWrap(True)
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview_label.setMinimumHeight(260)
-        # The layout sizes the label and the preview is scaled to fit it, never the other way:
-        # a preview scaled before the banner appeared would otherwise push into the plots.
+        self.preview_label.setMinimumHeight(300)
+        # The layout sizes the label and the preview is drawn to fit it, never the other way:
+        # a preview drawn before the banner appeared would otherwise push into the plots.
         self.preview_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.preview_label.installEventFilter(self)
         monitor.addWidget(self.preview_label, 1)
 
         self._restore_choices()
+        self._face_count = self._counted_faces()
         self.run_edit.textChanged.connect(self._update_buttons)
+        # What the plan depends on; a change of data also fits the batch and length to it.
+        self.folder_edit.textChanged.connect(self._data_changed)
+        # Typing a folder means training on it; changing the count means the sketchbook.
+        self.folder_edit.textEdited.connect(lambda: self.use_folder.setChecked(True))
+        self.sketchbook_count.valueChanged.connect(lambda: self.use_sketchbook.setChecked(True))
+        self.use_folder.toggled.connect(self._data_changed)
+        self.sketchbook_count.valueChanged.connect(self._data_changed)
+        for spin in (self.batch_spin, self.epochs_spin, self.width_spin):
+            spin.valueChanged.connect(self._update_plan)
+        for combo in (self.resolution, self.loss_combo, self.g_conditioning_combo):
+            combo.currentIndexChanged.connect(self._update_plan)
+        self.init_edit.textChanged.connect(self._update_plan)
+        self._update_plan()
         self._update_buttons()
 
     # ---- building ---------------------------------------------------------------
@@ -140,14 +209,18 @@ class TrainTab(QWidget):
         icon = QLabel()
         icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(32, 32))
         icon.setAlignment(Qt.AlignmentFlag.AlignTop)
-        title = QLabel("<b>This run has stopped improving</b>")
+        title = QLabel("<b>This run has failed: it has stopped learning to draw faces</b>")
         self.warning_label = QLabel()
         self.warning_label.setWordWrap(True)
         self.warning_label.setTextFormat(Qt.TextFormat.PlainText)
         self.warning_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.start_from_button = QPushButton()
+        self.start_from_button.clicked.connect(self._use_suggested_start)
+        self.start_from_button.hide()
         text = QVBoxLayout()
         text.addWidget(title)
         text.addWidget(self.warning_label)
+        text.addWidget(self.start_from_button, 0, Qt.AlignmentFlag.AlignLeft)
         row = QHBoxLayout(self.warning_banner)
         row.addWidget(icon, 0)
         row.addLayout(text, 1)
@@ -160,8 +233,10 @@ class TrainTab(QWidget):
         plots = pg.GraphicsLayoutWidget()
         plots.setBackground("w")
         plots.setMinimumHeight(260)  # leaves the ratings plot room for its 0, 0.5 and 1 labels
-        plots.setToolTip("D, the discriminator, rates faces as real (1) or generated (0); "
-                         "G, the generator, draws faces and learns from D's ratings")
+        plots.setToolTip("<p>The judge (D, the discriminator) rates faces as real (1) or generated (0); "
+                         "the generator (G) draws faces and learns from the judge's ratings. In a healthy run "
+                         "neither wins: the ratings of real and generated faces stay apart but off 0 and 1.</p>"
+                         + "<br>".join(f"{CURVES[k][0]} — {tip}" for k, tip in CURVE_TIPS.items()))
         self.loss_plot = plots.addPlot(row=0, col=0)
         self.loss_plot.setLabel("left", "loss")
         self.rating_plot = plots.addPlot(row=1, col=0)
@@ -190,7 +265,9 @@ class TrainTab(QWidget):
         box = QGroupBox("Training data")
         form = QVBoxLayout(box)
         self.use_sketchbook = QRadioButton("Sketchbook faces drawn by the app")
-        self.use_folder = QRadioButton("Face images with .txt tags, or a reviewed dataset (its kept crops)")
+        self.use_folder = QRadioButton("Your faces: a reviewed dataset, or face images with .txt tags")
+        self.use_folder.setToolTip("A dataset folder from the Dataset tab gives its kept crops; any other folder "
+                                   "gives its images, tagged by the kohya .txt file beside each")
         group = QButtonGroup(self)
         group.addButton(self.use_sketchbook)
         group.addButton(self.use_folder)
@@ -207,56 +284,110 @@ class TrainTab(QWidget):
         form.addWidget(self.sketchbook_count)
         form.addWidget(self.use_folder)
         row = QHBoxLayout()
-        row.addWidget(self.folder_edit, 1)
+        row.addWidget(fit_for_paths(self.folder_edit), 1)
         row.addWidget(browse)
         form.addLayout(row)
+        self.plan_label = QLabel()
+        self.plan_label.setWordWrap(True)
+        self.plan_notes = QLabel()
+        self.plan_notes.setWordWrap(True)
+        self.plan_notes.setStyleSheet("QLabel { color: #8a5a00; }")
+        form.addWidget(self.plan_label)
+        form.addWidget(self.plan_notes)
         self.use_sketchbook.setChecked(True)
         return box
 
     def _build_settings_box(self, defaults: TrainingConfig) -> QGroupBox:
         box = QGroupBox("Settings")
         form = QFormLayout(box)
+        # Labels above their fields: a whole path fits without widening the column, and the
+        # previews and plots beside it keep their room.
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         self.resolution = QComboBox()
-        self.resolution.addItems(["64", "128"])
-        self.width_spin = QSpinBox()
-        self.width_spin.setRange(8, 256)
-        self.width_spin.setValue(defaults.width)
-        self.width_spin.setToolTip("Channels of the networks' widest layer: wider is slower and better")
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(2, 1024)
-        self.batch_spin.setValue(defaults.batch)
+        for pixels, label in RESOLUTIONS:
+            self.resolution.addItem(label, pixels)
+        self.resolution.setToolTip("Resolution: the size of the faces the model draws; "
+                                   "128 px takes about four times as long as 64 px")
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 10_000)
         self.epochs_spin.setValue(defaults.epochs)
-        self.loss_combo = QComboBox()
-        self.loss_combo.addItems(list(LOSSES))
-        self.loss_combo.setToolTip("dcgan: non-saturating GAN loss; hinge: the hinge loss of SNGAN/BigGAN; "
-                                   "dragan: dcgan plus DRAGAN's gradient penalty")
-        self.g_conditioning_combo = QComboBox()
-        self.g_conditioning_combo.addItem("At every block (FiLM)", "film")
-        self.g_conditioning_combo.addItem("At the input only", "input")
-        self.g_conditioning_combo.setCurrentIndex(self.g_conditioning_combo.findData(defaults.g_conditioning))
-        self.g_conditioning_combo.setToolTip("Where the generator takes the ticked attributes: at every block "
-                                             "reaches small details (hats, eye colour) better")
+        self.epochs_spin.setSuffix(" passes")
+        self.epochs_spin.setToolTip("Epochs: how many times the run goes through all the faces. Choosing data "
+                                    "sets it so that small datasets still get enough steps")
         self.init_edit = QLineEdit()
         self.init_edit.setPlaceholderText("Optional: an earlier run to fine-tune")
-        self.init_edit.setToolTip("Start from the networks of an earlier run folder instead of random weights, "
-                                  "e.g. to fine-tune it on your own reviewed faces")
+        self.init_edit.setToolTip("Fine-tune (init from): start from the networks of an earlier run folder instead "
+                                  "of random weights, e.g. a run on sketchbook faces, to fine-tune it on your own "
+                                  "reviewed faces")
         init_row = self._folder_row(self.init_edit, "Earlier run to start from",
                                     "Choose the earlier run folder to start from")
-        self.run_edit = QLineEdit(str(app_data_dir() / "runs" / time.strftime("run-%Y%m%d-%H%M%S")))
+        self.run_edit = QLineEdit(shown_path(new_run_folder(app_data_dir() / "runs")))
+        self.run_edit.setToolTip("Where this run keeps its checkpoint, statistics and previews. Start always "
+                                 "makes a new run (in a new folder if this one holds a run); Resume continues "
+                                 "the run in this folder")
         run_row = self._folder_row(self.run_edit, "Run folder",
                                    "Choose the run folder (an existing one can be resumed)")
-        form.addRow("Resolution (px)", self.resolution)
-        form.addRow("Network width", self.width_spin)
-        form.addRow("Batch size", self.batch_spin)
-        form.addRow("Epochs", self.epochs_spin)
-        form.addRow("Loss", self.loss_combo)
-        form.addRow("Attributes in G", self.g_conditioning_combo)
+        form.addRow("Face size", self.resolution)
+        form.addRow("Training length", self.epochs_spin)
         form.addRow("Start from", init_row)
         form.addRow("Run folder", run_row)
-        form.addRow("Device", QLabel(choose_device(leave_core_for_gui=True).description))
+        device = QLabel(choose_device(leave_core_for_gui=True).description)
+        device.setToolTip("The compute device: a GPU when there is one, otherwise the CPU "
+                          "(one core is left for the window)")
+        form.addRow("Runs on", device)
         return box
+
+    def _build_advanced_box(self, defaults: TrainingConfig) -> QWidget:
+        """Settings most runs leave alone, folded away under an "Advanced" toggle."""
+        holder = QWidget()
+        outer = QVBoxLayout(holder)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setAutoRaise(True)
+        self.advanced_box = QGroupBox()
+        form = QFormLayout(self.advanced_box)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(2, 1024)
+        self.batch_spin.setValue(defaults.batch)
+        self.batch_spin.setToolTip("Batch size: how many faces each training step looks at. It is lowered to fit "
+                                   "when the data holds fewer faces")
+        self.width_spin = QSpinBox()
+        self.width_spin.setRange(8, 256)
+        self.width_spin.setValue(defaults.width)
+        self.width_spin.setToolTip("Network width: channels of the widest layer of both networks. Wider draws finer "
+                                   "detail and trains slower (32 takes about three times as long as 16)")
+        self.loss_combo = QComboBox()
+        for key, label, tip in LOSS_CHOICES:
+            self.loss_combo.addItem(label, key)
+            self.loss_combo.setItemData(self.loss_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.loss_combo.setToolTip("Loss: how the generator and the judge score each other. "
+                                   + "; ".join(tip for _, _, tip in LOSS_CHOICES))
+        self.g_conditioning_combo = QComboBox()
+        for key, label in CONDITIONING_CHOICES:
+            self.g_conditioning_combo.addItem(label, key)
+        self.g_conditioning_combo.setCurrentIndex(self.g_conditioning_combo.findData(defaults.g_conditioning))
+        self.g_conditioning_combo.setToolTip("Generator conditioning: where the generator takes the ticked "
+                                             "attributes. Throughout (film: FiLM at every block) reaches small "
+                                             "details such as hats and eye colour better than at the start only "
+                                             "(input)")
+        form.addRow("Faces per step", self.batch_spin)
+        form.addRow("Network size", self.width_spin)
+        form.addRow("Learning rule", self.loss_combo)
+        form.addRow("Attributes steer", self.g_conditioning_combo)
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        self.advanced_toggle.toggled.connect(lambda on: self.settings.setValue("train/advanced", on))
+        outer.addWidget(self.advanced_toggle, 0, Qt.AlignmentFlag.AlignLeft)
+        outer.addWidget(self.advanced_box)
+        self._show_advanced(False)
+        return holder
+
+    def _show_advanced(self, on: bool) -> None:
+        self.advanced_box.setVisible(on)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
 
     def _build_buttons(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -266,7 +397,7 @@ class TrainTab(QWidget):
         self.use_button = QPushButton("Use in Generate")
         shortcuts = {self.start_button: "Ctrl+Return", self.stop_button: "Ctrl+.",
                      self.resume_button: "Ctrl+Shift+Return"}
-        tips = {self.start_button: "Start a new run in the run folder",
+        tips = {self.start_button: "Start a new run (in a new folder if the run folder already holds one)",
                 self.stop_button: "Stop after the current step and save a checkpoint",
                 self.resume_button: "Continue the run in the run folder from its last checkpoint"}
         for button, keys in shortcuts.items():
@@ -288,44 +419,104 @@ class TrainTab(QWidget):
         self.use_folder.setChecked(setting(s, "train/use_folder", False))
         self.folder_edit.setText(setting(s, "train/folder", ""))
         self.sketchbook_count.setValue(setting(s, "train/sketchbook_count", self.sketchbook_count.value()))
-        self.resolution.setCurrentText(setting(s, "train/resolution", "64"))
+        resolution = setting(s, "train/resolution", "64")
+        self._choose(self.resolution, int(resolution) if resolution.isdigit() else 64)
         self.width_spin.setValue(setting(s, "train/width", self.width_spin.value()))
         self.batch_spin.setValue(setting(s, "train/batch", self.batch_spin.value()))
         self.epochs_spin.setValue(setting(s, "train/epochs", self.epochs_spin.value()))
-        self.loss_combo.setCurrentText(setting(s, "train/loss", "dcgan"))
-        chosen = self.g_conditioning_combo.findData(setting(s, "train/g_conditioning", ""))
-        if chosen >= 0:
-            self.g_conditioning_combo.setCurrentIndex(chosen)
+        self._choose(self.loss_combo, setting(s, "train/loss", "dcgan"))
+        self._choose(self.g_conditioning_combo, setting(s, "train/g_conditioning", ""))
         self.init_edit.setText(setting(s, "train/init_from", ""))
         last_run = setting(s, "train/run_dir", "")
         if last_run:
             self.run_edit.setText(last_run)
+        self.advanced_toggle.setChecked(setting(s, "train/advanced", False))
+
+    @staticmethod
+    def _choose(combo: QComboBox, data) -> None:
+        index = combo.findData(data)
+        if index >= 0:
+            combo.setCurrentIndex(index)
 
     def _save_choices(self) -> None:
         s = self.settings
         s.setValue("train/use_folder", self.use_folder.isChecked())
         s.setValue("train/folder", self.folder_edit.text())
         s.setValue("train/sketchbook_count", self.sketchbook_count.value())
-        s.setValue("train/resolution", self.resolution.currentText())
+        s.setValue("train/resolution", str(self.resolution.currentData()))
         s.setValue("train/width", self.width_spin.value())
         s.setValue("train/batch", self.batch_spin.value())
         s.setValue("train/epochs", self.epochs_spin.value())
-        s.setValue("train/loss", self.loss_combo.currentText())
+        s.setValue("train/loss", self.loss_combo.currentData())
         s.setValue("train/g_conditioning", self.g_conditioning_combo.currentData())
         s.setValue("train/init_from", self.init_edit.text())
         s.setValue("train/run_dir", self.run_edit.text())
 
-    # ---- actions ------------------------------------------------------------------
+    # ---- the plan ---------------------------------------------------------------------
     def config(self) -> TrainingConfig:
         """The settings form as a training config (the data folder is filled in by ``start``)."""
         return TrainingConfig(
-            resolution=int(self.resolution.currentText()), width=self.width_spin.value(),
+            resolution=self.resolution.currentData(), width=self.width_spin.value(),
             batch=self.batch_spin.value(), epochs=self.epochs_spin.value(),
-            loss=self.loss_combo.currentText(), leave_core_for_gui=True, preview_steps=GUI_PREVIEW_STEPS,
+            loss=self.loss_combo.currentData(), leave_core_for_gui=True, preview_steps=GUI_PREVIEW_STEPS,
             tick_steps=GUI_TICK_STEPS, g_conditioning=self.g_conditioning_combo.currentData(),
             init_from=str(Path(self.init_edit.text().strip()).expanduser()) if self.init_edit.text().strip() else "",
         )
 
+    def face_count(self) -> FaceCount:
+        """The faces the chosen data holds; raises ``OSError`` / ``ValueError`` when it holds none we can count."""
+        if not self.use_folder.isChecked():
+            return FaceCount(self.sketchbook_count.value(), "sketchbook faces")
+        text = self.folder_edit.text().strip()
+        if not text:
+            raise FileNotFoundError("Choose a folder of faces (or drop one here).")
+        return count_training_faces(Path(text).expanduser())
+
+    def _counted_faces(self) -> FaceCount | None:
+        try:
+            return self.face_count()
+        except (OSError, ValueError):
+            return None
+
+    def _data_changed(self) -> None:
+        """New data: fit the batch and the training length to it, then show the plan."""
+        count = self._counted_faces()
+        if count is not None and count.faces >= 2 and count != self._face_count:
+            batch, epochs = suggested_settings(count.faces, TrainingConfig())
+            for spin, value in ((self.batch_spin, batch), (self.epochs_spin, epochs)):
+                spin.blockSignals(True)
+                spin.setValue(value)
+                spin.blockSignals(False)
+        self._face_count = count
+        self._update_plan()
+
+    def _update_plan(self) -> None:
+        """Show what Start would do: faces, steps and time, and what was fitted or is risky."""
+        self.plan, count = None, None
+        try:
+            count = self.face_count()
+            cfg = self.config()
+            self.plan = plan_training(cfg, count,
+                                      images_per_second=measured_images_per_second(self._runs_folder(), cfg))
+        except (OSError, ValueError) as exc:
+            self.plan_error = str(exc)
+            self.plan_label.setText(wrappable(self.plan_error))
+            self.plan_notes.setText(count.note if count is not None else "")
+            self.plan_notes.setVisible(bool(self.plan_notes.text()))
+            return
+        self.plan_error = ""
+        self.plan_label.setText(self.plan.summary())
+        notes = list(self.plan.notes)
+        if (cfg.batch, cfg.epochs) == suggested_settings(count.faces, TrainingConfig()):
+            notes.insert(0, fit_note(count.faces, TrainingConfig()))  # why the length jumped when the data changed
+        self.plan_notes.setText("\n".join(n for n in notes if n))
+        self.plan_notes.setVisible(bool(self.plan_notes.text()))
+
+    def _runs_folder(self) -> Path:
+        """Where earlier runs are looked for (speed, runs to start from): beside the run folder."""
+        return Path(self.run_edit.text()).expanduser().parent
+
+    # ---- actions ------------------------------------------------------------------
     def _sketchbook_source(self, resolution: int) -> SketchbookSource:
         count = self.sketchbook_count.value()
         return SketchbookSource(app_data_dir() / "sketchbook" / f"{resolution}px-{count}", count)
@@ -335,12 +526,28 @@ class TrainTab(QWidget):
             return
         run_dir = Path(self.run_edit.text()).expanduser()
         cfg = self.config()
+        notes: list[str] = []
         if resume:
             saved = self._saved_config(run_dir)
             if saved is None:
-                self._report(f"Nothing to resume in {run_dir}: it has no config.json from an earlier run.")
+                self._report(f"Nothing to resume in {run_dir.name}: it has no config.json from an earlier run.")
                 return
             cfg = TrainingConfig.from_dict({**saved, "epochs": cfg.epochs, "leave_core_for_gui": True})
+        else:
+            self._update_plan()
+            if self.plan is None:
+                self._report(f"Cannot start: {self.plan_error}")
+                return
+            if self.plan.batch_lowered:  # what was lowered is also what the form shows
+                notes.append(self.plan.batch_note())
+                cfg.batch = self.plan.batch
+                self.batch_spin.setValue(self.plan.batch)
+            fresh = fresh_run_folder(run_dir)
+            if fresh != run_dir:
+                notes.append(f"{run_dir.name} already holds a run, so this one goes into {fresh.name} "
+                             "(choose the earlier folder and press Resume to continue that one).")
+                run_dir = fresh
+                self.run_edit.setText(shown_path(run_dir))
         sketchbook = None
         if self.use_folder.isChecked():
             folder = Path(self.folder_edit.text()).expanduser()
@@ -352,8 +559,16 @@ class TrainTab(QWidget):
             sketchbook = self._sketchbook_source(cfg.resolution)
             cfg.data = str(sketchbook.folder)
         self._save_choices()
-        # A new run starts with empty plots and no warning; a resumed one shows its past.
+        # A new run starts with empty plots, bar and preview, and no warning; a resumed one shows its past.
         self.history = RunHistory.from_stats(run_dir / "stats.jsonl") if resume else RunHistory()
+        self.running_plan = None if resume else self.plan
+        self.last_progress = None
+        self.progress_bar.setMaximum(100)
+        self.progress_bar.setValue(0)
+        if not resume:
+            self.preview = None
+            self.preview_label.clear()
+            self.preview_label.setText(f"The first preview appears at step {GUI_PREVIEW_STEPS}.")
         self._show_history()
         self.worker = TrainWorker(cfg, run_dir, resume=resume, sketchbook=sketchbook, parent=self)
         self.worker.progress.connect(self._on_progress)
@@ -362,7 +577,9 @@ class TrainTab(QWidget):
         self.worker.failed.connect(self._on_failed)
         self.worker.finished.connect(self._update_buttons)
         self.worker.start()
-        self.progress_label.setText("Starting…")
+        started = f"{'Resuming' if resume else 'Starting'} {run_dir.name}…"
+        self.progress_label.setText(wrappable(" ".join([started, *notes])))
+        self.status_message.emit(" ".join([started, *notes]))
         self._update_buttons()
 
     def stop(self) -> None:
@@ -386,9 +603,9 @@ class TrainTab(QWidget):
         try:
             weights, _card = export_run(run_dir, name)
         except Exception as exc:  # noqa: BLE001 - shown to the user, details in the log
-            self._report(f"Could not export {run_dir}: {exc}")
+            self._report(f"Could not export {run_dir.name}: {exc}")
             return
-        self.status_message.emit(f"Exported {weights.name}; it is open in the Generate tab")
+        self.status_message.emit(f"Exported {weights.name}; opening it in the Generate tab…")
         self.model_exported.emit(weights)
 
     # ---- worker signals -------------------------------------------------------------
@@ -396,19 +613,22 @@ class TrainTab(QWidget):
         self.last_progress = p
         self.progress_bar.setMaximum(max(1, p.total_steps))
         self.progress_bar.setValue(p.step)
+        # A bar full of loaded faces must not read as a finished run.
+        self.progress_bar.setFormat({"drawing": "drawing faces %v/%m", "loading": "loading faces %v/%m"}.get(
+            p.phase, "%p %"))
         if p.phase == "drawing":
             self.progress_label.setText(f"Drawing sketchbook faces {p.step}/{p.total_steps}")
         elif p.phase == "loading":
-            self.progress_label.setText(f"Loading images {p.step}/{p.total_steps}")
+            self.progress_label.setText(f"Loading faces {p.step}/{p.total_steps}")
         elif p.phase == "started":
             self.progress_label.setText(f"Training {p.detail}: step {p.step}/{p.total_steps}")
         elif p.phase == "first_step":
-            self.progress_label.setText(f"Step {p.step}/{p.total_steps} done · ETA {format_eta(p.eta_seconds)}")
+            self.progress_label.setText(f"Step {p.step}/{p.total_steps} done · {format_eta(p.eta_seconds)} left")
         else:
-            losses = "  ".join(f"{k} {v:.3f}" for k, v in sorted(p.losses.items()))
             self.progress_label.setText(
-                f"Epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps} · {p.images_per_sec:.0f} img/s · "
-                f"ETA {format_eta(p.eta_seconds)}\n{losses}")
+                f"Pass {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps} · {p.images_per_sec:.0f} faces/s · "
+                f"{format_eta(p.eta_seconds)} left\n{statistics_line(p.losses)}")
+            self.progress_label.setToolTip("  ".join(f"{k} {v:.4f}" for k, v in sorted(p.losses.items())))
             self.history.add(p.step, p.losses, p.warning)
             self._show_history()
 
@@ -430,20 +650,48 @@ class TrainTab(QWidget):
             curve.setData(list(xs), list(ys))
         self.warning_label.setText(banner_text(self.history.warning))
         self.warning_banner.setVisible(bool(self.history.warning))
+        self.start_from_button.hide()  # offered once a failed run has ended
+
+    def _offer_start_from(self) -> None:
+        """On a failed run's banner, a button that fine-tunes the longest healthy earlier run instead."""
+        self.start_from_button.hide()
+        if not self.history.warning:
+            return
+        run_dir = Path(self.run_edit.text()).expanduser()
+        saved = self._saved_config(run_dir)  # the failed run's own networks, which the form may not show
+        cfg = TrainingConfig.from_dict(saved) if saved else self.config()
+        runs = [run for run, _ in runs_to_start_from({self._runs_folder(), app_data_dir() / "runs"}, cfg)
+                if run != run_dir]
+        if not runs:
+            self.warning_label.setText(f"{self.warning_label.text()}\n{NO_RUN_TO_START_FROM}")
+            return
+        self.suggested_start = runs[0]
+        self.start_from_button.setText(f'Start from {runs[0].name} instead')
+        self.start_from_button.setToolTip(f"Put {runs[0]} in \"Start from\", ready for Start: a new run that "
+                                          "fine-tunes it on these faces")
+        self.start_from_button.show()
+
+    def _use_suggested_start(self) -> None:
+        self.init_edit.setText(shown_path(self.suggested_start))
+        self._report(f"Start from {self.suggested_start.name}: press Start for a new run that fine-tunes it "
+                     "on these faces.")
 
     def _plot_for(self, key: str) -> pg.PlotItem:
         return self.rating_plot if key in RATING_KEYS else self.loss_plot
 
     def _on_preview(self, preview: Preview) -> None:
-        self.preview_image = preview_pixmap(preview.image)
+        self.preview = preview
         self._fit_preview()
-        self.preview_label.setToolTip(f"Preview at step {preview.step}: {preview.path}")
+        hair = ", ".join(VOCABULARY.group("hair_colour").values)
+        self.preview_label.setToolTip(f"Preview at step {preview.step}, one column per hair colour ({hair}); "
+                                      f"the same noise every time, so the same faces improve. Full sheet: "
+                                      f"{preview.path}")
 
     def _fit_preview(self) -> None:
-        if self.preview_image is not None:
-            self.preview_label.setPixmap(self.preview_image.scaled(
-                self.preview_label.size(), Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.FastTransformation))
+        if self.preview is not None:
+            size = self.preview_label.size()
+            sheet = preview_sheet(self.preview.faces, PREVIEW_COLUMNS, size.width(), size.height())
+            self.preview_label.setPixmap(array_pixmap(sheet))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
         if watched is self.preview_label and event.type() == QEvent.Type.Resize:
@@ -451,16 +699,29 @@ class TrainTab(QWidget):
         return super().eventFilter(watched, event)
 
     def _on_finished(self, result: TrainResult) -> None:
+        where = f"step {result.step}/{result.total_steps}"
+        if self.history.warning:
+            # A failed run has run to its end like a good one; it must not read like one.
+            self.progress_label.setText(f"{'Stopped' if result.stopped else 'Ended'} at {where}, but the run has "
+                                        "failed (see above): its faces will not improve. The checkpoint is saved.")
+            self.status_message.emit(f"Training ended at {where}: the run has failed")
+            self._offer_start_from()
+            return
         verb = "Stopped" if result.stopped else "Finished"
-        self.progress_label.setText(f"{verb} at step {result.step}/{result.total_steps}. "
-                                    f"Checkpoint saved; Resume continues from it.")
+        text = f"{verb} at {where}. Checkpoint saved; Resume continues from it."
+        if self.running_plan is not None and self.running_plan.risky and not result.stopped:
+            text += (f" With {self.running_plan.faces} faces from scratch, look at the preview: if it shows noise "
+                     'rather than faces, fine-tune a run that draws faces ("Start from").')
+        self.progress_label.setText(text)
         self.status_message.emit(f"Training {verb.lower()} at step {result.step}")
 
     def _on_failed(self, message: str) -> None:
+        self.progress_bar.setValue(0)  # nothing was trained: a full bar would say otherwise
+        self.progress_bar.setFormat("%p %")
         self._report(f"Training stopped: {message}")
 
     def _report(self, message: str) -> None:
-        self.progress_label.setText(message)
+        self.progress_label.setText(wrappable(message))
         self.status_message.emit(message)
 
     def _update_buttons(self) -> None:
@@ -480,24 +741,25 @@ class TrainTab(QWidget):
 
     # ---- browsing and dropping --------------------------------------------------------
     def _browse_data(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder of face images", self.folder_edit.text())
+        folder = QFileDialog.getExistingDirectory(self, "Folder of face images",
+                                                  str(Path(self.folder_edit.text()).expanduser()))
         if folder:
-            self.folder_edit.setText(folder)
+            self.folder_edit.setText(shown_path(folder))
             self.use_folder.setChecked(True)
 
     def _folder_row(self, edit: QLineEdit, title: str, tip: str) -> QHBoxLayout:
-        """``edit`` with a "…" button beside it that picks a folder into it."""
-        pick = QPushButton("…")
+        """``edit`` with a "Browse…" button beside it that picks a folder into it."""
+        pick = QPushButton("Browse…")
         pick.setToolTip(tip)
 
         def browse() -> None:
-            folder = QFileDialog.getExistingDirectory(self, title, edit.text())
+            folder = QFileDialog.getExistingDirectory(self, title, str(Path(edit.text()).expanduser()))
             if folder:
-                edit.setText(folder)  # the run folder's textChanged updates the buttons
+                edit.setText(shown_path(folder))  # the run folder's textChanged updates the buttons
 
         pick.clicked.connect(browse)
         row = QHBoxLayout()
-        row.addWidget(edit, 1)
+        row.addWidget(fit_for_paths(edit), 1)
         row.addWidget(pick)
         return row
 
@@ -509,6 +771,6 @@ class TrainTab(QWidget):
         for url in event.mimeData().urls():
             path = Path(url.toLocalFile())
             if path.is_dir():
-                self.folder_edit.setText(str(path))
+                self.folder_edit.setText(shown_path(path))
                 self.use_folder.setChecked(True)
                 return

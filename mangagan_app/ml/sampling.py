@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 
 from mangagan_app.core.attributes import VOCABULARY, Attributes, Vocabulary
 
@@ -57,6 +58,39 @@ def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
         r, c = divmod(i, columns)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         grid[y:y + h, x:x + w] = images[i]
+    return grid
+
+
+def preview_sheet(faces: np.ndarray, per_colour: int, width: int, height: int, *, gap: int = 2) -> np.ndarray:
+    """A training preview laid out to fit ``width`` × ``height`` pixels, for people to read.
+
+    ``faces`` (B, H, W, 3) uint8 come as the trainer draws them: one hair colour per
+    ``per_colour`` faces (each with its own fixed noise). The sheet has one *column* per
+    hair colour and one row per noise: as many rows as fit with faces as big as the
+    width allows, up to their own size (at least one row). Every face gets the same size,
+    a whole multiple of its own when there is room (its pixels stay square), and every
+    gap is ``gap`` white pixels, so the grid lines are even. Returns (H', W', 3) uint8.
+    """
+    colours, side = len(faces) // per_colour, faces.shape[1]
+    widest = max(1, (width - gap) // colours - gap)
+
+    def tile_for(rows: int) -> int:
+        return max(1, min(widest, (height - gap) // rows - gap))
+
+    target = min(side, widest)
+    rows = max([r for r in range(1, per_colour + 1) if tile_for(r) >= target], default=1)
+    tile = tile_for(rows)
+    if tile >= side:
+        tile = tile // side * side
+    resample = Image.Resampling.NEAREST if tile >= side else Image.Resampling.LANCZOS
+    grid = np.full((rows * (tile + gap) + gap, colours * (tile + gap) + gap, 3), 255, np.uint8)
+    for colour in range(colours):
+        for row in range(rows):
+            face = faces[colour * per_colour + row]
+            if tile != side:
+                face = np.asarray(Image.fromarray(face).resize((tile, tile), resample))
+            y, x = gap + row * (tile + gap), gap + colour * (tile + gap)
+            grid[y:y + tile, x:x + tile] = face
     return grid
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import PySide6
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import QDropEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from mangagan_app.core.face_recipe import read_png_recipe
@@ -236,3 +236,116 @@ def test_attribute_tooltips_say_how_often_the_shipped_model_obeys_them_as_measur
     assert f"{100 * measured['hat']:.0f} % of the faces asked for it" in tags.buttons["hat"].toolTip()
     assert "Memorisation" in tab.model_label.toolTip()
     tab.shutdown()
+
+
+def _switch_with_the_model_menu(qtbot, tab, weights):
+    """Choose ``weights`` in the Model… button's menu and wait for its first face."""
+    def choose():
+        next(a for a in tab.model_menu.actions() if a.text() == weights.stem).trigger()
+        tab.model_menu.close()
+
+    QTimer.singleShot(300, choose)  # inside the menu's own event loop, once it is shown
+    with qtbot.waitSignal(tab.status_message, timeout=60000,
+                          check_params_cb=lambda m: m.startswith(f"Model {weights.stem}:")):
+        qtbot.mouseClick(tab.model_button, Qt.MouseButton.LeftButton)
+    _settle(qtbot, tab)
+
+
+def _assert_every_control_works(qtbot, tab, name):
+    assert tab.service.name == name and name in tab.model_label.text()
+    assert tab.canvas.image() is not None and tab.canvas._message == ""
+    controls = (tab.reset_sliders_button, tab.variety, tab.randomize_button, *tab.direction_sliders)
+    # Rows added to a shown panel are shown once the event loop has run.
+    qtbot.waitUntil(lambda: all(w.isVisibleTo(tab) and w.isEnabled() for w in controls), timeout=5000)
+    assert len(tab.direction_sliders) == len(tab.service.directions)
+    assert [b.group.name for b in tab.group_boxes] == [g.name for g in tab.service.vocabulary.groups]
+    tab.direction_sliders[0].slider.setValue(120)
+    _settle(qtbot, tab)
+    qtbot.mouseClick(tab.reset_sliders_button, Qt.MouseButton.LeftButton)
+    assert all(row.slider.value() == 0 for row in tab.direction_sliders)
+    assert tab.current_recipe().model_sha256 == tab.service.sha256
+
+
+def test_switching_models_twice_and_back_keeps_every_control_and_the_history(qtbot, tab, tmp_path, tiny_weights):
+    import shutil
+
+    from mangagan_app.config import WEIGHTS_DIR
+
+    # The shipped model, as if sent from the Train tab: the menu offers it beside the default one.
+    (tmp_path / "data" / "models").mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(next(WEIGHTS_DIR.glob("*.safetensors")).with_suffix(suffix), tmp_path / "data" / "models")
+    shipped = next((tmp_path / "data" / "models").glob("*.safetensors"))
+    assert tab.model_choices() == [tiny_weights, shipped]
+    tab.set_seed(4242)
+    qtbot.mouseClick(_other_hair_button(tab)[0], Qt.MouseButton.LeftButton)
+    _settle(qtbot, tab)
+    tiny_history = [e.label for e in tab.history.entries]
+    tiny_face = tab.current_recipe()
+    assert tab.history_strip.count() == len(tiny_history) == 3
+
+    _switch_with_the_model_menu(qtbot, tab, shipped)
+    _assert_every_control_works(qtbot, tab, shipped.stem)
+    # The shipped model draws the character that was on the canvas: same noise and attributes.
+    first = tab.history.entries[0].recipe
+    assert np.array_equal(first.noise, tiny_face.noise) and np.array_equal(first.condition, tiny_face.condition)
+    shipped_history = [e.label for e in tab.history.entries]
+
+    _switch_with_the_model_menu(qtbot, tab, tiny_weights)
+    assert [e.label for e in tab.history.entries][:3] == tiny_history
+    assert tab.history_strip.count() == len(tab.history.entries)
+    assert tab.history.entries[2].recipe == tiny_face
+    _assert_every_control_works(qtbot, tab, tiny_weights.stem)
+
+    _switch_with_the_model_menu(qtbot, tab, shipped)
+    _assert_every_control_works(qtbot, tab, shipped.stem)
+    assert [e.label for e in tab.history.entries][:len(shipped_history)] == shipped_history
+    assert tab.history_strip.count() == len(tab.history.entries)
+    qtbot.keyClick(tab, Qt.Key.Key_R)
+    assert tab.current_recipe().model_sha256 == tab.service.sha256
+
+
+def _turn_wheel(widget, notches: int) -> None:
+    """Turn the mouse wheel ``notches`` over the middle of ``widget`` (negative: towards the user)."""
+    middle = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(middle, QPointF(widget.mapToGlobal(middle.toPoint())), QPoint(0, 0), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_over_an_unfocused_slider_scrolls_the_panel_and_moves_it_only_when_focused(qtbot, tab):
+    tab.resize(1200, 600)  # the panel is taller than the window: it scrolls
+    bar = tab.scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=5000)
+    bar.setValue(0)
+    edits = len(tab.history.entries)
+    for slider in (tab.direction_sliders[2].slider, tab.variety, tab.morph_slider):
+        before, top = slider.value(), bar.value()
+        assert not slider.hasFocus()
+        _turn_wheel(slider, -2)
+        assert slider.value() == before and bar.value() > top
+    assert not tab.scale_box.hasFocus()
+    scale, top = tab.scale_box.value(), bar.value()
+    _turn_wheel(tab.scale_box, 1)
+    assert tab.scale_box.value() == scale and bar.value() < top
+    assert len(tab.history.entries) == edits  # the face did not change
+
+    slider = tab.direction_sliders[2].slider
+    tab.activateWindow()
+    slider.setFocus()
+    qtbot.waitUntil(slider.hasFocus, timeout=5000)
+    top = bar.value()
+    _turn_wheel(slider, 2)
+    assert slider.value() != 0 and bar.value() == top
+    assert tab.current_recipe().sliders[2] == slider.value() / 100
+
+
+def test_the_seed_box_shows_the_largest_seed_whole_when_the_window_is_narrow(qtbot, tab):
+    from mangagan_app.gui.generate_tab import MAX_SEED
+
+    tab.set_seed(MAX_SEED)
+    tab.resize(tab.minimumSizeHint().width(), 700)
+    qtbot.waitUntil(lambda: tab.width() == tab.minimumSizeHint().width(), timeout=5000)
+    edit = tab.seed_box.lineEdit()
+    assert edit.text() == f"Seed {MAX_SEED}"
+    assert edit.fontMetrics().horizontalAdvance(edit.text()) <= edit.contentsRect().width() - 4

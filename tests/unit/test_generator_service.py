@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mangagan_app.core.attributes import Attributes
-from mangagan_app.core.face_history import EditHistory, FavouritesStore
+from mangagan_app.core.face_history import EditHistory, FavouritesStore, HistoriesByModel
 from mangagan_app.core.face_recipe import FaceRecipe, RecipeError, read_png_recipe, save_png
 from mangagan_app.ml.generator_service import (
     ForeignModelError,
@@ -144,6 +144,21 @@ def test_undo_and_redo_walk_the_edits_and_a_new_edit_drops_redo_when_undone():
     assert history.redo().recipe == _recipe(1) and history.redo_label() == "Seed 2"
     history.push(_recipe(9), "Seed 9")
     assert not history.can_redo() and [e.label for e in history.entries] == ["Seed 0", "Seed 1", "Seed 9"]
+
+
+def test_each_model_keeps_its_own_history_when_switched_to_another_and_back():
+    histories = HistoriesByModel()
+    first = histories.for_model("a")
+    first.push(_recipe(1), "Seed 1")
+    first.push(_recipe(2), "Seed 2")
+    first.undo()
+    other = histories.for_model("b")
+    assert other is not first and other.entries == []
+    other.push(_recipe(3), "Seed 3")
+    again = histories.for_model("a")
+    assert again is first and [e.label for e in again.entries] == ["Seed 1", "Seed 2"]
+    assert again.current.recipe == _recipe(1) and again.can_redo()
+    assert {e.label for e in histories.all_entries()} == {"Seed 1", "Seed 2", "Seed 3"}
 
 
 def test_favourites_persist_and_a_damaged_file_is_set_aside_when_reopened(tmp_path):

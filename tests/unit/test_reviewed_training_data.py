@@ -1,23 +1,12 @@
-from PIL import Image
-
 from mangagan_app.config import CropConfig
 from mangagan_app.core.catalogue import Catalogue
-from mangagan_app.core.cropping import draw_reference_face
 from mangagan_app.core.cropping.pipeline import crop_sources
 from mangagan_app.ml.dataset import load_face_folder
 
 
-def test_training_reads_only_kept_crops_when_given_a_reviewed_dataset_folder(tmp_path):
-    sources = tmp_path / "art"
-    sources.mkdir()
-    sheet = Image.new("RGB", (512, 160), "white")
-    for i in range(3):
-        sheet.paste(draw_reference_face(128), (16 + i * 168, 16))
-    sheet.save(sources / "three.png")
-    (sources / "three.txt").write_text("1girl, brown_hair, blue_eyes\n")
-
+def test_training_reads_only_kept_crops_when_given_a_reviewed_dataset_folder(tmp_path, three_face_art):
     dataset = tmp_path / "dataset"
-    summary = crop_sources([sources], dataset, CropConfig(size=64, workers=1))
+    summary = crop_sources([three_face_art], dataset, CropConfig(size=64, workers=1))
     with Catalogue(dataset) as catalogue:
         ids = catalogue.face_ids()
         assert len(ids) == summary.faces >= 2

@@ -8,7 +8,7 @@ from PIL import Image
 
 from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.ml.checkpoint import load_generator
-from mangagan_app.ml.sampling import hair_colour_rows, hair_colour_sheet
+from mangagan_app.ml.sampling import hair_colour_rows, hair_colour_sheet, preview_sheet
 
 HAIR = VOCABULARY.group("hair_colour").values
 
@@ -47,3 +47,34 @@ def test_cli_writes_the_sheet_and_refuses_a_hair_colour_tag_when_asked_for_hair_
     refused = subprocess.run([*base, "--tags", "blue_hair", "-o", str(tmp_path / "no.png")], capture_output=True,
                              text=True, timeout=120)
     assert refused.returncode == 2 and "hair colour" in refused.stderr and not (tmp_path / "no.png").exists()
+
+
+def _faces(colours: int, per_colour: int, side: int) -> np.ndarray:
+    """Flat faces whose colour encodes (hair colour, noise): red = colour, green = noise."""
+    faces = np.zeros((colours * per_colour, side, side, 3), np.uint8)
+    for colour in range(colours):
+        for noise in range(per_colour):
+            faces[colour * per_colour + noise] = (10 + colour, 100 + noise, 7)
+    return faces
+
+
+def test_the_preview_has_a_column_per_hair_colour_with_even_gaps_and_whole_pixel_faces_when_fitted():
+    faces = _faces(13, 8, 64)
+    sheet = preview_sheet(faces, 8, 900, 480)
+    # 13 columns of 64 px fit in 900 px; 7 rows of 64 px fit in 480.
+    assert sheet.shape == (7 * 66 + 2, 13 * 66 + 2, 3)
+    for colour in range(13):
+        for row in range(7):
+            y, x = 2 + row * 66, 2 + colour * 66
+            assert (sheet[y:y + 64, x:x + 64] == (10 + colour, 100 + row, 7)).all()
+            assert (sheet[y - 2:y, x:x + 64] == 255).all() and (sheet[y:y + 64, x - 2:x] == 255).all()
+    big = preview_sheet(_faces(13, 8, 32), 8, 1400, 900)
+    assert big.shape == (8 * 98 + 2, 13 * 98 + 2, 3)  # 96 px: three times their own size, all 8 rows
+
+
+def test_the_preview_shrinks_the_faces_only_when_the_width_does_not_fit_them_at_their_size():
+    sheet = preview_sheet(_faces(13, 8, 128), 8, 900, 480)
+    tile = (900 - 2) // 13 - 2
+    assert sheet.shape[1] == 13 * (tile + 2) + 2 and sheet.shape[0] == 6 * (tile + 2) + 2
+    narrow = preview_sheet(_faces(13, 8, 64), 8, 300, 40)  # 20 px a face is all 300 px allow
+    assert narrow.shape == (1 * 22 + 2, 13 * 22 + 2, 3)
