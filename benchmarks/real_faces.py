@@ -481,7 +481,7 @@ def table(size: str, rows: dict[str, dict], budget_minutes: float, counts: dict[
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path, help="real-faces-dev.tar or its extracted folder")
+    ap.add_argument("data", type=Path, help="the development face set: its tar or the extracted folder")
     ap.add_argument("--minutes", type=float, default=30.0, help="CPU minutes per variant (30)")
     ap.add_argument("--sizes", default="30k,3k", help="training sets: 30k (train part), 3k (train3k part)")
     ap.add_argument("--variants", default="old,new,baseline", help="old, new, baseline")

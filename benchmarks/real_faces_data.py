@@ -1,6 +1,6 @@
 """Split the real-faces development set once, by a fixed rule, into linked folders.
 
-The set (``real-faces-dev.tar`` or its extracted folder, ``<id>.jpg`` + optional
+The set (its tar or the extracted folder, ``<id>.jpg`` + optional
 ``<id>.txt``) is third-party artwork: it is never copied, only linked from a folder
 outside the repository. The rule, by the numeric id of each face:
 
@@ -28,10 +28,12 @@ def _part_of(face_id: int) -> tuple[str, ...]:
 
 
 def _source_folder(data: Path, out: Path) -> Path:
-    """The folder holding the faces: ``data`` itself, or the tar extracted under ``out``."""
+    """The folder holding the faces: ``data`` itself, its only subfolder (a tar's top folder), or
+    the tar extracted under ``out``."""
     if data.is_dir():
-        inner = data / "real-faces-dev"
-        return inner if inner.is_dir() else data
+        subfolders = [p for p in data.iterdir() if p.is_dir()]
+        has_faces = any(p.stem.isdigit() for p in data.glob("*.jpg"))
+        return subfolders[0] if not has_faces and len(subfolders) == 1 else data
     if not tarfile.is_tarfile(data):
         raise ValueError(f"{data}: neither a folder nor a tar archive")
     extracted = out / "extracted"
@@ -68,7 +70,7 @@ def split_real_faces(data: str | Path, out: str | Path) -> dict[str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="real-faces-dev.tar or its extracted folder")
+    parser.add_argument("data", type=Path, help="the development face set: its tar or the extracted folder")
     parser.add_argument("out", type=Path, help="a folder outside the repository for the linked parts")
     args = parser.parse_args()
     for part, folder in split_real_faces(args.data, args.out).items():
