@@ -10,6 +10,7 @@ protocol, so a streamed memmap-shard set can replace the in-memory one later.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 from collections import Counter
@@ -105,8 +106,9 @@ class FaceSet:
         rows = torch.randint(len(self._fake_pool), (n,), generator=generator)
         return self._fake_pool[rows], self.mask[rows]
 
-    @property
+    @functools.cached_property
     def known_columns(self) -> torch.Tensor:
+        # Read at every training step: computed once over all N faces, not per step.
         return self.mask.amax(dim=0)
 
     def summary(self) -> dict:
