@@ -104,9 +104,17 @@ def start(device: torch.device, global_batch: int) -> tuple[Distributed, torch.d
     return ctx, device
 
 
-def stop(ctx: Distributed) -> None:
-    """Leave the process group :func:`start` joined (nothing to do for one process)."""
+def stop(ctx: Distributed, *, all_finished: bool = True) -> None:
+    """Leave the process group :func:`start` joined (nothing to do for one process).
+
+    ``all_finished`` says every rank got here the normal way; they then wait for
+    each other first, because gloo aborts a process ("terminate called without an
+    active exception") whose peer closes its connections while it still uses them.
+    After a failure no rank waits: a peer may never arrive.
+    """
     if ctx.active and dist.is_initialized():
+        if all_finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

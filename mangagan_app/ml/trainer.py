@@ -384,11 +384,14 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
         bf16 = use_bf16(cfg.precision, choice.device)
         ranks, device = distributed.start(choice.device, cfg.batch)
         try:
-            return _train(cfg, run_dir, state, keep_current, ranks, device, bf16, choice.description,
-                          progress if ranks.is_main else None, should_stop,
-                          on_preview if ranks.is_main else None, faces)
-        finally:
-            distributed.stop(ranks)
+            result = _train(cfg, run_dir, state, keep_current, ranks, device, bf16, choice.description,
+                            progress if ranks.is_main else None, should_stop,
+                            on_preview if ranks.is_main else None, faces)
+        except BaseException:
+            distributed.stop(ranks, all_finished=False)
+            raise
+        distributed.stop(ranks)
+        return result
 
 
 def _set_learning_rates(models: GanModels, cfg: TrainingConfig, step: int, total_steps: int) -> None:
