@@ -1,7 +1,7 @@
 """The old trainer, the current trainer and a plain DCGAN on real anime faces, at the same CPU budget.
 
     python benchmarks/real_faces.py DATA --tagger TAGGER [--minutes 30] [--sizes 30k,3k]
-        [--variants old,new,baseline] [--out FOLDER] [--old-commit 85777a9] [--n 2000] [--no-eval]
+        [--variants old,new,new-noaug,baseline] [--out FOLDER] [--old-commit 85777a9] [--n 2000] [--no-eval]
 
 DATA is the real-faces development set (its tar or extracted folder), split by
 ``real_faces_data.split_real_faces`` into linked folders under ``--out``: size ``30k`` trains on
@@ -11,7 +11,12 @@ the metrics compare against. The variants:
 * ``old``: ``mangagan train DATA RUN --epochs 1000 --threads 1 --seed 0`` run from a git worktree
   of ``--old-commit`` (made under ``--out``);
 * ``new``: the same command with this checkout's code and defaults;
+* ``new-noaug``: ``new`` with ``--augment none`` (what the adaptive augmentation does);
 * ``baseline``: ``benchmarks/dcgan_baseline.py`` (a plain unconditional DCGAN, fp32).
+
+DATA may also be a sketchbook folder (``mangagan synth``): it splits by the same rule (size
+``30k`` is then its ``train`` part, nine tenths of it), and ``--tagger
+weights/tagger/tagger.safetensors`` reads it.
 
 Each variant is its own process pinned to one core (``taskset``), two at a time on a two-core
 machine, and is stopped with SIGINT (the trainers save a checkpoint and exit) when its own CPU
@@ -52,7 +57,7 @@ import dcgan_baseline  # siblings in benchmarks/, on the import path when this r
 import numpy as np
 import torch
 from PIL import Image
-from real_faces_data import split_real_faces
+from real_faces_data import numbered_faces, split_real_faces
 
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
 from mangagan_app.ml.dataset import load_face_folder
@@ -63,8 +68,14 @@ from mangagan_app.ml.tagger import load_tagger
 
 REPO = Path(__file__).resolve().parent.parent
 SIZES = {"30k": "train", "3k": "train3k"}
-VARIANTS = ("old", "new", "baseline")
-APP_VARIANTS = ("old", "new")  # the app's trainer, conditional
+# The app's trainer (conditional): the old commit, this checkout's defaults, and this checkout with
+# one default changed (to measure what that default does).
+APP_VARIANT_FLAGS = {
+    "old": [],
+    "new": [],
+    "new-noaug": ["--augment", "none"],
+}
+VARIANTS = (*APP_VARIANT_FLAGS, "baseline")
 # Points of the run (fractions of its steps) where the D(real)/D(fake) trajectory is read, and
 # the share of the run each reading averages over (one tick is too noisy to read alone).
 TRAJECTORY_POINTS = (0.10, 0.25, 0.50, 1.00)
@@ -210,6 +221,7 @@ def command(job: Job, faces: Path) -> list[str]:
         "1",
         "--seed",
         "0",
+        *APP_VARIANT_FLAGS[job.variant],
     ]
 
 
@@ -506,11 +518,11 @@ def main() -> int:
     stop = StopRequest()
     out = args.out.resolve()
     parts = split_real_faces(args.data, out / "faces")
-    counts = {part: sum(1 for _ in folder.glob("*.jpg")) for part, folder in parts.items()}
+    counts = {part: len(numbered_faces(folder)) for part, folder in parts.items()}
     home = out / f"{args.minutes:g}min"
     jobs = [Job(size, variant, home / size / variant) for size in sizes for variant in variants]
     tree = old_worktree(out, args.old_commit) if "old" in variants else None
-    codes = {v: verify_code(v, tree) for v in variants if v in APP_VARIANTS}
+    codes = {v: verify_code(v, tree) for v in variants if v in APP_VARIANT_FLAGS}
     for variant, code in codes.items():
         print(f"{variant}: mangagan_app from {code['imports']} ({code['commit']})")
 

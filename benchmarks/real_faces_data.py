@@ -2,7 +2,9 @@
 
 The set (its tar or the extracted folder, ``<id>.jpg`` + optional
 ``<id>.txt``) is third-party artwork: it is never copied, only linked from a folder
-outside the repository. The rule, by the numeric id of each face:
+outside the repository. A sketchbook folder (``<id>.png`` + ``<id>.txt``, from
+``mangagan synth``) splits by the same rule, so the trainers can be compared on both.
+The rule, by the numeric id of each face:
 
 * ``measure``  — id % 10 == 0 (about 3,000 faces): no training run ever sees them;
 * ``train``    — every other face (about 27,400);
@@ -19,6 +21,7 @@ import tarfile
 from pathlib import Path
 
 PARTS = ("train", "train3k", "measure")
+FACE_SUFFIXES = (".jpg", ".png")
 
 
 def _part_of(face_id: int) -> tuple[str, ...]:
@@ -27,12 +30,18 @@ def _part_of(face_id: int) -> tuple[str, ...]:
     return ("train", "train3k") if face_id % 10 == 1 else ("train",)
 
 
+def numbered_faces(folder: Path) -> list[Path]:
+    """The faces of ``folder`` named by a number, in the order of their numbers."""
+    faces = (p for p in folder.iterdir() if p.suffix in FACE_SUFFIXES and p.stem.isdigit())
+    return sorted(faces, key=lambda p: int(p.stem))
+
+
 def _source_folder(data: Path, out: Path) -> Path:
     """The folder holding the faces: ``data`` itself, its only subfolder (a tar's top folder), or
     the tar extracted under ``out``."""
     if data.is_dir():
         subfolders = [p for p in data.iterdir() if p.is_dir()]
-        has_faces = any(p.stem.isdigit() for p in data.glob("*.jpg"))
+        has_faces = bool(numbered_faces(data))
         return subfolders[0] if not has_faces and len(subfolders) == 1 else data
     if not tarfile.is_tarfile(data):
         raise ValueError(f"{data}: neither a folder nor a tar archive")
@@ -49,13 +58,13 @@ def split_real_faces(data: str | Path, out: str | Path) -> dict[str, Path]:
     """Link every face of ``data`` into ``out/<part>`` by the fixed rule; returns the part folders.
 
     Idempotent: links already present are kept. Raises ``ValueError`` when ``data``
-    holds no numbered ``.jpg`` faces.
+    holds no numbered ``.jpg`` or ``.png`` faces.
     """
     out = Path(out)
     source = _source_folder(Path(data), out)
-    faces = sorted((p for p in source.glob("*.jpg") if p.stem.isdigit()), key=lambda p: int(p.stem))
+    faces = numbered_faces(source)
     if not faces:
-        raise ValueError(f"{source}: no numbered .jpg faces")
+        raise ValueError(f"{source}: no numbered .jpg or .png faces")
     folders = {part: out / part for part in PARTS}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
@@ -74,9 +83,8 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="a folder outside the repository for the linked parts")
     args = parser.parse_args()
     for part, folder in split_real_faces(args.data, args.out).items():
-        jpgs = len(list(folder.glob("*.jpg")))
         tagged = len(list(folder.glob("*.txt")))
-        print(f"{part:8s} {folder}  {jpgs} faces, {tagged} tagged")
+        print(f"{part:8s} {folder}  {len(numbered_faces(folder))} faces, {tagged} tagged")
 
 
 if __name__ == "__main__":
