@@ -89,8 +89,22 @@ def folder_size(path: Path) -> int:
 def run_pyinstaller(dist: Path, work: Path, weights_dir: Path, naive: bool) -> None:
     if importlib.util.find_spec("PyInstaller") is None:
         raise BuildError("PyInstaller is not installed: run  .venv/bin/pip install -e '.[build]'")
-    command = [sys.executable, "-m", "PyInstaller", str(SPEC), "--noconfirm", "--log-level", "WARN",
-               "--distpath", str(dist), "--workpath", str(work), "--", "--weights-dir", str(weights_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        str(SPEC),
+        "--noconfirm",
+        "--log-level",
+        "WARN",
+        "--distpath",
+        str(dist),
+        "--workpath",
+        str(work),
+        "--",
+        "--weights-dir",
+        str(weights_dir),
+    ]
     if naive:
         command.append("--naive")
     if subprocess.run(command, cwd=ROOT).returncode != 0:
@@ -129,8 +143,13 @@ def run_self_test(app_dir: Path, output: Path) -> None:
     program = app_dir / (NAME + (".exe" if sys.platform == "win32" else ""))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QT_"))}
     try:
-        result = subprocess.run([str(program), "--self-test", "--output", str(output)], env=env,
-                                capture_output=True, text=True, timeout=SELF_TEST_TIMEOUT_S)
+        result = subprocess.run(
+            [str(program), "--self-test", "--output", str(output)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SELF_TEST_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
         raise BuildError(f"the self-test of {program} did not finish in {SELF_TEST_TIMEOUT_S} s") from None
     print(result.stdout, end="")
@@ -164,8 +183,10 @@ def write_archive(app_dir: Path, archive: Path) -> None:
 def build(dist: Path, work: Path, weights_dir: Path, *, naive: bool = False) -> Path:
     """Build, self-test and archive; return the archive path. Raises :class:`BuildError`."""
     if not sorted(weights_dir.glob("*.safetensors")):
-        raise BuildError(f"no model to ship: {weights_dir} holds no .safetensors file "
-                         "(export one with `mangagan export RUN weights/NAME`, or pass --weights-dir)")
+        raise BuildError(
+            f"no model to ship: {weights_dir} holds no .safetensors file "
+            "(export one with `mangagan export RUN weights/NAME`, or pass --weights-dir)"
+        )
     start = time.perf_counter()
     run_pyinstaller(dist, work, weights_dir, naive)
     app_dir = dist / NAME
@@ -181,20 +202,33 @@ def build(dist: Path, work: Path, weights_dir: Path, *, naive: bool = False) -> 
     archive = dist / archive_name(app_version())
     packed = time.perf_counter()
     write_archive(app_dir, archive)
-    print(f"wrote {archive}: {archive.stat().st_size / 1e6:.0f} MB "
-          f"(packed in {time.perf_counter() - packed:.0f} s; {time.perf_counter() - start:.0f} s in all)")
+    print(
+        f"wrote {archive}: {archive.stat().st_size / 1e6:.0f} MB "
+        f"(packed in {time.perf_counter() - packed:.0f} s; {time.perf_counter() - start:.0f} s in all)"
+    )
     return archive
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights",
-                        help="model folder to ship as weights/ (default: weights/)")
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=ROOT / "weights",
+        help="model folder to ship as weights/ (default: weights/)",
+    )
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="output folder (default: dist/)")
-    parser.add_argument("--work", type=Path, default=ROOT / "build",
-                        help="PyInstaller's work folder, reused by the next build (default: build/)")
-    parser.add_argument("--naive", action="store_true",
-                        help="no exclusions: everything PyInstaller's hooks collect (to measure what they save)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=ROOT / "build",
+        help="PyInstaller's work folder, reused by the next build (default: build/)",
+    )
+    parser.add_argument(
+        "--naive",
+        action="store_true",
+        help="no exclusions: everything PyInstaller's hooks collect (to measure what they save)",
+    )
     args = parser.parse_args(argv)
     try:
         build(args.dist.resolve(), args.work.resolve(), args.weights_dir.resolve(), naive=args.naive)

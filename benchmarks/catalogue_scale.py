@@ -62,14 +62,36 @@ def build_catalogue(folder: Path, faces: int, seed: int = 0) -> float:
         for job in jobs:
             n = min(FACES_PER_SOURCE, left)
             left -= n
-            hashes = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=n, dtype=np.int64)
-            cat.record(SourceResult(
-                source_id=job.source_id, path=job.path, size=1, mtime_ns=1, sha256="0" * 64, width=2000,
-                height=2000, error=None, faces=tuple(FaceResult(
-                    idx=k, box=(10, 10, 50, 50), square=(0, 0, 70, 70), likelihood=float(rng.random()),
-                    hair_rgb=(1, 2, 3), eye_rgb=(4, 5, 6), skin_rgb=(7, 8, 9),
-                    crop_file=f"crops/shared_{int(rng.integers(CROP_FILES)):02d}.png", crop_size=64,
-                    tags=("blue_hair", "smile"), tags_source="detector", dhash=int(hashes[k])) for k in range(n))))
+            hashes = rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64)
+            cat.record(
+                SourceResult(
+                    source_id=job.source_id,
+                    path=job.path,
+                    size=1,
+                    mtime_ns=1,
+                    sha256="0" * 64,
+                    width=2000,
+                    height=2000,
+                    error=None,
+                    faces=tuple(
+                        FaceResult(
+                            idx=k,
+                            box=(10, 10, 50, 50),
+                            square=(0, 0, 70, 70),
+                            likelihood=float(rng.random()),
+                            hair_rgb=(1, 2, 3),
+                            eye_rgb=(4, 5, 6),
+                            skin_rgb=(7, 8, 9),
+                            crop_file=f"crops/shared_{int(rng.integers(CROP_FILES)):02d}.png",
+                            crop_size=64,
+                            tags=("blue_hair", "smile"),
+                            tags_source="detector",
+                            dhash=int(hashes[k]),
+                        )
+                        for k in range(n)
+                    ),
+                )
+            )
         ids = cat.face_ids(order="source")
         # A review in progress: a third kept, a third rejected.
         chosen = rng.permutation(np.asarray(ids))[: 2 * len(ids) // 3]
@@ -160,8 +182,15 @@ def measure(app: QApplication, folder: Path, frames: int, jumps: int, seed: int 
             bar.setValue(bar.value() + step)
             viewport.repaint()
         wheel.append(clock)
-    result = {"rows": tab.model.rowCount(), "first_paint": first_paint, "filters": filters,
-              "wheel": wheel, "jump": jump, "scroll_max": bar.maximum(), "layout": layout}
+    result = {
+        "rows": tab.model.rowCount(),
+        "first_paint": first_paint,
+        "filters": filters,
+        "wheel": wheel,
+        "jump": jump,
+        "scroll_max": bar.maximum(),
+        "layout": layout,
+    }
     tab.shutdown()
     tab.deleteLater()
     app.processEvents()
@@ -172,12 +201,18 @@ def _report(name: str, faces: int, build: float, r: dict[str, object]) -> None:
     print(f"\n{name}: {faces} faces (grid shows {r['rows']} rows; scroll range {r['scroll_max']} px)")
     print(f"  build (catalogue API, 200 faces per transaction): {build:.1f} s")
     fp = r["first_paint"]
-    print(f"  first paint: {fp.wall:.3f} s wall, {fp.cpu:.3f} s CPU "
-          f"(whole grid laid out {r['layout']:.2f} s after the filters)")
-    print("  filter change (wall / CPU): " + ", ".join(f"{k} {v.wall:.3f} / {v.cpu:.3f} s"
-                                                     for k, v in r["filters"].items()))
-    for key, label in (("wheel", f"wheel scroll, 3 rows per frame, {len(r['wheel'])} frames from the top"),
-                       ("jump", f"{len(r['jump'])} random scroll-bar jumps")):
+    print(
+        f"  first paint: {fp.wall:.3f} s wall, {fp.cpu:.3f} s CPU "
+        f"(whole grid laid out {r['layout']:.2f} s after the filters)"
+    )
+    print(
+        "  filter change (wall / CPU): "
+        + ", ".join(f"{k} {v.wall:.3f} / {v.cpu:.3f} s" for k, v in r["filters"].items())
+    )
+    for key, label in (
+        ("wheel", f"wheel scroll, 3 rows per frame, {len(r['wheel'])} frames from the top"),
+        ("jump", f"{len(r['jump'])} random scroll-bar jumps"),
+    ):
         for kind in ("wall", "cpu"):
             med, p95, worst = _stats([getattr(c, kind) for c in r[key]])
             print(f"  {label} ({kind}): median {med:.1f} ms, p95 {p95:.1f} ms, max {worst:.1f} ms")
@@ -186,8 +221,10 @@ def _report(name: str, faces: int, build: float, r: dict[str, object]) -> None:
 def _ratios(base: dict[str, object], big: dict[str, object], label: str) -> None:
     for kind in ("wall", "cpu"):
         parts = [f"first paint ×{getattr(big['first_paint'], kind) / getattr(base['first_paint'], kind):.2f}"]
-        parts += [f"{k} ×{getattr(big['filters'][k], kind) / max(getattr(base['filters'][k], kind), 1e-9):.2f}"
-                  for k in big["filters"]]
+        parts += [
+            f"{k} ×{getattr(big['filters'][k], kind) / max(getattr(base['filters'][k], kind), 1e-9):.2f}"
+            for k in big["filters"]
+        ]
         for key in ("wheel", "jump"):
             b, g = (_stats([getattr(c, kind) for c in r[key]]) for r in (base, big))
             parts.append(f"{key} median ×{g[0] / max(b[0], 1e-9):.2f} p95 ×{g[1] / max(b[1], 1e-9):.2f}")

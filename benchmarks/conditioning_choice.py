@@ -54,8 +54,12 @@ def train_tagger(faces: FaceSet, steps: int, width: int, seed: int = 0) -> Discr
 
 @torch.no_grad()
 def scores(tagger: Discriminator, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([tagger(images[i:i + 256], torch.zeros(len(images[i:i + 256]), VOCABULARY.dim))[1]
-                      for i in range(0, len(images), 256)])
+    return torch.cat(
+        [
+            tagger(images[i : i + 256], torch.zeros(len(images[i : i + 256]), VOCABULARY.dim))[1]
+            for i in range(0, len(images), 256)
+        ]
+    )
 
 
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -65,7 +69,7 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     start = 0
     for group in VOCABULARY.groups:
         n = len(group.values)
-        p, t = pred[:, start:start + n], target[:, start:start + n]
+        p, t = pred[:, start : start + n], target[:, start : start + n]
         if group.exclusive:
             out[group.name] = float((p.argmax(1) == t.argmax(1)).float().mean())
         else:
@@ -74,7 +78,8 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
             out["tag_recall"] = float(said[present].float().mean())
             out["tag_false_pos"] = float(said[~present].float().mean())
             out["worst_tag_recall"] = min(
-                float(said[:, i][present[:, i]].float().mean()) for i in range(n) if present[:, i].any())
+                float(said[:, i][present[:, i]].float().mean()) for i in range(n) if present[:, i].any()
+            )
         start += n
     return out
 
@@ -92,8 +97,11 @@ def main() -> None:
     ap.add_argument("--tagger-cache", help="file to keep the trained tagger in (shared by parallel runs)")
     ap.add_argument("--tagger-width", type=int, default=32)
     ap.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"))
-    ap.add_argument("--wait-for-tagger", action="store_true",
-                    help="wait for --tagger-cache to appear instead of training the tagger here")
+    ap.add_argument(
+        "--wait-for-tagger",
+        action="store_true",
+        help="wait for --tagger-cache to appear instead of training the tagger here",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,31 +132,55 @@ def main() -> None:
                     tagger_cache.with_suffix(".tmp").replace(tagger_cache)
             x_test = test_part.batch(torch.arange(len(test_part)), torch.zeros(len(test_part), dtype=torch.bool))[0]
             results["tagger_on_real"] = accuracy(scores(net, x_test), test_part.cond)
-            print(f"tagger on {held} unseen real faces ({time.perf_counter() - t0:.0f} s): "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in results["tagger_on_real"].items()), flush=True)
+            print(
+                f"tagger on {held} unseen real faces ({time.perf_counter() - t0:.0f} s): "
+                + ", ".join(f"{k} {v:.3f}" for k, v in results["tagger_on_real"].items()),
+                flush=True,
+            )
             tagger_box.append(net)
         return tagger_box[0]
 
     rng = np.random.default_rng(123)
     hair = VOCABULARY.group("hair_colour").values
-    conds = torch.from_numpy(np.stack([
-        complete_condition(Attributes({"hair_colour": hair[i % len(hair)]},
-                                      {t for t in VOCABULARY.free_tags if rng.random() < 0.2}), rng)
-        for i in range(1300)]))
+    conds = torch.from_numpy(
+        np.stack(
+            [
+                complete_condition(
+                    Attributes(
+                        {"hair_colour": hair[i % len(hair)]}, {t for t in VOCABULARY.free_tags if rng.random() < 0.2}
+                    ),
+                    rng,
+                )
+                for i in range(1300)
+            ]
+        )
+    )
     # "looking_up" and "looking_down" together is not a face the data has.
-    up, down = VOCABULARY.offset("tags") + np.array([VOCABULARY.free_tags.index(t) for t in ("looking_up",
-                                                                                         "looking_down")])
+    up, down = VOCABULARY.offset("tags") + np.array(
+        [VOCABULARY.free_tags.index(t) for t in ("looking_up", "looking_down")]
+    )
     conds[conds[:, up] * conds[:, down] > 0, down] = 0
     z = noise(len(conds), 128, 99)
 
     if not args.choices:
         tagger()
     for choice in filter(None, args.choices.split(",")):
-        cfg = TrainingConfig(data=args.data, width=args.width, conditioning=choice, loss=args.loss,
-                             epochs=1000, preview_steps=10**9, checkpoint_minutes=10**6, threads=args.threads,
-                             precision=args.precision)
-        run = out / f"{choice}-{args.loss}-w{args.width}" if args.precision == "fp32" else \
-            out / f"{choice}-{args.loss}-w{args.width}-{args.precision}"
+        cfg = TrainingConfig(
+            data=args.data,
+            width=args.width,
+            conditioning=choice,
+            loss=args.loss,
+            epochs=1000,
+            preview_steps=10**9,
+            checkpoint_minutes=10**6,
+            threads=args.threads,
+            precision=args.precision,
+        )
+        run = (
+            out / f"{choice}-{args.loss}-w{args.width}"
+            if args.precision == "fp32"
+            else out / f"{choice}-{args.loss}-w{args.width}-{args.precision}"
+        )
         resume = (run / "checkpoint.pt").exists()
         done = [load_resume_state(run)["step"] if resume else 0]
 
@@ -168,10 +200,13 @@ def main() -> None:
             g.load_state_dict(state[key])
             g.eval()
             with torch.no_grad():
-                images = torch.cat([g(z[i:i + 256], conds[i:i + 256]) for i in range(0, len(z), 256)])
+                images = torch.cat([g(z[i : i + 256], conds[i : i + 256]) for i in range(0, len(z), 256)])
             row[key] = accuracy(scores(tagger(), images), conds)
-            print(f"{choice:<11} {key:<5} {state['step']} steps: "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in row[key].items()), flush=True)
+            print(
+                f"{choice:<11} {key:<5} {state['step']} steps: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in row[key].items()),
+                flush=True,
+            )
         results["runs"][choice] = row
     (out / "conditioning_choice.json").write_text(json.dumps(results, indent=2))
 

@@ -16,6 +16,7 @@ centre inside it. Prints:
 4. the window's event-loop responsiveness while a crop run goes on (largest gap
    between 10 ms timer ticks).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,14 @@ def match(detections, placed):
     found, stray = {}, 0
     for face in detections:
         cx, cy = face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2
-        hit = next((i for i, ((x, y, w, h), _) in enumerate(placed)
-                    if iou(face.box, (x, y, w, h)) >= 0.3 or (x <= cx < x + w and y <= cy < y + h)), None)
+        hit = next(
+            (
+                i
+                for i, ((x, y, w, h), _) in enumerate(placed)
+                if iou(face.box, (x, y, w, h)) >= 0.3 or (x <= cx < x + w and y <= cy < y + h)
+            ),
+            None,
+        )
         if hit is None:
             stray += 1
         elif hit not in found:
@@ -66,8 +73,9 @@ def match(detections, placed):
 
 
 def app_scales(w: int, h: int, cfg: CropConfig) -> list[float]:
-    return detection_scales(w, h, min_face=cfg.min_face, detect_face_px=cfg.detect_face_px,
-                            pyramid_step=cfg.pyramid_step)
+    return detection_scales(
+        w, h, min_face=cfg.min_face, detect_face_px=cfg.detect_face_px, pyramid_step=cfg.pyramid_step
+    )
 
 
 def bench_scales(scenes, cfg: CropConfig) -> None:
@@ -76,14 +84,17 @@ def bench_scales(scenes, cfg: CropConfig) -> None:
         "full resolution, one pass": lambda w, h: [1.0],
         "app pyramid (min face 48)": lambda w, h: app_scales(w, h, cfg),
         "app pyramid, --min-face 96": lambda w, h: app_scales(w, h, big_face_cfg),
-        "full + quarter (step 4)": lambda w, h: detection_scales(w, h, min_face=cfg.min_face,
-                                                                 detect_face_px=cfg.detect_face_px, pyramid_step=4.0),
+        "full + quarter (step 4)": lambda w, h: detection_scales(
+            w, h, min_face=cfg.min_face, detect_face_px=cfg.detect_face_px, pyramid_step=4.0
+        ),
         "long side 1024, one pass": lambda w, h: [min(1.0, 1024 / max(w, h))],
     }
     total = sum(len(p) for _, p in scenes)
     big = sum(1 for _, p in scenes for (b, _) in p if b[2] >= 96)
-    print(f"\n1. detection plans on {len(scenes)} scenes with longer side >= 2000 px "
-          f"({total} faces, {big} of them >= 96 px wide)")
+    print(
+        f"\n1. detection plans on {len(scenes)} scenes with longer side >= 2000 px "
+        f"({total} faces, {big} of them >= 96 px wide)"
+    )
     print(f"{'plan':<30}{'recall':>8}{'>=96px':>8}{'false+':>8}{'s/image':>9}{'speed':>7}")
     baseline = None
     for name, plan in plans.items():
@@ -96,14 +107,18 @@ def bench_scales(scenes, cfg: CropConfig) -> None:
             strays += stray
         seconds = (time.perf_counter() - started) / len(scenes)
         baseline = baseline or seconds
-        print(f"{name:<30}{hits / total:>8.1%}{hits_big / max(big, 1):>8.1%}{strays:>8}{seconds:>9.2f}"
-              f"{baseline / seconds:>6.1f}x")
+        print(
+            f"{name:<30}{hits / total:>8.1%}{hits_big / max(big, 1):>8.1%}{strays:>8}{seconds:>9.2f}"
+            f"{baseline / seconds:>6.1f}x"
+        )
 
 
 def bench_throughput(scenes, cfg: CropConfig) -> None:
     sides = sorted(max(image.size) for image, _ in scenes)
-    print(f"\n2. whole crop run (read, detect, crop, write, catalogue) on {len(scenes)} scenes "
-          f"(longer side {sides[0]}-{sides[-1]} px, median {sides[len(sides) // 2]})")
+    print(
+        f"\n2. whole crop run (read, detect, crop, write, catalogue) on {len(scenes)} scenes "
+        f"(longer side {sides[0]}-{sides[-1]} px, median {sides[len(sides) // 2]})"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "src")
         src.mkdir()
@@ -114,8 +129,10 @@ def bench_throughput(scenes, cfg: CropConfig) -> None:
             run_cfg = CropConfig(**{**cfg.to_dict(), "workers": workers})
             summary = crop_sources([src], Path(tmp, f"ds{workers}"), run_cfg)
             rates[workers] = summary.processed / summary.seconds
-            print(f"  {workers} worker(s): {rates[workers]:.2f} images/s, {summary.faces / summary.seconds:.1f} "
-                  f"crops/s ({summary.faces} crops, {summary.seconds:.1f} s incl. process start)")
+            print(
+                f"  {workers} worker(s): {rates[workers]:.2f} images/s, {summary.faces / summary.seconds:.1f} "
+                f"crops/s ({summary.faces} crops, {summary.seconds:.1f} s incl. process start)"
+            )
         if len(rates) > 1:
             print(f"  speed-up: x{rates[max(rates)] / rates[1]:.2f}")
 
@@ -132,8 +149,10 @@ def bench_colours(scenes, cfg: CropConfig) -> None:
             eye += nearest_colour(face.eye_rgb, "eye_colour") == attrs.get("eye_colour")
             confusion[(attrs.get("hair_colour"), guess_hair)] += 1
             n += 1
-    print(f"\n3. detector colour -> vocabulary on {n} found faces: hair {hair / n:.1%}, eyes {eye / n:.1%} right "
-          f"(chance: 1/{len(HAIR_REFERENCE_RGB)} and 1/{len(EYE_REFERENCE_RGB)})")
+    print(
+        f"\n3. detector colour -> vocabulary on {n} found faces: hair {hair / n:.1%}, eyes {eye / n:.1%} right "
+        f"(chance: 1/{len(HAIR_REFERENCE_RGB)} and 1/{len(EYE_REFERENCE_RGB)})"
+    )
     wrong = [(k, v) for k, v in confusion.most_common() if k[0] != k[1]][:8]
     print("  commonest hair mistakes (true -> mapped): " + ", ".join(f"{a}->{b} x{v}" for (a, b), v in wrong))
 
@@ -163,8 +182,10 @@ def bench_responsiveness(scenes, cfg: CropConfig) -> None:
         timer.stop()
         worker.wait()
     gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-    print(f"\n4. event loop while cropping {len(scenes)} scenes: {len(ticks)} ticks, largest gap "
-          f"{max(gaps) * 1000:.0f} ms, median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms")
+    print(
+        f"\n4. event loop while cropping {len(scenes)} scenes: {len(ticks)} ticks, largest gap "
+        f"{max(gaps) * 1000:.0f} ms, median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms"
+    )
 
 
 def main() -> None:

@@ -22,19 +22,42 @@ from mangagan_app.ml.tagger import load_tagger
 
 def summary_rows(results: list[dict]) -> list[tuple[str, list[str]]]:
     """(label, one cell per model) rows of the comparison."""
+
     def pct(x: float) -> str:
         return f"{100 * x:.1f}%"
 
-    rows = [("model", [r["model"]["name"] for r in results]),
-            ("training steps", [str(r["model"]["training_steps"]) for r in results])]
+    rows = [
+        ("model", [r["model"]["name"] for r in results]),
+        ("training steps", [str(r["model"]["training_steps"]) for r in results]),
+    ]
     for group in ("hair_colour", "eye_colour", "hair_style", "tags"):
-        rows.append((f"{group} mean / worst", [f"{pct(r['attributes']['groups'][group]['mean'])} / "
-                                                f"{pct(r['attributes']['groups'][group]['worst'])}" for r in results]))
-    rows.append(("Fréchet (tagger) gen / floor", [f"{r['fidelity']['generated_vs_real']:.3f} / "
-                                                  f"{r['fidelity']['real_vs_real_floor']:.3f}" for r in results]))
-    rows.append(("memorisation (both / px / feat)", [
-        f"{pct(r['originality']['memorisation_rate'])} / {pct(r['originality']['pixels']['memorisation_rate'])} / "
-        f"{pct(r['originality']['features']['memorisation_rate'])}" for r in results]))
+        rows.append(
+            (
+                f"{group} mean / worst",
+                [
+                    f"{pct(r['attributes']['groups'][group]['mean'])} / "
+                    f"{pct(r['attributes']['groups'][group]['worst'])}"
+                    for r in results
+                ],
+            )
+        )
+    rows.append(
+        (
+            "Fréchet (tagger) gen / floor",
+            [f"{r['fidelity']['generated_vs_real']:.3f} / {r['fidelity']['real_vs_real_floor']:.3f}" for r in results],
+        )
+    )
+    rows.append(
+        (
+            "memorisation (both / px / feat)",
+            [
+                f"{pct(r['originality']['memorisation_rate'])} / "
+                f"{pct(r['originality']['pixels']['memorisation_rate'])} / "
+                f"{pct(r['originality']['features']['memorisation_rate'])}"
+                for r in results
+            ],
+        )
+    )
     rows.append(("detectability ratio", [f"{r['detectability']['ratio']:.3f}" for r in results]))
     return rows
 
@@ -51,16 +74,19 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     parser.add_argument("--json", default="quality.json", help="where to write all reports (quality.json)")
     args = parser.parse_args()
-    settings = EvaluationSettings(n=args.n, per_value=args.per_value, detect=args.detect, unseen=args.unseen,
-                                  threads=args.threads)
+    settings = EvaluationSettings(
+        n=args.n, per_value=args.per_value, detect=args.detect, unseen=args.unseen, threads=args.threads
+    )
     tagger = load_tagger()
     results = []
     for weights in args.weights:
+
         def show(stage: str, done: int, total: int, name: str = Path(weights).stem) -> None:
             print(f"\r{name}: {stage} {done}/{total}".ljust(70), end="", file=sys.stderr, flush=True)
 
-        result, _ = evaluate(weights, args.data, settings=settings, tagger=tagger, unseen_dir=args.unseen_dir,
-                             progress=show)
+        result, _ = evaluate(
+            weights, args.data, settings=settings, tagger=tagger, unseen_dir=args.unseen_dir, progress=show
+        )
         print(file=sys.stderr)
         print(format_report(result), end="\n\n")
         results.append(result)

@@ -55,8 +55,12 @@ def memory_faces(root: Path, count: int | None) -> FaceSet:
     if count is None:
         return distinct
     reps = -(-count // len(distinct))
-    return FaceSet(distinct.images.repeat(reps, 1, 1, 1)[:count], distinct.cond.repeat(reps, 1)[:count],
-                   distinct.mask.repeat(reps, 1)[:count], source="repeated sketchbook")
+    return FaceSet(
+        distinct.images.repeat(reps, 1, 1, 1)[:count],
+        distinct.cond.repeat(reps, 1)[:count],
+        distinct.mask.repeat(reps, 1)[:count],
+        source="repeated sketchbook",
+    )
 
 
 def write_shards(root: Path, count: int) -> Path:
@@ -75,16 +79,22 @@ def write_shards(root: Path, count: int) -> Path:
         writer.add(hwc[:n], cond[:n], mask[:n])
         written += n
     writer.finish()
-    print(f"wrote {count} faces to {out} in {time.perf_counter() - t0:.1f} s "
-          f"({sum(p.stat().st_size for p in out.iterdir()) / 1e9:.2f} GB)", flush=True)
+    print(
+        f"wrote {count} faces to {out} in {time.perf_counter() - t0:.1f} s "
+        f"({sum(p.stat().st_size for p in out.iterdir()) / 1e9:.2f} GB)",
+        flush=True,
+    )
     return out
 
 
 def child(kind: str, path: str, steps: int, read_batches: int) -> dict:
     torch.set_num_threads(1)
     root = Path(path)
-    faces = (ShardSet(root) if kind.startswith("shards")
-             else memory_faces(root.parent, 20_000 if kind == "memory-20k" else None))
+    faces = (
+        ShardSet(root)
+        if kind.startswith("shards")
+        else memory_faces(root.parent, 20_000 if kind == "memory-20k" else None)
+    )
     rss_open = status_kb("VmRSS")
     g = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
@@ -101,18 +111,34 @@ def child(kind: str, path: str, steps: int, read_batches: int) -> dict:
 
     run = Path(path).parent / f"run_{kind}"
     shutil.rmtree(run, ignore_errors=True)
-    cfg = TrainingConfig(data=str(root), resolution=RES, width=32, batch=BATCH, epochs=1000, tick_steps=10,
-                         preview_steps=10**6, checkpoint_minutes=600.0, threads=1, precision="fp32")
+    cfg = TrainingConfig(
+        data=str(root),
+        resolution=RES,
+        width=32,
+        batch=BATCH,
+        epochs=1000,
+        tick_steps=10,
+        preview_steps=10**6,
+        checkpoint_minutes=600.0,
+        threads=1,
+        precision="fp32",
+    )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     train(cfg, run, faces=faces, should_stop=stop)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     ticks = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()][1:]  # first: warm-up
     shutil.rmtree(run, ignore_errors=True)
-    return {"kind": kind, "faces": len(faces), "read_batches_per_s": round(read_batches / read_seconds, 1),
-            "rss_open_mb": rss_open // 1024, "rss_after_read_mb": rss_after_read // 1024,
-            "train_img_per_s": round(float(np.mean([t["img_per_sec"] for t in ticks])), 1),
-            "img_per_cpu_s": round(steps * BATCH / cpu, 1), "wall_s": round(wall, 1),
-            "peak_rss_mb": status_kb("VmHWM") // 1024}
+    return {
+        "kind": kind,
+        "faces": len(faces),
+        "read_batches_per_s": round(read_batches / read_seconds, 1),
+        "rss_open_mb": rss_open // 1024,
+        "rss_after_read_mb": rss_after_read // 1024,
+        "train_img_per_s": round(float(np.mean([t["img_per_sec"] for t in ticks])), 1),
+        "img_per_cpu_s": round(steps * BATCH / cpu, 1),
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": status_kb("VmHWM") // 1024,
+    }
 
 
 def main() -> None:
@@ -137,8 +163,21 @@ def main() -> None:
     rows = []
     try:
         for kind, path in variants:
-            proc = subprocess.run([sys.executable, __file__, "--child", kind, str(path), "--steps", str(args.steps),
-                                   "--read-batches", str(args.read_batches)], capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    kind,
+                    str(path),
+                    "--steps",
+                    str(args.steps),
+                    "--read-batches",
+                    str(args.read_batches),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-2000:])
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -147,12 +186,16 @@ def main() -> None:
         if not args.keep:
             for n in args.sizes:
                 shutil.rmtree(root / f"shards_{n}", ignore_errors=True)
-    print(f"\n{'variant':<13} {'faces':>7} {'read b/s':>9} {'RSS open':>9} {'RSS read':>9} "
-          f"{'train img/s':>11} {'img/CPU-s':>9} {'peak RSS':>9}")
+    print(
+        f"\n{'variant':<13} {'faces':>7} {'read b/s':>9} {'RSS open':>9} {'RSS read':>9} "
+        f"{'train img/s':>11} {'img/CPU-s':>9} {'peak RSS':>9}"
+    )
     for r in rows:
-        print(f"{r['kind']:<13} {r['faces']:>7} {r['read_batches_per_s']:>9} {r['rss_open_mb']:>7}MB "
-              f"{r['rss_after_read_mb']:>7}MB {r['train_img_per_s']:>11} {r['img_per_cpu_s']:>9} "
-              f"{r['peak_rss_mb']:>7}MB")
+        print(
+            f"{r['kind']:<13} {r['faces']:>7} {r['read_batches_per_s']:>9} {r['rss_open_mb']:>7}MB "
+            f"{r['rss_after_read_mb']:>7}MB {r['train_img_per_s']:>11} {r['img_per_cpu_s']:>9} "
+            f"{r['peak_rss_mb']:>7}MB"
+        )
 
 
 if __name__ == "__main__":

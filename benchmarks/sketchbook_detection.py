@@ -77,8 +77,9 @@ def scene_task(seed: int, indices: list[int]) -> list[dict]:
     for i in indices:
         scene = render_scene(scene_rng(seed, i))
         w, h = scene.image.size
-        scales = detection_scales(w, h, min_face=cfg.min_face, detect_face_px=cfg.detect_face_px,
-                                  pyramid_step=cfg.pyramid_step)
+        scales = detection_scales(
+            w, h, min_face=cfg.min_face, detect_face_px=cfg.detect_face_px, pyramid_step=cfg.pyramid_step
+        )
         hits = detect_faces_multiscale(scene.image, scales)
         matched = set()
         faces = []
@@ -90,8 +91,16 @@ def scene_task(seed: int, indices: list[int]) -> list[dict]:
                     best, best_j = v, j
             if best >= 0.5:
                 matched.add(best_j)
-            faces.append({"scene": i, "canvas": [w, h], "box": list(face.box), "iou": best,
-                          "roll": face.roll_deg, "dark_skin": face.attributes.has("dark_skin")})
+            faces.append(
+                {
+                    "scene": i,
+                    "canvas": [w, h],
+                    "box": list(face.box),
+                    "iou": best,
+                    "roll": face.roll_deg,
+                    "dark_skin": face.attributes.has("dark_skin"),
+                }
+            )
         out.append({"faces": faces, "extra_hits": len(hits) - len(matched)})
     return out
 
@@ -121,8 +130,11 @@ def crop_report(rows: list[dict], size: int) -> dict:
     print(f"\n== training crops at {size} px: found {rate(rows)}   light skin {rate(light)}")
     summary = {"all": rate(rows), "light": rate(light)}
     for name in ("hair colour", "hair style", "eye colour", "tag", "skin", "head tilt"):
-        values = groups[name] if name != "head tilt" else {
-            f"{lo}-{hi} deg": groups[name][f"{lo}-{hi} deg"] for lo, hi in TILT_BINS}
+        values = (
+            groups[name]
+            if name != "head tilt"
+            else {f"{lo}-{hi} deg": groups[name][f"{lo}-{hi} deg"] for lo, hi in TILT_BINS}
+        )
         print(f"  {name}:")
         ordered = values.items() if name == "head tilt" else sorted(values.items())
         for value, sel in ordered:
@@ -145,20 +157,26 @@ def main(argv: list[str] | None = None) -> int:
     def progress(label: str):
         def show(done: int, total: int) -> None:
             print(f"\r{label} {done}/{total}", end="", file=sys.stderr, flush=True)
+
         return show
 
     for size in (128, 256):
         t = time.perf_counter()
         chunks = [(args.seed, list(range(i, min(i + 25, args.crops))), size) for i in range(0, args.crops, 25)]
-        rows, _ = run_chunks(crop_task, chunks, workers=args.workers, total=args.crops,
-                             progress=progress(f"crops {size}px"))
+        rows, _ = run_chunks(
+            crop_task, chunks, workers=args.workers, total=args.crops, progress=progress(f"crops {size}px")
+        )
         print(f"\r({time.perf_counter() - t:.0f} s)", file=sys.stderr)
         figures[f"crops_{size}"] = crop_report(rows, size)
 
-    chunks = [(args.seed + 1, list(range(i, min(i + 25, args.sweep))), float(d))
-              for d in SWEEP_DEGREES for i in range(0, args.sweep, 25)]
-    rows, _ = run_chunks(sweep_task, chunks, workers=args.workers, total=len(SWEEP_DEGREES) * args.sweep,
-                         progress=progress("tilt sweep"))
+    chunks = [
+        (args.seed + 1, list(range(i, min(i + 25, args.sweep))), float(d))
+        for d in SWEEP_DEGREES
+        for i in range(0, args.sweep, 25)
+    ]
+    rows, _ = run_chunks(
+        sweep_task, chunks, workers=args.workers, total=len(SWEEP_DEGREES) * args.sweep, progress=progress("tilt sweep")
+    )
     print("\n== tilt sweep (light skin, 128 px, head rolled by +-N degrees)", file=sys.stdout)
     figures["tilt_sweep"] = {}
     for d in SWEEP_DEGREES:
@@ -168,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     chunks = [(args.seed, [i]) for i in range(args.scenes)]
-    scenes, _ = run_chunks(scene_task, chunks, workers=args.workers, total=args.scenes,
-                           progress=progress("scenes"))
+    scenes, _ = run_chunks(scene_task, chunks, workers=args.workers, total=args.scenes, progress=progress("scenes"))
     print(f"\r({time.perf_counter() - t:.0f} s)", file=sys.stderr)
     rows = [face for scene in scenes for face in scene["faces"]]
     for r in rows:
@@ -182,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "all faces, box >= 100 px": big,
         "dark skin, box >= 100 px": [r for r in big if r["dark_skin"]],
         f"tilted > {SCENE_MAX_ROLL:.0f} deg, box >= 100 px": [r for r in big if abs(r["roll"]) > SCENE_MAX_ROLL],
-        "light upright, box 48-99 px": [r for r in rows if r["box"][2] < SCENE_MIN_BOX and not r["dark_skin"]
-                                        and abs(r["roll"]) <= SCENE_MAX_ROLL],
+        "light upright, box 48-99 px": [
+            r for r in rows if r["box"][2] < SCENE_MIN_BOX and not r["dark_skin"] and abs(r["roll"]) <= SCENE_MAX_ROLL
+        ],
     }
     figures["scenes"] = {}
     for label, sel in lines.items():

@@ -63,8 +63,9 @@ def _service(weights: str | None) -> GeneratorService:
     torch.manual_seed(0)
     generator = Generator(Architecture(resolution=64, width=32, cond_dim=VOCABULARY.dim)).eval()
     directions = compute_directions(generator, VOCABULARY, samples=2000)
-    return GeneratorService(generator, {"vocabulary": VOCABULARY.to_json(), "sha256": "random"},
-                            directions=directions, name="random")
+    return GeneratorService(
+        generator, {"vocabulary": VOCABULARY.to_json(), "sha256": "random"}, directions=directions, name="random"
+    )
 
 
 def _wait_for_paint(canvas, done, timeout_ms: int = 5000) -> None:
@@ -93,8 +94,10 @@ def main() -> int:
     args = parser.parse_args()
     _app = QApplication.instance() or QApplication(sys.argv)  # kept alive for the whole run
     service = _service(args.weights)
-    print(f"{service.resolution} px, render threads {service.render_threads}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{service.resolution} px, render threads {service.render_threads}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
@@ -106,8 +109,14 @@ def main() -> int:
         tab.canvas.painted.connect(lambda: painted.__setitem__("n", painted["n"] + 1))
         # The paint that counts is the first one after the new face reached the canvas.
         tab.face_shown.connect(lambda: painted.__setitem__("at_show", painted["n"]))
-        _wait_for_paint(tab.canvas, lambda: tab.current_pixels() is not None and tab._shown_token == tab._token
-                        and painted["n"] > painted["at_show"])
+        _wait_for_paint(
+            tab.canvas,
+            lambda: (
+                tab.current_pixels() is not None
+                and tab._shown_token == tab._token
+                and painted["n"] > painted["at_show"]
+            ),
+        )
 
         recipe = tab.current_recipe()
         rng = np.random.default_rng(0)
@@ -147,14 +156,20 @@ def main() -> int:
         slider.setSliderDown(False)
         tab.shutdown()
 
-    rows = [("render only (service, no Qt)", raw), ("paint only (canvas)", paint_only),
-            ("slider → painted, as shipped", adaptive), ("slider → painted, worker thread", threaded)]
+    rows = [
+        ("render only (service, no Qt)", raw),
+        ("paint only (canvas)", paint_only),
+        ("slider → painted, as shipped", adaptive),
+        ("slider → painted, worker thread", threaded),
+    ]
     print(f"\n{'':34}{'median ms':>10}{'p95 ms':>10}")
     for name, samples in rows:
         med, p95 = _stats(samples)
         print(f"{name:34}{med:10.2f}{p95:10.2f}")
-    print(f"(as shipped, faces rendering under {SHIPPED_SYNC_MS:g} ms are drawn on the GUI thread; "
-          f"mode at the end: {'GUI thread' if tab._render_ms < SHIPPED_SYNC_MS else 'worker'})")
+    print(
+        f"(as shipped, faces rendering under {SHIPPED_SYNC_MS:g} ms are drawn on the GUI thread; "
+        f"mode at the end: {'GUI thread' if tab._render_ms < SHIPPED_SYNC_MS else 'worker'})"
+    )
     end_to_end = adaptive
     (e2e, e2e_p95), base = _stats(end_to_end), _stats(raw)[0] + _stats(paint_only)[0]
     print(f"\nend to end / (render + paint) medians: {e2e / base:.2f}×; overhead {e2e - base:+.2f} ms")

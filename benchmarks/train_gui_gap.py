@@ -43,8 +43,10 @@ def measure_gaps(app, seconds: float) -> np.ndarray:
 
 
 def describe(name: str, gaps: np.ndarray) -> str:
-    return (f"{name:<22} ticks {len(gaps):>6}  median {np.median(gaps):6.1f} ms  "
-            f"p99 {np.percentile(gaps, 99):6.1f} ms  max {gaps.max():6.1f} ms")
+    return (
+        f"{name:<22} ticks {len(gaps):>6}  median {np.median(gaps):6.1f} ms  "
+        f"p99 {np.percentile(gaps, 99):6.1f} ms  max {gaps.max():6.1f} ms"
+    )
 
 
 def main() -> int:
@@ -79,12 +81,16 @@ def main() -> int:
     reached = tab.last_progress.step if tab.last_progress else 0
     tab.wait_for_worker()
 
-    print(f"machine: {os.cpu_count()} cores; width {args.width}; {args.faces} faces at 64 px; "
-          f"{args.seconds:.0f} s each; training had reached step {reached} at the end")
+    print(
+        f"machine: {os.cpu_count()} cores; width {args.width}; {args.faces} faces at 64 px; "
+        f"{args.seconds:.0f} s each; training had reached step {reached} at the end"
+    )
     print(describe("idle window", idle))
     print(describe("while training", training))
-    print(f"largest gap while training: {training.max():.1f} ms (goal <= 100 ms); "
-          f"ratio of p99 to idle p99: {np.percentile(training, 99) / np.percentile(idle, 99):.2f}x")
+    print(
+        f"largest gap while training: {training.max():.1f} ms (goal <= 100 ms); "
+        f"ratio of p99 to idle p99: {np.percentile(training, 99) / np.percentile(idle, 99):.2f}x"
+    )
     return 0
 
 

@@ -88,12 +88,20 @@ class PerItemFaces(torch.utils.data.Dataset):
 def run_baseline(args, workers: int) -> dict:
     items = folder_items(args.data)[: args.images]
     cfg = TrainingConfig(width=args.width, batch=args.batch, resolution=args.res)
-    models = GanModels(cfg, Architecture(args.res, args.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning),
-                       torch.device("cpu"))
-    loader = torch.utils.data.DataLoader(PerItemFaces(items, args.res), batch_size=args.batch, shuffle=True,
-                                         num_workers=workers, drop_last=True, persistent_workers=workers > 0)
-    pool = torch.from_numpy(np.stack([VOCABULARY.encode(VOCABULARY.parse_tags(t or "", strict=False)[0])[0]
-                                      for _, t in items]))
+    models = GanModels(
+        cfg, Architecture(args.res, args.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning), torch.device("cpu")
+    )
+    loader = torch.utils.data.DataLoader(
+        PerItemFaces(items, args.res),
+        batch_size=args.batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
+    pool = torch.from_numpy(
+        np.stack([VOCABULARY.encode(VOCABULARY.parse_tags(t or "", strict=False)[0])[0] for _, t in items])
+    )
 
     class FullyKnownLabels:
         """The labels train_step draws fakes from: this set's tags, every slot known."""
@@ -123,9 +131,18 @@ def run_trainer(args, precision: str) -> dict:
     t0 = time.perf_counter()
     faces = faces_from_items(folder_items(args.data)[: args.images], args.res)
     load_seconds = time.perf_counter() - t0
-    cfg = TrainingConfig(data=args.data, width=args.width, batch=args.batch, resolution=args.res, epochs=1000,
-                         tick_steps=1, preview_steps=10**9, checkpoint_minutes=10**6, threads=args.threads,
-                         precision=precision)
+    cfg = TrainingConfig(
+        data=args.data,
+        width=args.width,
+        batch=args.batch,
+        resolution=args.res,
+        epochs=1000,
+        tick_steps=1,
+        preview_steps=10**9,
+        checkpoint_minutes=10**6,
+        threads=args.threads,
+        precision=precision,
+    )
     times: list[float] = []
     cpu: list[float] = []
 
@@ -139,8 +156,11 @@ def run_trainer(args, precision: str) -> dict:
     # wall time from the end of the warm-up steps to the last step: everything the loop does
     seconds = times[-1] - times[WARMUP - 1]
     images = args.steps * args.batch
-    return {"img_per_sec": images / seconds, "img_per_cpu_sec": images / (cpu[-1] - cpu[WARMUP - 1]),
-            "load_seconds": load_seconds}
+    return {
+        "img_per_sec": images / seconds,
+        "img_per_cpu_sec": images / (cpu[-1] - cpu[WARMUP - 1]),
+        "load_seconds": load_seconds,
+    }
 
 
 def main() -> None:
@@ -166,24 +186,31 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    print(f"{args.images} images at {args.res} px, width {args.width}, batch {args.batch}, {args.steps} steps, "
-          f"{args.threads} threads; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.images} images at {args.res} px, width {args.width}, batch {args.batch}, {args.steps} steps, "
+        f"{args.threads} threads; load average {os.getloadavg()[0]:.1f}"
+    )
     rows = {}
     for variant in ("trainer", "trainer-fp32", "baseline-workers2", "baseline-workers0"):
-        proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--variant", variant],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--variant", variant], capture_output=True, text=True, check=True
+        )
         rows[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = rows[variant]
-        print(f"{variant:<18} {r['img_per_sec']:7.1f} img/s  {r['img_per_cpu_sec']:6.1f} img/CPU-s  "
-              f"load {r['load_seconds']:5.1f} s  "
-              f"peak RSS {r['peak_rss_mb']:6.0f} MB (+ workers {r['peak_rss_children_mb']:.0f} MB each at most)",
-              flush=True)
+        print(
+            f"{variant:<18} {r['img_per_sec']:7.1f} img/s  {r['img_per_cpu_sec']:6.1f} img/CPU-s  "
+            f"load {r['load_seconds']:5.1f} s  "
+            f"peak RSS {r['peak_rss_mb']:6.0f} MB (+ workers {r['peak_rss_children_mb']:.0f} MB each at most)",
+            flush=True,
+        )
     for key, label in (("img_per_sec", "wall-clock img/s"), ("img_per_cpu_sec", "images per CPU-second")):
         for variant in ("trainer", "trainer-fp32"):
             mine = rows[variant][key]
-            print(f"{label}: {variant} / pytorch/examples-style loop = "
-                  f"{mine / rows['baseline-workers2'][key]:.2f}× (2 workers), "
-                  f"{mine / rows['baseline-workers0'][key]:.2f}× (0 workers)")
+            print(
+                f"{label}: {variant} / pytorch/examples-style loop = "
+                f"{mine / rows['baseline-workers2'][key]:.2f}× (2 workers), "
+                f"{mine / rows['baseline-workers0'][key]:.2f}× (0 workers)"
+            )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -156,14 +156,18 @@ def _model_path(given: str | None) -> str:
     if given is None:
         found = find_default_weights(WEIGHTS_DIR) if WEIGHTS_DIR.is_dir() else None
         if found is None:
-            raise CommandError(f"no model in {WEIGHTS_DIR}: pass a NAME.safetensors, or export a run first with "
-                               "`mangagan export RUN weights/NAME`")
+            raise CommandError(
+                f"no model in {WEIGHTS_DIR}: pass a NAME.safetensors, or export a run first with "
+                "`mangagan export RUN weights/NAME`"
+            )
         return str(found)
     path = Path(given)
     run = path if path.is_dir() else path.parent
     if path.suffix == ".pt" or (path.is_dir() and ((run / "checkpoint.pt").exists() or (run / "config.json").exists())):
-        raise CommandError(f"{given} is a training run, not an exported model: export it first with "
-                           f"`mangagan export {run} weights/NAME`, then pass weights/NAME.safetensors")
+        raise CommandError(
+            f"{given} is a training run, not an exported model: export it first with "
+            f"`mangagan export {run} weights/NAME`, then pass weights/NAME.safetensors"
+        )
     if path.is_dir():
         models = ", ".join(sorted(p.name for p in path.glob("*.safetensors"))) or "none there"
         raise CommandError(f"{given} is a folder; pass one model file in it (NAME.safetensors: {models})")
@@ -273,18 +277,22 @@ def _cmd_tags(args: argparse.Namespace) -> int:
             vocabulary = Vocabulary.from_json(read_card(weights)["vocabulary"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CommandError(f"{weights}: the model card's vocabulary is not readable ({exc})") from exc
-        source = f"the model {weights}" + ("" if vocabulary == VOCABULARY else
-                                           " (another vocabulary than this app's: it cannot open this model)")
-    rows = [(g.label, v, g.tag(v), ", ".join(vocabulary.aliases(g.tag(v))))
-            for g in vocabulary.groups for v in g.values]
+        source = f"the model {weights}" + (
+            "" if vocabulary == VOCABULARY else " (another vocabulary than this app's: it cannot open this model)"
+        )
+    rows = [
+        (g.label, v, g.tag(v), ", ".join(vocabulary.aliases(g.tag(v)))) for g in vocabulary.groups for v in g.values
+    ]
     widths = [max(len(r[i]) for r in rows + [("group", "value", "tag", "")]) for i in range(3)]
     print(f"{len(rows)} tags of {source}:")
     print(f"{'group':<{widths[0]}}  {'value':<{widths[1]}}  {'tag':<{widths[2]}}  also read as")
     for group, value, tag, aliases in rows:
         print(f"{group:<{widths[0]}}  {value:<{widths[1]}}  {tag:<{widths[2]}}  {aliases}".rstrip())
     exclusive = ", ".join(g.label.lower() for g in vocabulary.groups if g.exclusive)
-    print(f"A face has one {exclusive} each and any of the other tags. Case does not matter, a space "
-          f"may stand for _, and {', '.join(sorted(IGNORED_TAGS))} are ignored.")
+    print(
+        f"A face has one {exclusive} each and any of the other tags. Case does not matter, a space "
+        f"may stand for _, and {', '.join(sorted(IGNORED_TAGS))} are ignored."
+    )
     return 0
 
 
@@ -305,8 +313,9 @@ def _cmd_crop(args: argparse.Namespace) -> int:
         raise _usage(f"--dataset {args.dataset} is a file; give a folder for the crops and catalogue.sqlite")
     paths = find_images(args.sources, exclude=args.dataset)
     if not paths:
-        raise CommandError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(args.sources)}; "
-                           "nothing was cropped")
+        raise CommandError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(args.sources)}; nothing was cropped"
+        )
     line = _ProgressLine("crop")
     line.stopping = "stopping after the images in progress (Ctrl+C again to abort)"
 
@@ -333,23 +342,31 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
     keep_from = -math.inf if args.keep_all else args.keep_above
     if keep_from is not None and args.reject_below is not None and keep_from < args.reject_below:
-        raise _usage(f"--keep-above {args.keep_above} is below --reject-below {args.reject_below}: "
-                     "a face between them would be kept and rejected")
+        raise _usage(
+            f"--keep-above {args.keep_above} is below --reject-below {args.reject_below}: "
+            "a face between them would be kept and rejected"
+        )
     with open_catalogue(args.dataset) as catalogue:
         if keep_from is None and args.reject_below is None:
             counts = catalogue.decision_counts()
             print(f"{args.dataset}: {sum(counts.values())} faces: {_decision_counts_text(counts)}")
             if counts["unreviewed"]:
-                print("decide the unreviewed ones in the Dataset tab, or here with --keep-all, "
-                      "--keep-above LIKELIHOOD and/or --reject-below LIKELIHOOD")
+                print(
+                    "decide the unreviewed ones in the Dataset tab, or here with --keep-all, "
+                    "--keep-above LIKELIHOOD and/or --reject-below LIKELIHOOD"
+                )
             return 0
         done = catalogue.decide_unreviewed(keep_from=keep_from, reject_below=args.reject_below)
         counts = catalogue.decision_counts()
-    print(f"kept {done['keep']} and rejected {done['reject']} unreviewed faces; {args.dataset} now has "
-          f"{_decision_counts_text(counts)}")
+    print(
+        f"kept {done['keep']} and rejected {done['reject']} unreviewed faces; {args.dataset} now has "
+        f"{_decision_counts_text(counts)}"
+    )
     if counts["keep"]:
-        print(f"train on it with: mangagan train {args.dataset} RUN_DIR (or export it: mangagan review-export "
-              f"{args.dataset} OUT)")
+        print(
+            f"train on it with: mangagan train {args.dataset} RUN_DIR (or export it: mangagan review-export "
+            f"{args.dataset} OUT)"
+        )
     return 0
 
 
@@ -362,15 +379,22 @@ def _cmd_review_export(args: argparse.Namespace) -> int:
     if not counts["keep"]:
         faces = sum(counts.values())
         if not faces:
-            raise CommandError(f"{args.dataset} holds no crops yet: crop into it with "
-                               f"`mangagan crop SOURCES --dataset {args.dataset}`")
-        raise CommandError(f"none of the {faces} crops in {args.dataset} is kept ({_decision_counts_text(counts)}): "
-                           "crops must be kept before they are exported; keep them in the Dataset tab, or with "
-                           f"`mangagan review {args.dataset} --keep-all` (or --keep-above LIKELIHOOD)")
+            raise CommandError(
+                f"{args.dataset} holds no crops yet: crop into it with `mangagan crop SOURCES --dataset {args.dataset}`"
+            )
+        raise CommandError(
+            f"none of the {faces} crops in {args.dataset} is kept ({_decision_counts_text(counts)}): "
+            "crops must be kept before they are exported; keep them in the Dataset tab, or with "
+            f"`mangagan review {args.dataset} --keep-all` (or --keep-above LIKELIHOOD)"
+        )
     line = _StageLine("review-export")
     try:
-        count = export_kept(args.dataset, args.out, progress=lambda done, total, _: line("crops", done, total),
-                            should_stop=lambda: line.stop)
+        count = export_kept(
+            args.dataset,
+            args.out,
+            progress=lambda done, total, _: line("crops", done, total),
+            should_stop=lambda: line.stop,
+        )
     finally:
         line.close()
     if line.stop:
@@ -378,8 +402,9 @@ def _cmd_review_export(args: argparse.Namespace) -> int:
         return 130
     print(f"exported {count} kept crops with tag files to {args.out}")
     if count < counts["keep"]:
-        raise CommandError(f"{counts['keep'] - count} kept crops were missing from {args.dataset} (see the "
-                           "warnings above)")
+        raise CommandError(
+            f"{counts['keep'] - count} kept crops were missing from {args.dataset} (see the warnings above)"
+        )
     return 0
 
 
@@ -388,14 +413,23 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     line = _SynthProgress("synth")
     try:
-        result = write_sketchbook(args.out, args.count, size=args.size, seed=args.seed, workers=args.workers,
-                                  progress=line, should_stop=lambda: line.stop)
+        result = write_sketchbook(
+            args.out,
+            args.count,
+            size=args.size,
+            seed=args.seed,
+            workers=args.workers,
+            progress=line,
+            should_stop=lambda: line.stop,
+        )
     except ValueError as exc:
         raise _usage(str(exc)) from None
     finally:
         line.close()
-    print(f"wrote {result.written} faces ({args.size} px) to {result.out_dir} "
-          f"at {line.rate(result.written):.1f} img/s" + (" (stopped early)" if result.stopped else ""))
+    print(
+        f"wrote {result.written} faces ({args.size} px) to {result.out_dir} "
+        f"at {line.rate(result.written):.1f} img/s" + (" (stopped early)" if result.stopped else "")
+    )
     return 130 if result.stopped else 0
 
 
@@ -404,14 +438,17 @@ def _cmd_synth_scenes(args: argparse.Namespace) -> int:
 
     line = _SynthProgress("synth-scenes")
     try:
-        result = write_scenes(args.out, args.count, seed=args.seed, workers=args.workers,
-                              progress=line, should_stop=lambda: line.stop)
+        result = write_scenes(
+            args.out, args.count, seed=args.seed, workers=args.workers, progress=line, should_stop=lambda: line.stop
+        )
     except ValueError as exc:
         raise _usage(str(exc)) from None
     finally:
         line.close()
-    print(f"wrote {result.written} scenes and scenes.json to {result.out_dir}"
-          + (" (stopped early)" if result.stopped else ""))
+    print(
+        f"wrote {result.written} scenes and scenes.json to {result.out_dir}"
+        + (" (stopped early)" if result.stopped else "")
+    )
     return 130 if result.stopped else 0
 
 
@@ -451,22 +488,29 @@ def _train_progress_printer(tick_steps: int):
             return
         if p.phase == "started":
             epochs = f"{p.epochs} epoch{'s' * (p.epochs != 1)}"
-            line.say(f"training {p.detail}: step {p.step} of {p.total_steps} ({epochs}); "
-                     f"a progress line every {tick_steps} steps")
+            line.say(
+                f"training {p.detail}: step {p.step} of {p.total_steps} ({epochs}); "
+                f"a progress line every {tick_steps} steps"
+            )
             return
         if p.phase == "first_step":
-            line.say(f"step {p.step}/{p.total_steps} done, {p.images_per_sec:.0f} img/s so far, "
-                     f"ETA {_format_eta(p.eta_seconds)}")
+            line.say(
+                f"step {p.step}/{p.total_steps} done, {p.images_per_sec:.0f} img/s so far, "
+                f"ETA {_format_eta(p.eta_seconds)}"
+            )
             return
         ls = p.losses
         cls = f" cls D {ls['d_cls']:.2f} G {ls['g_cls']:.2f}" if "d_cls" in ls else ""
         gp = f" gp {ls['gp']:.3f}" if "gp" in ls else ""
         if p.warning:
             line.say(f"warning: {p.warning}")
-        line.show(f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.total_steps} | {p.images_per_sec:.0f} img/s | "
-                  f"D {ls.get('d_adv', 0):.3f} G {ls.get('g_adv', 0):.3f}{cls}{gp} | "
-                  f"D(real) {ls.get('d_real', 0):.2f} D(fake) {ls.get('d_fake', 0):.2f} "
-                  f"aug {ls.get('aug_p', 0):.2f} | ETA {_format_eta(p.eta_seconds)}", last=True)
+        line.show(
+            f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.total_steps} | {p.images_per_sec:.0f} img/s | "
+            f"D {ls.get('d_adv', 0):.3f} G {ls.get('g_adv', 0):.3f}{cls}{gp} | "
+            f"D(real) {ls.get('d_real', 0):.2f} D(fake) {ls.get('d_fake', 0):.2f} "
+            f"aug {ls.get('aug_p', 0):.2f} | ETA {_format_eta(p.eta_seconds)}",
+            last=True,
+        )
 
     return line, show
 
@@ -477,26 +521,49 @@ def _training_config(args: argparse.Namespace, run_dir: Path):
 
     from mangagan_app.config import TrainingConfig
 
-    given = {k: v for k, v in {
-        "epochs": args.epochs, "batch": args.batch, "loss": args.loss, "resolution": args.res,
-        "width": args.width, "conditioning": args.conditioning, "seed": args.seed, "device": args.device,
-        "preview_steps": args.preview_every, "checkpoint_minutes": args.checkpoint_minutes,
-        "threads": args.threads, "precision": args.precision, "g_conditioning": args.g_conditioning,
-        "lr_decay_steps": args.lr_decay_steps, "init_from": args.init_from, "aux_weight": args.aux_weight,
-        "lr_g": args.lr, "lr_d": args.lr, "augment": args.augment, "augment_p": args.augment_p,
-        "ada_target": args.ada_target, "g_upsample": args.g_upsample, "d_norm": args.d_norm,
-    }.items() if v is not None}
+    given = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "batch": args.batch,
+            "loss": args.loss,
+            "resolution": args.res,
+            "width": args.width,
+            "conditioning": args.conditioning,
+            "seed": args.seed,
+            "device": args.device,
+            "preview_steps": args.preview_every,
+            "checkpoint_minutes": args.checkpoint_minutes,
+            "threads": args.threads,
+            "precision": args.precision,
+            "g_conditioning": args.g_conditioning,
+            "lr_decay_steps": args.lr_decay_steps,
+            "init_from": args.init_from,
+            "aux_weight": args.aux_weight,
+            "lr_g": args.lr,
+            "lr_d": args.lr,
+            "augment": args.augment,
+            "augment_p": args.augment_p,
+            "ada_target": args.ada_target,
+            "g_upsample": args.g_upsample,
+            "d_norm": args.d_norm,
+        }.items()
+        if v is not None
+    }
     saved = {}
     if args.resume:
         config = run_dir / "config.json"
         if not run_dir.is_dir():
-            raise CommandError(f"{run_dir}: no such run folder, so nothing to resume; check the path, or start "
-                               "a new run there without --resume")
+            raise CommandError(
+                f"{run_dir}: no such run folder, so nothing to resume; check the path, or start "
+                "a new run there without --resume"
+            )
         try:
             saved = json.loads(config.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise CommandError(f"{run_dir} holds no training run to resume (no config.json); start one there "
-                               "without --resume") from None
+            raise CommandError(
+                f"{run_dir} holds no training run to resume (no config.json); start one there without --resume"
+            ) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CommandError(f"{config} is damaged ({exc}); the run cannot be resumed") from None
     try:
@@ -522,8 +589,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         choose_device(cfg.device)
     except DeviceUnavailableError as exc:
-        raise _usage(f"--device {cfg.device}: {exc}; leave --device out to train on the best device there is") \
-            from None
+        raise _usage(f"--device {cfg.device}: {exc}; leave --device out to train on the best device there is") from None
 
     from mangagan_app.ml.distributed import from_environment
 
@@ -547,8 +613,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train(cfg, run_dir, resume=args.resume, progress=progress, should_stop=lambda: stop_requested)
     except RunFinishedError as exc:
-        raise CommandError(f"{exc}: mangagan train {args.data} {run_dir} --resume --epochs {2 * exc.epochs}") \
-            from None
+        raise CommandError(f"{exc}: mangagan train {args.data} {run_dir} --resume --epochs {2 * exc.epochs}") from None
     except (RunFolderError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     finally:
@@ -558,8 +623,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not ranks.is_main:
         return 0  # rank 0 reports for all processes
     verb = "stopped" if result.stopped else "finished"
-    print(f"{verb} at step {result.step}/{result.total_steps}; checkpoint {result.checkpoint}"
-          + (f"\nresume with: mangagan train {args.data} {run_dir} --resume" if result.stopped else ""))
+    print(
+        f"{verb} at step {result.step}/{result.total_steps}; checkpoint {result.checkpoint}"
+        + (f"\nresume with: mangagan train {args.data} {run_dir} --resume" if result.stopped else "")
+    )
     return 0
 
 
@@ -568,9 +635,14 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
     line = _StageLine("pack")
     try:
-        result = pack_faces(args.data, args.out, args.res, workers=args.workers,
-                            progress=lambda done, total: line("decoding faces", done, total),
-                            should_stop=lambda: line.stop)
+        result = pack_faces(
+            args.data,
+            args.out,
+            args.res,
+            workers=args.workers,
+            progress=lambda done, total: line("decoding faces", done, total),
+            should_stop=lambda: line.stop,
+        )
     except (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     finally:
@@ -578,8 +650,10 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     if result.stopped:
         print(f"pack: stopped; the partial shards in {result.folder} were removed", file=sys.stderr)
         return 130
-    print(f"packed {result.faces} faces ({result.skipped} skipped) into {result.folder}; "
-          f"train with: mangagan train {result.folder} RUN_DIR")
+    print(
+        f"packed {result.faces} faces ({result.skipped} skipped) into {result.folder}; "
+        f"train with: mangagan train {result.folder} RUN_DIR"
+    )
     return 0
 
 
@@ -592,8 +666,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not run.is_dir():
         raise CommandError(f"{run}: no such run folder (a folder made by `mangagan train`)")
     if not any((run / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
-        raise CommandError(f"{run} holds no {CHECKPOINT}: not a run folder made by `mangagan train`, or its run "
-                           "has not saved a checkpoint yet")
+        raise CommandError(
+            f"{run} holds no {CHECKPOINT}: not a run folder made by `mangagan train`, or its run "
+            "has not saved a checkpoint yet"
+        )
     if Path(args.out).is_dir():
         raise _usage(f"{args.out} is a folder; give the model a name in it, e.g. {Path(args.out) / 'NAME'}")
     try:
@@ -603,9 +679,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     info = read_card(weights)
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card}")
     earlier = info["training"].get("warm_start")
-    print(f"steps {training_steps(info)}"
-          + (f" ({earlier['steps']} of them in {earlier['from']})" if earlier else "")
-          + f", sha256 {info['sha256']}")
+    print(
+        f"steps {training_steps(info)}"
+        + (f" ({earlier['steps']} of them in {earlier['from']})" if earlier else "")
+        + f", sha256 {info['sha256']}"
+    )
     line = _StageLine("export", interruptible=False)
     try:
         directions = store_directions(weights, progress=lambda done, total: line("slider directions", done, total))
@@ -628,11 +706,12 @@ def _generate_checks(args: argparse.Namespace) -> tuple:
     try:
         sliders = tuple(_finite(v) for v in args.sliders.split(",")) if args.sliders else ()
     except argparse.ArgumentTypeError:
-        raise _usage(f"--sliders takes comma-separated numbers, e.g. \"1.5,0,-2\", not {args.sliders!r}") from None
+        raise _usage(f'--sliders takes comma-separated numbers, e.g. "1.5,0,-2", not {args.sliders!r}') from None
     single_face_options = args.sliders or args.variety is not None or args.scale != 1 or args.smooth
     if args.hair_rows and (single_face_options or "hair_colour" in attrs.choices):
-        raise _usage("--hair-rows draws a sheet with every hair colour: drop the hair colour tag "
-                     "and the one-face options")
+        raise _usage(
+            "--hair-rows draws a sheet with every hair colour: drop the hair colour tag and the one-face options"
+        )
     if single_face_options and args.n != 1:
         raise _usage("--sliders, --variety, --scale and --smooth apply to one face: add -n 1")
     _check_output_file(args.output)
@@ -673,13 +752,14 @@ def _generate_one(args: argparse.Namespace, weights: str, attrs, sliders: tuple[
     service = GeneratorService.load(weights)
     if len(sliders) > len(service.directions):
         raise _usage(f"the model has {len(service.directions)} slider directions, {len(sliders)} values given")
-    recipe = service.recipe(args.seed, attrs, sliders=sliders,
-                            truncation=1.0 if args.variety is None else args.variety)
+    recipe = service.recipe(args.seed, attrs, sliders=sliders, truncation=1.0 if args.variety is None else args.variety)
     enlargement = Enlargement(args.scale, args.smooth)
     image = upscale(service.render_image(recipe), enlargement.scale, smooth=enlargement.smooth)
     _write_output(args.output, png_bytes(image, recipe, service.vocabulary, enlargement=enlargement))
-    print(f"wrote {args.output} ({image.width}×{image.height}); restore it with: mangagan restore {args.output} "
-          "-o AGAIN.png")
+    print(
+        f"wrote {args.output} ({image.width}×{image.height}); restore it with: mangagan restore {args.output} "
+        "-o AGAIN.png"
+    )
     return 0
 
 
@@ -694,8 +774,9 @@ def _restored_enlargement(args: argparse.Namespace, stored, resolution: int):
         with Image.open(args.png) as im:
             scale, exact = divmod(im.width, resolution)
         stored = Enlargement(scale if exact == 0 and 1 <= scale <= 8 else 1)
-    return Enlargement(stored.scale if args.scale is None else args.scale,
-                       stored.smooth if args.smooth is None else args.smooth)
+    return Enlargement(
+        stored.scale if args.scale is None else args.scale, stored.smooth if args.smooth is None else args.smooth
+    )
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
@@ -706,11 +787,14 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     _check_output_file(args.output)
     try:
         recipe, stored = read_png_face(args.png)
-        weights = _model_path(args.weights) if args.weights else find_weights_by_sha256(WEIGHTS_DIR,
-                                                                                         recipe.model_sha256)
+        weights = (
+            _model_path(args.weights) if args.weights else find_weights_by_sha256(WEIGHTS_DIR, recipe.model_sha256)
+        )
         if weights is None:
-            raise CommandError(f"no model in {WEIGHTS_DIR} has sha256 {recipe.model_sha256[:12]}…; "
-                               "pass the one that made it with --weights")
+            raise CommandError(
+                f"no model in {WEIGHTS_DIR} has sha256 {recipe.model_sha256[:12]}…; "
+                "pass the one that made it with --weights"
+            )
         service = GeneratorService.load(weights)
         for warning in service.check(recipe, args.png):
             log.warning("%s", warning)
@@ -740,8 +824,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mangagan_app.ml.tagger import TaggerError, load_tagger
 
     try:
-        settings = EvaluationSettings(n=args.n, per_value=args.per_value, detect=args.detect, unseen=args.unseen,
-                                      seed=args.seed, workers=args.workers, threads=args.threads)
+        settings = EvaluationSettings(
+            n=args.n,
+            per_value=args.per_value,
+            detect=args.detect,
+            unseen=args.unseen,
+            seed=args.seed,
+            workers=args.workers,
+            threads=args.threads,
+        )
     except ValueError as exc:
         raise _usage(str(exc)) from None
     for path in (args.json, args.pairs):
@@ -756,9 +847,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # The output folders are made first, so a long evaluation cannot fail at its very end.
     with new_folders(*outputs):
         try:
-            result, index = evaluate(args.weights, args.data, settings=settings, tagger=tagger,
-                                     unseen_dir=args.unseen_dir, pairs_png=args.pairs, progress=line,
-                                     should_stop=lambda: line.stop)
+            result, index = evaluate(
+                args.weights,
+                args.data,
+                settings=settings,
+                tagger=tagger,
+                unseen_dir=args.unseen_dir,
+                pairs_png=args.pairs,
+                progress=line,
+                should_stop=lambda: line.stop,
+            )
         except EvaluationStopped:
             return 130
         except (WeightsError, TaggerError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
@@ -767,14 +865,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             line.close()
     print(format_report(result))
     if args.pairs:
-        print(f"wrote {args.pairs}: the 8 generated faces nearest the training set, each beside its nearest "
-              "training face")
+        print(
+            f"wrote {args.pairs}: the 8 generated faces nearest the training set, each beside its nearest training face"
+        )
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.write_card:
-        command = ["mangagan", "evaluate", args.weights, "--data", args.data, "--n", args.n, "--per-value",
-                   args.per_value, "--detect", args.detect, "--unseen", args.unseen, "--seed", args.seed]
+        command = [
+            "mangagan",
+            "evaluate",
+            args.weights,
+            "--data",
+            args.data,
+            "--n",
+            args.n,
+            "--per-value",
+            args.per_value,
+            "--detect",
+            args.detect,
+            "--unseen",
+            args.unseen,
+            "--seed",
+            args.seed,
+        ]
         if args.unseen_dir:
             command += ["--unseen-dir", args.unseen_dir]
         write_card_metrics(args.weights, result, shlex.join(str(c) for c in command))
@@ -788,8 +902,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _tagger_origin(card: dict) -> dict:
     """What a continued tagger started from: its checksum and training, without its own origin's details."""
     training = {k: v for k, v in card.get("training", {}).items() if k != "continued_from"}
-    return {"sha256": card.get("sha256"), "training": training,
-            "continued_from": card.get("training", {}).get("continued_from")}
+    return {
+        "sha256": card.get("sha256"),
+        "training": training,
+        "continued_from": card.get("training", {}).get("continued_from"),
+    }
 
 
 def _cmd_train_tagger(args: argparse.Namespace) -> int:
@@ -819,31 +936,50 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     groups = known_groups(train.cond, train.mask)
     if not groups:
-        raise CommandError(f"{args.train}: no face has a tag of the vocabulary (hair colour, hair style, eye "
-                           "colour or a free tag such as glasses): nothing to learn")
+        raise CommandError(
+            f"{args.train}: no face has a tag of the vocabulary (hair colour, hair style, eye "
+            "colour or a free tag such as glasses): nothing to learn"
+        )
     labelled = len(labelled_rows(train.mask, groups))
-    print(f"learning {', '.join(groups)} from the {labelled} of {len(train)} faces that are tagged "
-          "(untagged faces add nothing to a masked loss and are skipped)")
+    print(
+        f"learning {', '.join(groups)} from the {labelled} of {len(train)} faces that are tagged "
+        "(untagged faces add nothing to a masked loss and are skipped)"
+    )
     init = load_tagger(args.init).net if args.init else None
     line = _StageLine("train-tagger")
     started = time.monotonic()
     try:
-        net = train_tagger(train.images, train.cond, mask=train.mask, groups=groups, epochs=args.epochs,
-                           seed=args.seed, init=init, lr=args.lr,
-                           progress=lambda step, total, loss: line(f"loss {loss:.3f} step", step, total),
-                           should_stop=lambda: line.stop)
+        net = train_tagger(
+            train.images,
+            train.cond,
+            mask=train.mask,
+            groups=groups,
+            epochs=args.epochs,
+            seed=args.seed,
+            init=init,
+            lr=args.lr,
+            progress=lambda step, total, loss: line(f"loss {loss:.3f} step", step, total),
+            should_stop=lambda: line.stop,
+        )
     finally:
         line.close()
     minutes = (time.monotonic() - started) / 60
     tagger = AttributeTagger(net, {})
-    accuracy = accuracy_report(tagger.read(test.images)[1], test.cond.numpy(), mask=test.mask.numpy(),
-                               groups=groups)
-    training = {"train_folder": str(args.train), "faces": len(train), "labelled_faces": labelled,
-                "test_folder": str(args.test), "test_faces": len(test),
-                "test_kind": "sketchbook" if (Path(args.test) / "metadata.jsonl").is_file() else "folder",
-                "epochs": args.epochs, "seed": args.seed, "minutes": round(minutes, 1),
-                "lr": args.lr, "continued_from": _tagger_origin(load_tagger(args.init).card) if args.init else None,
-                "augmentation": "flip, shift <= 3 px, 2x blur on half, Gaussian noise sigma <= 0.08"}
+    accuracy = accuracy_report(tagger.read(test.images)[1], test.cond.numpy(), mask=test.mask.numpy(), groups=groups)
+    training = {
+        "train_folder": str(args.train),
+        "faces": len(train),
+        "labelled_faces": labelled,
+        "test_folder": str(args.test),
+        "test_faces": len(test),
+        "test_kind": "sketchbook" if (Path(args.test) / "metadata.jsonl").is_file() else "folder",
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "minutes": round(minutes, 1),
+        "lr": args.lr,
+        "continued_from": _tagger_origin(load_tagger(args.init).card) if args.init else None,
+        "augmentation": "flip, shift <= 3 px, 2x blur on half, Gaussian noise sigma <= 0.08",
+    }
     weights, card = save_tagger(net, args.out, training=training, accuracy=accuracy, groups=groups)
     for group, value in accuracy["groups"].items():
         faces = accuracy["faces_per_group"][group]
@@ -856,9 +992,12 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mangagan", description="MangaGAN Studio on the command line.",
-                     epilog="Exit status: 0 done, 1 a file or folder could not be used or the work failed, "
-                            "2 a wrong value on the command line, 130 stopped with Ctrl+C.")
+    parser = _Parser(
+        prog="mangagan",
+        description="MangaGAN Studio on the command line.",
+        epilog="Exit status: 0 done, 1 a file or folder could not be used or the work failed, "
+        "2 a wrong value on the command line, 130 stopped with Ctrl+C.",
+    )
     parser.add_argument("--version", action="version", version=f"mangagan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -867,46 +1006,77 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=_cmd_doctor)
 
     tags = sub.add_parser("tags", help="list the tags a model knows: group, value, tag spelling and aliases")
-    tags.add_argument("weights", nargs="?", help="NAME.safetensors (default: the vocabulary of this app, which "
-                                                 "every model it opens uses)")
+    tags.add_argument(
+        "weights",
+        nargs="?",
+        help="NAME.safetensors (default: the vocabulary of this app, which every model it opens uses)",
+    )
     tags.set_defaults(func=_cmd_tags)
 
     train = sub.add_parser("train", help="train the conditional GAN on a folder of faces with .txt tag files")
-    train.add_argument("data", help="folder of face images with kohya .txt tag sidecars (e.g. a sketchbook), "
-                                    "a dataset folder (its kept crops) or a shard folder made by `mangagan pack`")
+    train.add_argument(
+        "data",
+        help="folder of face images with kohya .txt tag sidecars (e.g. a sketchbook), "
+        "a dataset folder (its kept crops) or a shard folder made by `mangagan pack`",
+    )
     train.add_argument("run_dir", help="run folder: config.json, stats.jsonl, previews/, checkpoint.pt")
     train.add_argument("--epochs", type=_positive_int, help="passes over the data (default 40)")
     train.add_argument("--batch", type=_positive_int, help="batch size (default 64)")
-    train.add_argument("--loss", choices=LOSSES, help="non-saturating DCGAN (default), hinge, or DCGAN + "
-                       "DRAGAN penalty")
-    train.add_argument("--augment", choices=AUGMENTS, help="augment what D sees: adaptive probability (ada, "
-                       "default), always --augment-p (fixed), or not at all (none)")
+    train.add_argument(
+        "--loss", choices=LOSSES, help="non-saturating DCGAN (default), hinge, or DCGAN + DRAGAN penalty"
+    )
+    train.add_argument(
+        "--augment",
+        choices=AUGMENTS,
+        help="augment what D sees: adaptive probability (ada, "
+        "default), always --augment-p (fixed), or not at all (none)",
+    )
     train.add_argument("--augment-p", type=_finite, help="augmentation probability: fixed, or where ada starts (0)")
     train.add_argument("--ada-target", type=_finite, help="r_t = E[sign(D(real))] that ada steers towards (0.6)")
-    train.add_argument("--g-upsample", choices=G_UPSAMPLES, help="G doubles by resize + 3x3 conv (resize, "
-                       "default) or transposed conv (the old G)")
+    train.add_argument(
+        "--g-upsample",
+        choices=G_UPSAMPLES,
+        help="G doubles by resize + 3x3 conv (resize, default) or transposed conv (the old G)",
+    )
     train.add_argument("--d-norm", choices=D_NORMS, help="spectral norm in D (spectral, default) or none")
     train.add_argument("--res", type=int, choices=(32, 64, 128), help="image size (default 64)")
     train.add_argument("--width", type=_positive_int, help="network width (default 32)")
-    train.add_argument("--conditioning", choices=("projection", "acgan", "both"),
-                       help="how D judges the attributes (default both)")
-    train.add_argument("--g-conditioning", choices=("input", "film"),
-                       help="how G takes the attributes: at its input, or also at every block (film)")
-    train.add_argument("--lr-decay-steps", type=_natural, help="lower the learning rates linearly to 0 over the "
-                                                          "last N steps (default 0: constant)")
+    train.add_argument(
+        "--conditioning", choices=("projection", "acgan", "both"), help="how D judges the attributes (default both)"
+    )
+    train.add_argument(
+        "--g-conditioning",
+        choices=("input", "film"),
+        help="how G takes the attributes: at its input, or also at every block (film)",
+    )
+    train.add_argument(
+        "--lr-decay-steps",
+        type=_natural,
+        help="lower the learning rates linearly to 0 over the last N steps (default 0: constant)",
+    )
     train.add_argument("--lr", type=_positive_float, help="learning rate of G and D (default 2e-4)")
-    train.add_argument("--aux-weight", type=_non_negative_float,
-                       help="weight of the attribute-classifier loss (default 1)")
-    train.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
-                       help="start from another run's networks (fine-tune; an input G grows FiLM layers)")
+    train.add_argument(
+        "--aux-weight", type=_non_negative_float, help="weight of the attribute-classifier loss (default 1)"
+    )
+    train.add_argument(
+        "--init-from",
+        metavar="RUN_OR_CHECKPOINT",
+        help="start from another run's networks (fine-tune; an input G grows FiLM layers)",
+    )
     train.add_argument("--seed", type=_seed, help="random seed (default 0)")
     train.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: CUDA, then MPS, then CPU")
     train.add_argument("--preview-every", type=_positive_int, help="steps between preview grids (default 500)")
-    train.add_argument("--checkpoint-minutes", type=_non_negative_float,
-                       help="minutes between checkpoints (default 5; 0: after every step)")
+    train.add_argument(
+        "--checkpoint-minutes",
+        type=_non_negative_float,
+        help="minutes between checkpoints (default 5; 0: after every step)",
+    )
     train.add_argument("--threads", type=_natural, help="CPU threads (default 0: all cores)")
-    train.add_argument("--precision", choices=("auto", "bf16", "fp32"),
-                       help="auto (default): bfloat16 autocast where the hardware has it natively")
+    train.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        help="auto (default): bfloat16 autocast where the hardware has it natively",
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its checkpoint")
     train.set_defaults(func=_cmd_train)
 
@@ -922,20 +1092,31 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="weights/NAME (the folder is created if missing)")
     export.set_defaults(func=_cmd_export)
 
-    gen = sub.add_parser("generate", help="draw a grid of faces with the given tags; with -n 1, one face whose "
-                                          "PNG carries its parameters (restore it with `mangagan restore`)")
-    gen.add_argument("weights", nargs="?", help="NAME.safetensors with its NAME.json beside it (default: the "
-                                                "default model in weights/)")
+    gen = sub.add_parser(
+        "generate",
+        help="draw a grid of faces with the given tags; with -n 1, one face whose "
+        "PNG carries its parameters (restore it with `mangagan restore`)",
+    )
+    gen.add_argument(
+        "weights",
+        nargs="?",
+        help="NAME.safetensors with its NAME.json beside it (default: the default model in weights/)",
+    )
     gen.add_argument("-n", type=_positive_int, default=16, help="number of faces (default 16)")
-    gen.add_argument("--tags", default="", help='comma-separated tags, e.g. "blue_hair,glasses" (`mangagan tags` '
-                                                "lists them)")
+    gen.add_argument(
+        "--tags", default="", help='comma-separated tags, e.g. "blue_hair,glasses" (`mangagan tags` lists them)'
+    )
     gen.add_argument("--seed", type=_seed, default=0, help="the same seed gives the same faces (default 0)")
     gen.add_argument("--columns", type=_positive_int, help="grid columns (default min(n, 8))")
-    gen.add_argument("--hair-rows", action="store_true",
-                     help="a sample sheet instead of -n faces: one row per hair colour, each column keeping "
-                          "its noise and other attributes")
-    gen.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png; its folder is "
-                                                                "created if missing)")
+    gen.add_argument(
+        "--hair-rows",
+        action="store_true",
+        help="a sample sheet instead of -n faces: one row per hair colour, each column keeping "
+        "its noise and other attributes",
+    )
+    gen.add_argument(
+        "-o", "--output", default="grid.png", help="PNG to write (default grid.png; its folder is created if missing)"
+    )
     gen.add_argument("--sliders", default="", help='-n 1: slider offsets in σ, direction 1 first, e.g. "1.5,0,-2"')
     gen.add_argument("--variety", type=_non_negative_float, help="-n 1: truncation factor for the noise (default 1.0)")
     gen.add_argument("--scale", type=int, default=1, choices=range(1, 9), metavar="1-8", help="-n 1: enlarge")
@@ -946,10 +1127,14 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("png", help="a PNG exported by the Generate tab or `generate -n 1`")
     restore.add_argument("-o", "--output", required=True, help="PNG to write (its folder is created if missing)")
     restore.add_argument("--weights", help="NAME.safetensors (default: the model in weights/ that made it)")
-    restore.add_argument("--scale", type=int, choices=range(1, 9), metavar="1-8",
-                         help="enlarge (default: as the PNG was exported)")
-    restore.add_argument("--smooth", action=argparse.BooleanOptionalAction,
-                         help="enlarge with Lanczos, or nearest with --no-smooth (default: as the PNG was exported)")
+    restore.add_argument(
+        "--scale", type=int, choices=range(1, 9), metavar="1-8", help="enlarge (default: as the PNG was exported)"
+    )
+    restore.add_argument(
+        "--smooth",
+        action=argparse.BooleanOptionalAction,
+        help="enlarge with Lanczos, or nearest with --no-smooth (default: as the PNG was exported)",
+    )
     restore.set_defaults(func=_cmd_restore)
 
     synth = sub.add_parser("synth", help="draw sketchbook faces: PNG + tag sidecar + metadata.jsonl")
@@ -966,8 +1151,9 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--columns", type=_positive_int, default=8, help="faces per row (default 8)")
     sheet.add_argument("--size", type=int, default=64, help="face size in pixels, 16-1024 (default 64)")
     sheet.add_argument("--seed", type=_seed, default=0, help="sketchbook seed (faces 0..count-1 of synth)")
-    sheet.add_argument("--colours", type=_natural, default=0,
-                       help="palette size 2-256 for a small PNG (default 0: full colour)")
+    sheet.add_argument(
+        "--colours", type=_natural, default=0, help="palette size 2-256 for a small PNG (default 0: full colour)"
+    )
     sheet.set_defaults(func=_cmd_synth_sheet)
 
     scenes = sub.add_parser("synth-scenes", help="draw scenes of 1-4 characters with true face boxes (scenes.json)")
@@ -986,19 +1172,32 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--workers", type=_natural, default=0, help="detector processes (0 = one per core)")
     crop.set_defaults(func=_cmd_crop)
 
-    evaluate = sub.add_parser("evaluate", help="measure a model: attributes, fidelity (Fréchet, precision / recall, "
-                                               "density / coverage), originality, detectability")
-    evaluate.add_argument("weights", nargs="?", help="NAME.safetensors with its NAME.json beside it (default: the "
-                                                     "default model in weights/)")
-    evaluate.add_argument("--data", required=True, help="the folder the model was trained on (a sketchbook, or "
-                                                        "faces with .txt sidecars: then pass --unseen-dir)")
-    evaluate.add_argument("--n", type=_positive_int, default=2000,
-                          help="generated faces for fidelity/originality (2000)")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="measure a model: attributes, fidelity (Fréchet, precision / recall, "
+        "density / coverage), originality, detectability",
+    )
+    evaluate.add_argument(
+        "weights",
+        nargs="?",
+        help="NAME.safetensors with its NAME.json beside it (default: the default model in weights/)",
+    )
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="the folder the model was trained on (a sketchbook, or faces with .txt sidecars: then pass --unseen-dir)",
+    )
+    evaluate.add_argument(
+        "--n", type=_positive_int, default=2000, help="generated faces for fidelity/originality (2000)"
+    )
     evaluate.add_argument("--per-value", type=_positive_int, default=100, help="faces per attribute value (100)")
     evaluate.add_argument("--detect", type=_positive_int, default=500, help="faces of each kind for the detector (500)")
     evaluate.add_argument("--unseen", type=_positive_int, default=2000, help="unseen real faces for calibration (2000)")
-    evaluate.add_argument("--unseen-dir", help="folder of unseen real faces, drawn like the training faces but never "
-                                               "trained on (default for a sketchbook: its seed + 1; needed otherwise)")
+    evaluate.add_argument(
+        "--unseen-dir",
+        help="folder of unseen real faces, drawn like the training faces but never "
+        "trained on (default for a sketchbook: its seed + 1; needed otherwise)",
+    )
     evaluate.add_argument("--tagger", help="tagger .safetensors (default: the shipped one)")
     evaluate.add_argument("--seed", type=_seed, default=0)
     evaluate.add_argument("--workers", type=_positive_int, default=2, help="processes for drawing and detecting (2)")
@@ -1006,17 +1205,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="write the full report as JSON here")
     evaluate.add_argument("--pairs", help="write a PNG of the closest generated/training pairs here")
     evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the model card")
-    evaluate.add_argument("--write-index", action="store_true",
-                          help="write the training-set feature index NAME.index.npz beside the weights")
+    evaluate.add_argument(
+        "--write-index",
+        action="store_true",
+        help="write the training-set feature index NAME.index.npz beside the weights",
+    )
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    tagger = sub.add_parser("train-tagger", help="train the independent attribute tagger on tagged faces "
-                                                 "(sketchbook folders, or any faces with .txt sidecars)")
-    tagger.add_argument("train", help="folder to train on: a sketchbook of its own seed (not the model's), or "
-                                      "faces with kohya .txt sidecars; untagged faces and groups no face is "
-                                      "tagged with are skipped")
-    tagger.add_argument("test", help="folder of unseen faces (another seed / never trained on) for the accuracy, "
-                                     "measured over the faces tagged with each learnt group")
+    tagger = sub.add_parser(
+        "train-tagger",
+        help="train the independent attribute tagger on tagged faces "
+        "(sketchbook folders, or any faces with .txt sidecars)",
+    )
+    tagger.add_argument(
+        "train",
+        help="folder to train on: a sketchbook of its own seed (not the model's), or "
+        "faces with kohya .txt sidecars; untagged faces and groups no face is "
+        "tagged with are skipped",
+    )
+    tagger.add_argument(
+        "test",
+        help="folder of unseen faces (another seed / never trained on) for the accuracy, "
+        "measured over the faces tagged with each learnt group",
+    )
     tagger.add_argument("--out", default="weights/tagger/tagger", help="weights/tagger/tagger")
     tagger.add_argument("--epochs", type=_positive_int, default=3)
     tagger.add_argument("--seed", type=_seed, default=0)
@@ -1025,15 +1236,26 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.add_argument("--init", help="continue training this tagger .safetensors")
     tagger.set_defaults(func=_cmd_train_tagger)
 
-    review = sub.add_parser("review", help="show a dataset's review decisions, or decide its unreviewed crops by "
-                                           "the detector's likelihood (the Dataset tab without the window)")
+    review = sub.add_parser(
+        "review",
+        help="show a dataset's review decisions, or decide its unreviewed crops by "
+        "the detector's likelihood (the Dataset tab without the window)",
+    )
     review.add_argument("dataset", help="dataset folder made by `mangagan crop`")
     keep = review.add_mutually_exclusive_group()
     keep.add_argument("--keep-all", action="store_true", help="keep every unreviewed crop")
-    keep.add_argument("--keep-above", type=_likelihood, metavar="LIKELIHOOD",
-                      help="keep the unreviewed crops of at least this likelihood (0-1)")
-    review.add_argument("--reject-below", type=_likelihood, metavar="LIKELIHOOD",
-                        help="reject the unreviewed crops below this likelihood (0-1)")
+    keep.add_argument(
+        "--keep-above",
+        type=_likelihood,
+        metavar="LIKELIHOOD",
+        help="keep the unreviewed crops of at least this likelihood (0-1)",
+    )
+    review.add_argument(
+        "--reject-below",
+        type=_likelihood,
+        metavar="LIKELIHOOD",
+        help="reject the unreviewed crops below this likelihood (0-1)",
+    )
     review.set_defaults(func=_cmd_review)
 
     export = sub.add_parser("review-export", help="write the kept crops of a dataset as PNG + .txt tag files")
@@ -1104,8 +1326,7 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:  # the app's own errors name the file and the reason
         return _report(command, str(exc), 1, exc)
     except Exception as exc:  # noqa: BLE001 - a sentence instead of a traceback; -v shows it
-        return _report(command, f"unexpected {type(exc).__name__}: {exc} (run again with -v for the details)", 1,
-                       exc)
+        return _report(command, f"unexpected {type(exc).__name__}: {exc} (run again with -v for the details)", 1, exc)
 
 
 if __name__ == "__main__":  # `python -m mangagan_app.cli` works like `python -m mangagan_app`

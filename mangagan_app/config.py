@@ -75,8 +75,12 @@ G_UPSAMPLES = ("resize", "transpose")
 D_NORMS = ("spectral", "none")
 # What a run saved before each setting existed did: G conditioned at the input only
 # (before FiLM), transposed convolutions, no normalisation in D, no augmentation.
-SETTINGS_BEFORE_THEY_EXISTED = {"g_conditioning": "input", "g_upsample": "transpose", "d_norm": "none",
-                                "augment": "none"}
+SETTINGS_BEFORE_THEY_EXISTED = {
+    "g_conditioning": "input",
+    "g_upsample": "transpose",
+    "d_norm": "none",
+    "augment": "none",
+}
 
 
 @dataclass
@@ -152,8 +156,9 @@ class TrainingConfig:
         if not 0.0 <= self.augment_p <= 1.0:
             raise ValueError(f"augment_p must be between 0 and 1, not {self.augment_p}")
         if not 0.0 < self.ada_target < 1.0 or self.ada_kimg <= 0:
-            raise ValueError(f"ada_target must be between 0 and 1 ({self.ada_target}) and ada_kimg > 0 "
-                             f"({self.ada_kimg})")
+            raise ValueError(
+                f"ada_target must be between 0 and 1 ({self.ada_target}) and ada_kimg > 0 ({self.ada_kimg})"
+            )
         if self.g_upsample not in G_UPSAMPLES:
             raise ValueError(f"g_upsample must be one of {G_UPSAMPLES}, not {self.g_upsample!r}")
         if self.d_norm not in D_NORMS:

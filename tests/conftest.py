@@ -48,8 +48,20 @@ def tiny_weights(tmp_path_factory):
     # 64 steps: fewer leave BatchNorm's running statistics near their initial values,
     # and the eval-mode generator then draws the same grey square for every input.
     # One thread: two OpenMP threads on a busy 2-core machine ran this 26× slower.
-    train(TrainingConfig(data=str(root / "faces"), resolution=32, width=4, batch=16, epochs=8, tick_steps=8,
-                         preview_steps=1000, checkpoint_minutes=60.0, threads=1), root / "run")
+    train(
+        TrainingConfig(
+            data=str(root / "faces"),
+            resolution=32,
+            width=4,
+            batch=16,
+            epochs=8,
+            tick_steps=8,
+            preview_steps=1000,
+            checkpoint_minutes=60.0,
+            threads=1,
+        ),
+        root / "run",
+    )
     weights, _ = export_run(root / "run", root / "weights" / "tiny")
     store_directions(weights, samples=2000)
     return weights

@@ -17,16 +17,44 @@ from dataclasses import dataclass, field
 import numpy as np
 
 HAIR_COLOURS = (
-    "blonde", "brown", "black", "blue", "pink", "purple", "green",
-    "red", "silver", "white", "orange", "aqua", "grey",
+    "blonde",
+    "brown",
+    "black",
+    "blue",
+    "pink",
+    "purple",
+    "green",
+    "red",
+    "silver",
+    "white",
+    "orange",
+    "aqua",
+    "grey",
 )
 HAIR_STYLES = ("long", "short", "twintails", "drill", "ponytail")
 EYE_COLOURS = (
-    "blue", "red", "brown", "green", "purple", "yellow", "pink", "aqua", "black", "orange",
+    "blue",
+    "red",
+    "brown",
+    "green",
+    "purple",
+    "yellow",
+    "pink",
+    "aqua",
+    "black",
+    "orange",
 )
 FREE_TAGS = (
-    "blush", "smile", "open_mouth", "hat", "ribbon", "glasses", "dark_skin",
-    "cat_ears", "looking_up", "looking_down",
+    "blush",
+    "smile",
+    "open_mouth",
+    "hat",
+    "ribbon",
+    "glasses",
+    "dark_skin",
+    "cat_ears",
+    "looking_up",
+    "looking_down",
 )
 
 # Danbooru spells a few tags differently from the plain "<value>_<group>" rule.
@@ -178,7 +206,7 @@ class Vocabulary:
             if g.exclusive:
                 value = attrs.choices.get(g.name)
                 if value is None:
-                    mask[start:start + n] = 0.0
+                    mask[start : start + n] = 0.0
                 else:
                     vec[start + g.values.index(value)] = 1.0
             else:
@@ -193,7 +221,7 @@ class Vocabulary:
         attrs = Attributes()
         start = 0
         for g in self.groups:
-            part = arr[start:start + len(g.values)]
+            part = arr[start : start + len(g.values)]
             if g.exclusive:
                 attrs.choices[g.name] = g.values[int(part.argmax())]
             else:
@@ -243,8 +271,7 @@ class Vocabulary:
                 previous = attrs.choices.get(group.name)
                 if previous is not None and previous != value:
                     raise ConflictingTagsError(
-                        f"{group.tag(previous)} and {group.tag(value)} both given; "
-                        f"a face has one {group.label.lower()}"
+                        f"{group.tag(previous)} and {group.tag(value)} both given; a face has one {group.label.lower()}"
                     )
                 attrs.choices[group.name] = value
             else:
@@ -273,10 +300,11 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, data: list[dict]) -> Vocabulary:
-        return cls(tuple(
-            AttributeGroup(d["name"], tuple(d["values"]), bool(d["exclusive"]), d.get("suffix", ""))
-            for d in data
-        ))
+        return cls(
+            tuple(
+                AttributeGroup(d["name"], tuple(d["values"]), bool(d["exclusive"]), d.get("suffix", "")) for d in data
+            )
+        )
 
 
 def normalise_tag(raw: str) -> str:
@@ -284,9 +312,11 @@ def normalise_tag(raw: str) -> str:
     return re.sub(r"\s+", "_", raw.strip().lower())
 
 
-VOCABULARY = Vocabulary((
-    AttributeGroup("hair_colour", HAIR_COLOURS, exclusive=True, suffix="hair"),
-    AttributeGroup("hair_style", HAIR_STYLES, exclusive=True, suffix="hair"),
-    AttributeGroup("eye_colour", EYE_COLOURS, exclusive=True, suffix="eyes"),
-    AttributeGroup("tags", FREE_TAGS, exclusive=False),
-))
+VOCABULARY = Vocabulary(
+    (
+        AttributeGroup("hair_colour", HAIR_COLOURS, exclusive=True, suffix="hair"),
+        AttributeGroup("hair_style", HAIR_STYLES, exclusive=True, suffix="hair"),
+        AttributeGroup("eye_colour", EYE_COLOURS, exclusive=True, suffix="eyes"),
+        AttributeGroup("tags", FREE_TAGS, exclusive=False),
+    )
+)

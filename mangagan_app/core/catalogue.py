@@ -156,8 +156,12 @@ class Catalogue:
         self.dataset_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(self.dataset_dir, os.W_OK):
             # SQLite would only say "unable to open database file"; WAL needs to write beside the file.
-            raise PermissionError(errno.EACCES, "the dataset folder is read-only; crops and the catalogue are "
-                                  "written there, so choose a writable folder", str(self.dataset_dir))
+            raise PermissionError(
+                errno.EACCES,
+                "the dataset folder is read-only; crops and the catalogue are "
+                "written there, so choose a writable folder",
+                str(self.dataset_dir),
+            )
         self.path = self.dataset_dir / DB_NAME
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -216,7 +220,8 @@ class Catalogue:
                 except OSError:
                     size = mtime = None  # the worker reports why
                 row = self._db.execute(
-                    "SELECT id, size, mtime_ns, status FROM sources WHERE path = ?", (path,)).fetchone()
+                    "SELECT id, size, mtime_ns, status FROM sources WHERE path = ?", (path,)
+                ).fetchone()
                 if row is None:
                     cur = self._db.execute("INSERT INTO sources (path) VALUES (?)", (path,))
                     jobs.append(SourceJob(int(cur.lastrowid), path))
@@ -227,8 +232,9 @@ class Catalogue:
                 unchanged = size is None or (old_size, old_mtime) == (size, mtime)
                 if status != "pending" and unchanged:
                     continue
-                stale_files += [r[0] for r in self._db.execute(
-                    "SELECT crop_file FROM faces WHERE source_id = ?", (source_id,))]
+                stale_files += [
+                    r[0] for r in self._db.execute("SELECT crop_file FROM faces WHERE source_id = ?", (source_id,))
+                ]
                 self._db.execute("DELETE FROM faces WHERE source_id = ?", (source_id,))
                 self._db.execute("UPDATE sources SET status = 'pending', error = NULL WHERE id = ?", (source_id,))
                 jobs.append(SourceJob(source_id, path))
@@ -243,18 +249,43 @@ class Catalogue:
             self._db.execute(
                 "UPDATE sources SET size = ?, mtime_ns = ?, sha256 = ?, width = ?, height = ?, status = ?, "
                 "error = ?, small_faces = ?, processed_at = ? WHERE id = ?",
-                (result.size, result.mtime_ns, result.sha256, result.width, result.height,
-                 "error" if result.error else "done", result.error, result.small_faces, time.time(),
-                 result.source_id))
+                (
+                    result.size,
+                    result.mtime_ns,
+                    result.sha256,
+                    result.width,
+                    result.height,
+                    "error" if result.error else "done",
+                    result.error,
+                    result.small_faces,
+                    time.time(),
+                    result.source_id,
+                ),
+            )
             for f in result.faces:
                 hi, lo = _halves(f.dhash)
                 cur = self._db.execute(
                     "INSERT INTO faces (source_id, idx, x, y, w, h, crop_x, crop_y, crop_side, likelihood, hair_rgb, "
                     "eye_rgb, skin_rgb, crop_file, crop_size, tags, tags_source, dhash, dhash_hi, dhash_lo) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (result.source_id, f.idx, *f.box, *f.square[:3], f.likelihood, _rgb_text(f.hair_rgb),
-                     _rgb_text(f.eye_rgb), _rgb_text(f.skin_rgb), f.crop_file, f.crop_size, ", ".join(f.tags),
-                     f.tags_source, f.dhash, hi, lo))
+                    (
+                        result.source_id,
+                        f.idx,
+                        *f.box,
+                        *f.square[:3],
+                        f.likelihood,
+                        _rgb_text(f.hair_rgb),
+                        _rgb_text(f.eye_rgb),
+                        _rgb_text(f.skin_rgb),
+                        f.crop_file,
+                        f.crop_size,
+                        ", ".join(f.tags),
+                        f.tags_source,
+                        f.dhash,
+                        hi,
+                        lo,
+                    ),
+                )
                 twin = self._earlier_twin(int(cur.lastrowid), f.dhash)
                 if twin is not None:
                     self._db.execute("UPDATE faces SET duplicate_of = ? WHERE id = ?", (twin, cur.lastrowid))
@@ -267,8 +298,8 @@ class Catalogue:
         """
         hi, lo = _halves(dhash)
         for other_id, other in self._db.execute(
-                "SELECT id, dhash FROM faces WHERE (dhash_hi = ? OR dhash_lo = ?) AND id < ? ORDER BY id",
-                (hi, lo, face_id)):
+            "SELECT id, dhash FROM faces WHERE (dhash_hi = ? OR dhash_lo = ?) AND id < ? ORDER BY id", (hi, lo, face_id)
+        ):
             if ((other ^ dhash) & _MASK64).bit_count() <= 1:
                 return int(other_id)
         return None
@@ -281,8 +312,7 @@ class Catalogue:
 
     def errors(self) -> list[tuple[str, str]]:
         """(source path, reason) of every source that failed, by path."""
-        return self._db.execute(
-            "SELECT path, error FROM sources WHERE status = 'error' ORDER BY path").fetchall()
+        return self._db.execute("SELECT path, error FROM sources WHERE status = 'error' ORDER BY path").fetchall()
 
     def source_hashes(self) -> dict[str, str]:
         """sha256 of every processed source, as read when it was cropped."""
@@ -308,16 +338,28 @@ class Catalogue:
         out: dict[int, FaceRecord] = {}
         ids = list(ids)
         for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for r in self._db.execute(
-                    "SELECT f.id, f.source_id, s.path, f.x, f.y, f.w, f.h, f.crop_x, f.crop_y, f.crop_side, "
-                    "f.likelihood, f.crop_file, f.tags, f.tags_source, f.decision, f.dhash, f.duplicate_of "
-                    f"FROM faces f JOIN sources s ON s.id = f.source_id WHERE f.id IN ({marks})", chunk):
+                "SELECT f.id, f.source_id, s.path, f.x, f.y, f.w, f.h, f.crop_x, f.crop_y, f.crop_side, "
+                "f.likelihood, f.crop_file, f.tags, f.tags_source, f.decision, f.dhash, f.duplicate_of "
+                f"FROM faces f JOIN sources s ON s.id = f.source_id WHERE f.id IN ({marks})",
+                chunk,
+            ):
                 out[r[0]] = FaceRecord(
-                    id=r[0], source_id=r[1], source_path=r[2], box=tuple(r[3:7]), square=tuple(r[7:10]) + (r[9],),
-                    likelihood=r[10], crop_file=r[11], tags=tuple(t for t in r[12].split(", ") if t),
-                    tags_source=r[13], decision=r[14], dhash=r[15], duplicate_of=r[16])
+                    id=r[0],
+                    source_id=r[1],
+                    source_path=r[2],
+                    box=tuple(r[3:7]),
+                    square=tuple(r[7:10]) + (r[9],),
+                    likelihood=r[10],
+                    crop_file=r[11],
+                    tags=tuple(t for t in r[12].split(", ") if t),
+                    tags_source=r[13],
+                    decision=r[14],
+                    dhash=r[15],
+                    duplicate_of=r[16],
+                )
         return out
 
     def set_decisions(self, decisions: Mapping[int, str]) -> dict[int, str]:
@@ -333,7 +375,8 @@ class Catalogue:
         with self._transaction():
             self._db.executemany(
                 "UPDATE faces SET decision = ?, decided_at = ? WHERE id = ?",
-                [(d, None if d == "unreviewed" else now, i) for i, d in decisions.items() if i in previous])
+                [(d, None if d == "unreviewed" else now, i) for i, d in decisions.items() if i in previous],
+            )
         return previous
 
     def ids_below(self, likelihood: float, decision: str | None = "unreviewed") -> list[int]:
@@ -342,8 +385,7 @@ class Catalogue:
         args = (likelihood, decision) if decision else (likelihood,)
         return [r[0] for r in self._db.execute(f"SELECT id FROM faces WHERE {where} ORDER BY likelihood", args)]
 
-    def decide_unreviewed(self, *, keep_from: float | None = None, reject_below: float | None = None
-                          ) -> dict[str, int]:
+    def decide_unreviewed(self, *, keep_from: float | None = None, reject_below: float | None = None) -> dict[str, int]:
         """Decide the faces nobody has reviewed yet, by the detector's likelihood, in one transaction:
         keep those at ``keep_from`` or above, reject those below ``reject_below`` (either may be None).
 
@@ -375,7 +417,8 @@ class Catalogue:
     def kept(self) -> Iterator[tuple[Path, tuple[str, ...]]]:
         """(crop file, tags) of every kept face, by id: what training may use."""
         for crop_file, tags in self._db.execute(
-                "SELECT crop_file, tags FROM faces WHERE decision = 'keep' ORDER BY id"):
+            "SELECT crop_file, tags FROM faces WHERE decision = 'keep' ORDER BY id"
+        ):
             yield self.dataset_dir / crop_file, tuple(t for t in tags.split(", ") if t)
 
 

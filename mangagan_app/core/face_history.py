@@ -54,7 +54,7 @@ class EditHistory:
         equals the current one, so a click that changes nothing is not an undo step."""
         if self.current is not None and self.current.recipe == recipe:
             return False
-        del self._entries[self._index + 1:]
+        del self._entries[self._index + 1 :]
         self._entries.append(HistoryEntry(recipe, label))
         if len(self._entries) > self.limit:
             del self._entries[0]
@@ -144,15 +144,27 @@ class FavouritesStore:
             return
         for row in rows:
             try:
-                self._items.append(Favourite(str(row["id"]), FaceRecipe.from_dict(row["recipe"]),
-                                             str(row.get("name", "")), float(row.get("added", 0.0))))
+                self._items.append(
+                    Favourite(
+                        str(row["id"]),
+                        FaceRecipe.from_dict(row["recipe"]),
+                        str(row.get("name", "")),
+                        float(row.get("added", 0.0)),
+                    )
+                )
             except (KeyError, TypeError, ValueError, RecipeError) as exc:
                 log.warning("skipping a damaged favourite in %s: %s", self.path, exc)
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, {"favourites": [
-            {"id": f.id, "name": f.name, "added": f.added, "recipe": f.recipe.to_dict()} for f in self._items]})
+        atomic_write_json(
+            self.path,
+            {
+                "favourites": [
+                    {"id": f.id, "name": f.name, "added": f.added, "recipe": f.recipe.to_dict()} for f in self._items
+                ]
+            },
+        )
 
     def all(self, model_sha256: str | None = None) -> list[Favourite]:
         """Favourites, newest first; only those of ``model_sha256`` when given."""

@@ -60,9 +60,14 @@ class FaceRecipe:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FaceRecipe):
             return NotImplemented
-        return (np.array_equal(self.noise, other.noise) and np.array_equal(self.condition, other.condition)
-                and self.sliders == other.sliders and self.truncation == other.truncation
-                and self.seed == other.seed and self.model_sha256 == other.model_sha256)
+        return (
+            np.array_equal(self.noise, other.noise)
+            and np.array_equal(self.condition, other.condition)
+            and self.sliders == other.sliders
+            and self.truncation == other.truncation
+            and self.seed == other.seed
+            and self.model_sha256 == other.model_sha256
+        )
 
     __hash__ = None  # type: ignore[assignment]  # arrays inside: equality only
 
@@ -134,8 +139,7 @@ class Enlargement:
         return f"{self.scale}x {'Lanczos' if self.smooth else 'nearest'}"
 
 
-def random_attributes(vocabulary: Vocabulary, rng: np.random.Generator, *,
-                      tag_probability: float = 0.15) -> Attributes:
+def random_attributes(vocabulary: Vocabulary, rng: np.random.Generator, *, tag_probability: float = 0.15) -> Attributes:
     """A value drawn uniformly for every exclusive group; each free tag with ``tag_probability``."""
     attrs = Attributes()
     for group in vocabulary.groups:
@@ -155,8 +159,7 @@ def array_sha256(*arrays: np.ndarray) -> str:
 
 
 # ---- PNG text chunks --------------------------------------------------------------------
-def parameters_text(recipe: FaceRecipe, vocabulary: Vocabulary | None,
-                    enlargement: Enlargement | None = None) -> str:
+def parameters_text(recipe: FaceRecipe, vocabulary: Vocabulary | None, enlargement: Enlargement | None = None) -> str:
     """One readable line, like image-generation UIs put in their ``parameters`` chunk.
 
     Every slider value is written, zeros too, so the line can be typed back
@@ -166,12 +169,19 @@ def parameters_text(recipe: FaceRecipe, vocabulary: Vocabulary | None,
     sliders = ", ".join(f"{s:+.2f}" for s in recipe.sliders) or "none"
     seed = "morph/edited" if recipe.seed is None else str(recipe.seed)
     size = f", Enlarged: {enlargement.describe()}" if enlargement is not None else ""
-    return (f"{tags}\nSeed: {seed}, Variety: {recipe.truncation:.2f}, Sliders: {sliders}{size}, "
-            f"Model: {recipe.model_sha256[:12]}")
+    return (
+        f"{tags}\nSeed: {seed}, Variety: {recipe.truncation:.2f}, Sliders: {sliders}{size}, "
+        f"Model: {recipe.model_sha256[:12]}"
+    )
 
 
-def png_bytes(image: Image.Image, recipe: FaceRecipe | None = None, vocabulary: Vocabulary | None = None, *,
-              enlargement: Enlargement | None = None) -> bytes:
+def png_bytes(
+    image: Image.Image,
+    recipe: FaceRecipe | None = None,
+    vocabulary: Vocabulary | None = None,
+    *,
+    enlargement: Enlargement | None = None,
+) -> bytes:
     """The PNG encoding of ``image`` with the recipe (and how it was enlarged) in text chunks."""
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", "MangaGAN Studio")
@@ -186,8 +196,14 @@ def png_bytes(image: Image.Image, recipe: FaceRecipe | None = None, vocabulary: 
     return buf.getvalue()
 
 
-def save_png(path: str | os.PathLike, image: Image.Image, recipe: FaceRecipe | None = None,
-             vocabulary: Vocabulary | None = None, *, enlargement: Enlargement | None = None) -> Path:
+def save_png(
+    path: str | os.PathLike,
+    image: Image.Image,
+    recipe: FaceRecipe | None = None,
+    vocabulary: Vocabulary | None = None,
+    *,
+    enlargement: Enlargement | None = None,
+) -> Path:
     """Write ``image`` atomically as PNG with the recipe in its text chunks."""
     return atomic_write_bytes(path, png_bytes(image, recipe, vocabulary, enlargement=enlargement))
 
@@ -214,15 +230,16 @@ def read_png_face(path: str | os.PathLike) -> tuple[FaceRecipe, Enlargement | No
         raise RecipeError(f"{path.name}: not a readable image ({exc})") from exc
     raw = text.get(RECIPE_CHUNK)
     if not raw or not isinstance(raw, str):
-        raise RecipeError(f"{path.name} holds no MangaGAN face parameters "
-                          "(only PNGs exported by MangaGAN Studio can be restored)")
+        raise RecipeError(
+            f"{path.name} holds no MangaGAN face parameters (only PNGs exported by MangaGAN Studio can be restored)"
+        )
     try:
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise RecipeError("the face parameters are damaged (not a JSON object)")
         recipe = FaceRecipe.from_dict(data)
         try:
-            enlargement = (Enlargement(data["scale"], data.get("smooth", False)) if "scale" in data else None)
+            enlargement = Enlargement(data["scale"], data.get("smooth", False)) if "scale" in data else None
         except ValueError as exc:
             raise RecipeError(f"the face parameters are damaged ({exc})") from None
         return recipe, enlargement

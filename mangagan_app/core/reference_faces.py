@@ -31,9 +31,16 @@ def _render_chunk(seed: int, indices: list[int], size: int) -> list[tuple[dict, 
     return out
 
 
-def render_sketchbook_faces(seed: int, count: int, size: int, *, first: int = 0, workers: int = 2,
-                            progress: ProgressFn | None = None, should_stop: StopFn | None = None
-                            ) -> tuple[np.ndarray, list[Attributes]]:
+def render_sketchbook_faces(
+    seed: int,
+    count: int,
+    size: int,
+    *,
+    first: int = 0,
+    workers: int = 2,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> tuple[np.ndarray, list[Attributes]]:
     """Sketchbook faces ``first .. first+count-1`` of ``seed``: images (N, size, size, 3) uint8 and attributes.
 
     The same faces ``mangagan synth --seed SEED --size SIZE`` writes. When
@@ -43,9 +50,10 @@ def render_sketchbook_faces(seed: int, count: int, size: int, *, first: int = 0,
     if count <= 0:
         raise ValueError(f"count must be positive, got {count}")
     indices = list(range(first, first + count))
-    chunks = [(seed, indices[i:i + CHUNK], size) for i in range(0, count, CHUNK)]
-    records, _ = run_chunks(_render_chunk, chunks, workers=workers, total=count, progress=progress,
-                            should_stop=should_stop)
+    chunks = [(seed, indices[i : i + CHUNK], size) for i in range(0, count, CHUNK)]
+    records, _ = run_chunks(
+        _render_chunk, chunks, workers=workers, total=count, progress=progress, should_stop=should_stop
+    )
     if not records:
         return np.zeros((0, size, size, 3), np.uint8), []
     return np.stack([r[1] for r in records]), [Attributes.from_dict(r[0]) for r in records]
@@ -63,8 +71,14 @@ def _detect_chunk(images: np.ndarray, scale: int) -> list[bool]:
     return found
 
 
-def detection_flags(images: np.ndarray, *, scale: int = 2, workers: int = 2, progress: ProgressFn | None = None,
-                    should_stop: StopFn | None = None) -> np.ndarray:
+def detection_flags(
+    images: np.ndarray,
+    *,
+    scale: int = 2,
+    workers: int = 2,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> np.ndarray:
     """For each uint8 face (N, H, W, 3): does animeface find a face in it, enlarged ``scale``× bicubic?
 
     Returns a bool array as long as the faces checked (shorter when stopped early).
@@ -73,7 +87,8 @@ def detection_flags(images: np.ndarray, *, scale: int = 2, workers: int = 2, pro
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
-    chunks = [(images[i:i + CHUNK], scale) for i in range(0, len(images), CHUNK)]
-    flags, _ = run_chunks(_detect_chunk, chunks, workers=workers, total=len(images), progress=progress,
-                          should_stop=should_stop)
+    chunks = [(images[i : i + CHUNK], scale) for i in range(0, len(images), CHUNK)]
+    flags, _ = run_chunks(
+        _detect_chunk, chunks, workers=workers, total=len(images), progress=progress, should_stop=should_stop
+    )
     return np.asarray(flags, bool)

@@ -50,7 +50,8 @@ def _install_excepthook(log_path: Path) -> None:
     def report(exc_type, exc, tb):
         log.error("unhandled error\n%s", "".join(traceback.format_exception(exc_type, exc, tb)))
         QMessageBox.critical(
-            None, APPLICATION,
+            None,
+            APPLICATION,
             f"Something went wrong: {exc}\n\nThe details were written to {log_path}.",
         )
 

@@ -39,8 +39,13 @@ class CropWorker(QThread):
 
     def run(self) -> None:
         try:
-            summary = crop_sources(self.sources, self.dataset_dir, self.cfg,
-                                   progress=self.progress.emit, should_stop=self.isInterruptionRequested)
+            summary = crop_sources(
+                self.sources,
+                self.dataset_dir,
+                self.cfg,
+                progress=self.progress.emit,
+                should_stop=self.isInterruptionRequested,
+            )
         except Exception as exc:  # noqa: BLE001 - reported to the user as a sentence, logged in full
             log.exception("crop run failed")
             self.failed.emit(f"Cropping stopped: {exc}")

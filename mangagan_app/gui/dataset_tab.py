@@ -71,8 +71,9 @@ class SourceList(QListWidget):
         super().__init__(parent)
         self.setAcceptDrops(True)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setToolTip("Folders are searched recursively. Drop folders or images here. "
-                        "Source images are only read, never changed.")
+        self.setToolTip(
+            "Folders are searched recursively. Drop folders or images here. Source images are only read, never changed."
+        )
 
     def paths(self) -> list[str]:
         return [self.item(i).text() for i in range(self.count())]
@@ -120,13 +121,16 @@ class ReviewGrid(QListView):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
         if event.matches(QKeySequence.StandardKey.Redo) or (
-                event.key() == Qt.Key.Key_Z and event.modifiers() == (Qt.KeyboardModifier.ControlModifier
-                                                                       | Qt.KeyboardModifier.ShiftModifier)):
+            event.key() == Qt.Key.Key_Z
+            and event.modifiers() == (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+        ):
             self.redo()
         elif event.matches(QKeySequence.StandardKey.Undo):
             self.undo()
-        elif event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier) \
-                and event.key() in self.key_actions:
+        elif (
+            event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier)
+            and event.key() in self.key_actions
+        ):
             self.key_actions[event.key()]()
         else:
             super().keyPressEvent(event)
@@ -272,8 +276,14 @@ class DatasetTab(QWidget):
         reject_below = QPushButton("Reject unreviewed below")
         reject_below.setToolTip("Reject every unreviewed face whose likelihood is under the score (undo: Ctrl+Z)")
         reject_below.clicked.connect(self.reject_below_threshold)
-        for widget in (self.filter_combo, self.order_combo, self.keep_button, self.reject_button, reject_below,
-                       self.threshold_spin):
+        for widget in (
+            self.filter_combo,
+            self.order_combo,
+            self.keep_button,
+            self.reject_button,
+            reject_below,
+            self.threshold_spin,
+        ):
             bar.addWidget(widget)
         bar.addStretch(1)
         layout.addLayout(bar)
@@ -294,8 +304,10 @@ class DatasetTab(QWidget):
         self.grid.setGridSize(QSize(THUMB + 8, THUMB + 8))
         self.grid.setSpacing(2)
         self.grid.setModel(self.model)
-        self.grid.setToolTip("K keep · X/Delete reject · Space toggle · arrows move · Shift/Ctrl+click select "
-                             "several · Ctrl+Z undo · Ctrl+Shift+Z redo")
+        self.grid.setToolTip(
+            "K keep · X/Delete reject · Space toggle · arrows move · Shift/Ctrl+click select "
+            "several · Ctrl+Z undo · Ctrl+Shift+Z redo"
+        )
         self.grid.selectionModel().currentChanged.connect(self._show_preview)
         review.addWidget(self.grid)
 
@@ -476,7 +488,8 @@ class DatasetTab(QWidget):
         total = sum(c.values())
         self.counts_label.setText(
             f"{total} faces from {s['done']} images: {c['keep']} kept · {c['reject']} rejected · "
-            f"{c['unreviewed']} unreviewed · {s['error']} images with errors · showing {self.model.rowCount()}")
+            f"{c['unreviewed']} unreviewed · {s['error']} images with errors · showing {self.model.rowCount()}"
+        )
 
     def _update_errors(self) -> None:
         self.errors_tree.clear()
@@ -539,7 +552,8 @@ class DatasetTab(QWidget):
         row = self.grid.currentIndex().row() + step
         if 0 <= row < self.model.rowCount():
             self.grid.selectionModel().setCurrentIndex(
-                self.model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+                self.model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect
+            )
 
     def _show_preview(self, current: QModelIndex, previous: QModelIndex) -> None:
         if not current.isValid():
@@ -559,7 +573,8 @@ class DatasetTab(QWidget):
         self.preview_text.setText(
             f"<b>{Path(record.source_path).name}</b><br>likelihood {record.likelihood:.3f} · "
             f"{record.decision}<br>tags ({record.tags_source}): {', '.join(record.tags) or 'none'}"
-            f"<br>face {record.id}")
+            f"<br>face {record.id}"
+        )
 
     def shutdown(self) -> None:
         """Stop a running crop and close the catalogue (the window is closing)."""
@@ -591,8 +606,9 @@ def _shrunk_source(path: str, size: int, mtime_ns: int) -> tuple[Image.Image, fl
     return rgb.resize((max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))), pre * factor
 
 
-def _source_with_box(path: str, box: tuple[int, int, int, int], square: tuple[int, int, int, int],
-                     size: int) -> QPixmap:
+def _source_with_box(
+    path: str, box: tuple[int, int, int, int], square: tuple[int, int, int, int], size: int
+) -> QPixmap:
     """The source image shrunk to fit ``size``, the face box (magenta) and crop square (cyan) drawn.
 
     Read as the detector read it (EXIF-upright, alpha over white) so the boxes

@@ -85,7 +85,10 @@ class FaceCanvas(QWidget):
                 painter.drawText(band, Qt.AlignmentFlag.AlignCenter, self._caption)
         elif self._message:
             painter.setPen(QColor(220, 220, 225))
-            painter.drawText(self.rect().adjusted(24, 24, -24, -24),
-                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+            painter.drawText(
+                self.rect().adjusted(24, 24, -24, -24),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                self._message,
+            )
         painter.end()
         self.painted.emit()

@@ -82,9 +82,20 @@ SYNC_RENDER_MS = 8.0  # faces that render faster than this are drawn on the GUI 
 
 # Swatch colours for the hair and eye colour values (anime palettes, not physics).
 SWATCHES = {
-    "blonde": "#f3d573", "brown": "#8a5a36", "black": "#26232a", "blue": "#3f6fd8", "pink": "#f08cb8",
-    "purple": "#8a55c9", "green": "#3e9b52", "red": "#d23b3b", "silver": "#c9ccd6", "white": "#f4f4f4",
-    "orange": "#f08a2e", "aqua": "#3cc9d0", "grey": "#8c8c8c", "yellow": "#f2d93a",
+    "blonde": "#f3d573",
+    "brown": "#8a5a36",
+    "black": "#26232a",
+    "blue": "#3f6fd8",
+    "pink": "#f08cb8",
+    "purple": "#8a55c9",
+    "green": "#3e9b52",
+    "red": "#d23b3b",
+    "silver": "#c9ccd6",
+    "white": "#f4f4f4",
+    "orange": "#f08a2e",
+    "aqua": "#3cc9d0",
+    "grey": "#8c8c8c",
+    "yellow": "#f2d93a",
 }
 VARIATION_MODES = (("Similar faces", 0.45), ("Cousins", 0.75), ("New faces", 1.0))
 
@@ -102,8 +113,10 @@ def _attribute_tip(tag: str, share: float | None) -> str:
     name = tag.replace("_", " ")
     if share is None:
         return name
-    return (f"{name}: the model draws it in {100 * share:.0f} % of the faces asked for it "
-            "(measured by the independent tagger, see the model card)")
+    return (
+        f"{name}: the model draws it in {100 * share:.0f} % of the faces asked for it "
+        "(measured by the independent tagger, see the model card)"
+    )
 
 
 def _metrics_summary(card: dict) -> str:
@@ -111,12 +124,15 @@ def _metrics_summary(card: dict) -> str:
     metrics = card.get("metrics")
     if not metrics:
         return "Not evaluated yet (mangagan evaluate writes the measurements into the model card)."
-    groups = ", ".join(f"{g.replace('_', ' ')} {100 * v['mean']:.0f} %"
-                       for g, v in metrics.get("attributes", {}).items())
+    groups = ", ".join(
+        f"{g.replace('_', ' ')} {100 * v['mean']:.0f} %" for g, v in metrics.get("attributes", {}).items()
+    )
     detect = metrics.get("detectability", {}).get("ratio")
-    lines = [f"Attributes obeyed (mean): {groups}",
-             f"Memorisation: {100 * metrics.get('memorisation_rate', float('nan')):.1f} % of faces nearer "
-             "a training face than unseen real faces come"]
+    lines = [
+        f"Attributes obeyed (mean): {groups}",
+        f"Memorisation: {100 * metrics.get('memorisation_rate', float('nan')):.1f} % of faces nearer "
+        "a training face than unseen real faces come",
+    ]
     if detect is not None:
         lines.append(f"Face detector finds generated faces {detect:.2f}× as often as real ones")
     return "<br>".join(lines)
@@ -137,8 +153,9 @@ class AttributeGroupBox(QGroupBox):
         self.group = group
         reliability = reliability or {}
         self.random_box = QCheckBox("Random")
-        self.random_box.setToolTip(f"When ticked, Randomize (R) draws a new {group.label.lower()}; "
-                                   "otherwise it stays fixed")
+        self.random_box.setToolTip(
+            f"When ticked, Randomize (R) draws a new {group.label.lower()}; otherwise it stays fixed"
+        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 6)
         layout.addWidget(self.random_box, alignment=Qt.AlignmentFlag.AlignRight)
@@ -159,13 +176,15 @@ class AttributeGroupBox(QGroupBox):
                 button.setFixedSize(26, 26)
                 button.setStyleSheet(
                     f"QToolButton {{ background: {SWATCHES[value]}; border: 1px solid #555; border-radius: 4px; }}"
-                    "QToolButton:checked { border: 3px solid #ffb000; }")
+                    "QToolButton:checked { border: 3px solid #ffb000; }"
+                )
             else:
                 button = QToolButton()
                 button.setText(value)
                 button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-                button.setStyleSheet("QToolButton:checked { border: 2px solid #ffb000; border-radius: 3px; "
-                                     "font-weight: bold; }")
+                button.setStyleSheet(
+                    "QToolButton:checked { border: 2px solid #ffb000; border-radius: 3px; font-weight: bold; }"
+                )
                 button.setMinimumWidth(70)
             button.setCheckable(True)
             button.setToolTip(_attribute_tip(tag, reliability.get(tag)))
@@ -185,8 +204,9 @@ class AttributeGroupBox(QGroupBox):
     def show_attributes(self, attrs: Attributes) -> None:
         for value, button in self.buttons.items():
             button.blockSignals(True)
-            button.setChecked(attrs.choices.get(self.group.name) == value if self.group.exclusive
-                              else value in attrs.tags)
+            button.setChecked(
+                attrs.choices.get(self.group.name) == value if self.group.exclusive else value in attrs.tags
+            )
             button.blockSignals(False)
 
     def read_into(self, attrs: Attributes) -> None:
@@ -255,8 +275,14 @@ class GenerateTab(QWidget):
     status_message = Signal(str)
     face_shown = Signal()  # the canvas got a newly rendered current face
 
-    def __init__(self, settings: QSettings, *, weights_dir: Path | None = None, data_dir: Path | None = None,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        settings: QSettings,
+        *,
+        weights_dir: Path | None = None,
+        data_dir: Path | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.settings = settings
         self.weights_dir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
@@ -304,14 +330,17 @@ class GenerateTab(QWidget):
         self.seed_box.setRange(-1, MAX_SEED)
         self.seed_box.setPrefix("Seed ")
         self.seed_box.setSpecialValueText("Seed —")
-        self.seed_box.setToolTip("Seed of the noise; the same seed and attributes give the same face "
-                                 "(— after morphing or picking a variation)")
+        self.seed_box.setToolTip(
+            "Seed of the noise; the same seed and attributes give the same face "
+            "(— after morphing or picking a variation)"
+        )
         # Wide enough for the largest seed with its prefix, however narrow the window gets.
         self.seed_box.setMinimumWidth(self.seed_box.sizeHint().width())
         self.lock_noise = QCheckBox("Lock")
         self.lock_noise.setChecked(setting(self.settings, "generate/lock_noise", False))
-        self.lock_noise.setToolTip("Lock noise: Randomize keeps this face's noise and only redraws the "
-                                   "random attributes")
+        self.lock_noise.setToolTip(
+            "Lock noise: Randomize keeps this face's noise and only redraws the random attributes"
+        )
         self.smooth_box = QCheckBox("Smooth")
         self.smooth_box.setChecked(self.canvas.smooth)
         self.star_button = QToolButton()
@@ -322,8 +351,14 @@ class GenerateTab(QWidget):
         self.undo_button.setText("↶")
         self.redo_button = QToolButton()
         self.redo_button.setText("↷")
-        for w in (self.randomize_button, self.seed_box, self.lock_noise, self.undo_button,
-                  self.redo_button, self.star_button):
+        for w in (
+            self.randomize_button,
+            self.seed_box,
+            self.lock_noise,
+            self.undo_button,
+            self.redo_button,
+            self.star_button,
+        ):
             top.addWidget(w)
         top.addStretch(1)
         top.addWidget(self.smooth_box)
@@ -367,8 +402,11 @@ class GenerateTab(QWidget):
         self.favourites_strip = FaceStrip()
         self.strips = QTabWidget()
         self.strips.addTab(self.history_strip, "History")
-        self.strips.setTabToolTip(0, "The faces made with this model; each model keeps its own history, "
-                                     "so switching to another model and back finds it again")
+        self.strips.setTabToolTip(
+            0,
+            "The faces made with this model; each model keeps its own history, "
+            "so switching to another model and back finds it again",
+        )
         self.strips.addTab(self.favourites_strip, "Favourites ★")
         self.strips.setFixedHeight(130)
 
@@ -390,8 +428,10 @@ class GenerateTab(QWidget):
         self.model_label = QLabel("No model")
         self.model_label.setWordWrap(True)
         self.model_button = QPushButton("Model…")
-        self.model_button.setToolTip("Open another model: the shipped one, one sent here from the Train tab, "
-                                     "or any exported model file (.safetensors with its .json card)")
+        self.model_button.setToolTip(
+            "Open another model: the shipped one, one sent here from the Train tab, "
+            "or any exported model file (.safetensors with its .json card)"
+        )
         self.model_menu = QMenu(self)
         self.model_menu.setToolTipsVisible(True)
         self.model_menu.aboutToShow.connect(self._fill_model_menu)
@@ -418,8 +458,7 @@ class GenerateTab(QWidget):
         self.variety = QSlider(Qt.Orientation.Horizontal)
         self.variety.setRange(0, 150)
         self.variety.setValue(100)
-        self.variety.setToolTip("Variety (truncation): lower gives safer, more average faces; "
-                                "higher gives wilder ones")
+        self.variety.setToolTip("Variety (truncation): lower gives safer, more average faces; higher gives wilder ones")
         self.variety_label = QLabel("1.00")
         self.reset_sliders_button = QPushButton("Reset sliders")
         self.direction_sliders: list[DirectionSlider] = []
@@ -460,10 +499,10 @@ class GenerateTab(QWidget):
         self.reset_sliders_button.clicked.connect(self.reset_sliders)
         self.history_strip.itemClicked.connect(self._history_clicked)
         self.favourites_strip.itemClicked.connect(self._favourite_clicked)
-        self.history_strip.customContextMenuRequested.connect(
-            lambda pos: self._strip_menu(self.history_strip, pos))
+        self.history_strip.customContextMenuRequested.connect(lambda pos: self._strip_menu(self.history_strip, pos))
         self.favourites_strip.customContextMenuRequested.connect(
-            lambda pos: self._strip_menu(self.favourites_strip, pos))
+            lambda pos: self._strip_menu(self.favourites_strip, pos)
+        )
 
     def _build_morph_box(self) -> QGroupBox:
         self.morph_box = box = QGroupBox("Morph A ↔ B")
@@ -503,10 +542,12 @@ class GenerateTab(QWidget):
         self.set_b_button.clicked.connect(lambda: self.set_morph_end("b", self.current_recipe()))
         self.morph_slider.valueChanged.connect(self._morph_moved)
         self.keep_morph_button.clicked.connect(self.keep_morph_frame)
-        self.gif_button.clicked.connect(lambda: self._ask_path_then("Export morph GIF", "morph.gif",
-                                                                    "GIF (*.gif)", self.export_morph_gif))
-        self.strip_button.clicked.connect(lambda: self._ask_path_then("Export morph strip", "morph-strip.png",
-                                                                      "PNG (*.png)", self.export_morph_strip))
+        self.gif_button.clicked.connect(
+            lambda: self._ask_path_then("Export morph GIF", "morph.gif", "GIF (*.gif)", self.export_morph_gif)
+        )
+        self.strip_button.clicked.connect(
+            lambda: self._ask_path_then("Export morph strip", "morph-strip.png", "PNG (*.png)", self.export_morph_strip)
+        )
         self.frames_box.valueChanged.connect(lambda n: self.settings.setValue("generate/morph_frames", n))
         return box
 
@@ -531,10 +572,14 @@ class GenerateTab(QWidget):
         layout.addWidget(self.sheet_button, 1, 0, 1, 3)
         self.scale_box.valueChanged.connect(lambda v: self.settings.setValue("generate/export_scale", v))
         self.method_box.currentIndexChanged.connect(lambda i: self.settings.setValue("generate/export_smooth", i))
-        self.export_button.clicked.connect(lambda: self._ask_path_then("Export face", "face.png", "PNG (*.png)",
-                                                                       self.export_png))
-        self.sheet_button.clicked.connect(lambda: self._ask_path_then("Export variation grid", "variations.png",
-                                                                      "PNG (*.png)", self.export_grid_sheet))
+        self.export_button.clicked.connect(
+            lambda: self._ask_path_then("Export face", "face.png", "PNG (*.png)", self.export_png)
+        )
+        self.sheet_button.clicked.connect(
+            lambda: self._ask_path_then(
+                "Export variation grid", "variations.png", "PNG (*.png)", self.export_grid_sheet
+            )
+        )
         self.copy_button.clicked.connect(self.copy_to_clipboard)
         self.open_button.clicked.connect(self._open_dialog)
         return box
@@ -577,8 +622,11 @@ class GenerateTab(QWidget):
             (self.copy_button, self.copy_action, "Copy the face (at the export size) to the clipboard"),
             (self.open_button, self.open_action, "Open an exported PNG to get its face back (or drop it here)"),
             (self.new_grid_button, self.grid_action, "Draw a new grid of variations"),
-            (self.originality_button, self.originality_action,
-             "Show the training faces closest to this one, with a verdict: original, close, or near copy"),
+            (
+                self.originality_button,
+                self.originality_action,
+                "Show the training faces closest to this one, with a verdict: original, close, or near copy",
+            ),
             (self.smooth_box, self.smooth_action, "Smooth scaling of the big face instead of crisp pixels"),
         ):
             widget.setToolTip(_shortcut_tip(text, act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)))
@@ -592,7 +640,8 @@ class GenerateTab(QWidget):
             self.canvas.set_message(
                 f"No model yet: no .safetensors file in\n{self.weights_dir}\n\n"
                 "Train one in the Train tab and press “Use in Generate”, "
-                "or open an exported model with Model…")
+                "or open an exported model with Model…"
+            )
             self.status_message.emit(f"No model found in {self.weights_dir}")
             return
         self.load_model(candidates[0])
@@ -604,8 +653,10 @@ class GenerateTab(QWidget):
         self._start_loader(weights)
 
     def _start_loader(self, weights: Path) -> None:
-        self.canvas.set_message(f"Loading {Path(weights).name}…\n(the first time a model without slider "
-                                "directions is opened they are computed: a few seconds)")
+        self.canvas.set_message(
+            f"Loading {Path(weights).name}…\n(the first time a model without slider "
+            "directions is opened they are computed: a few seconds)"
+        )
         loader = ModelLoader(Path(weights), self.data_dir / "cache")
         loader.loaded.connect(self._model_loaded)
         loader.failed.connect(self._model_failed)
@@ -632,8 +683,9 @@ class GenerateTab(QWidget):
         self.model_menu.addAction("Other model file…", self._choose_model)
 
     def _choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load a model", str(self.weights_dir),
-                                              "Model weights (*.safetensors)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load a model", str(self.weights_dir), "Model weights (*.safetensors)"
+        )
         if path:
             self.load_model(Path(path))
 
@@ -684,15 +736,20 @@ class GenerateTab(QWidget):
         self.model_label.setToolTip(f"{_metrics_summary(service.card)}<br>sha256 {service.sha256}")
         self.status_message.emit(f"Model {service.name}: {summary}")
 
-    def _first_face(self, service: GeneratorService, previous: FaceRecipe | None,
-                    previous_model: str) -> tuple[FaceRecipe, str]:
+    def _first_face(
+        self, service: GeneratorService, previous: FaceRecipe | None, previous_model: str
+    ) -> tuple[FaceRecipe, str]:
         """(recipe, history label) of the first face of a model opened for the first time: the face
         on the canvas drawn by the new model when its noise and attributes fit it (the same character,
         to compare the two), otherwise the last seed."""
-        if (previous is not None and previous.noise.shape == (service.z_dim,)
-                and previous.condition.shape == (service.vocabulary.dim,)):
-            recipe = previous.with_(sliders=(), model_sha256=service.sha256,
-                                    directions_sha256=service.directions.sha256)
+        if (
+            previous is not None
+            and previous.noise.shape == (service.z_dim,)
+            and previous.condition.shape == (service.vocabulary.dim,)
+        ):
+            recipe = previous.with_(
+                sliders=(), model_sha256=service.sha256, directions_sha256=service.directions.sha256
+            )
             return recipe, f"The face of {previous_model}"
         start = setting(self.settings, "generate/last_seed", 0)
         return self._with_controls(service.recipe(start)), f"Seed {start}"
@@ -716,10 +773,23 @@ class GenerateTab(QWidget):
         self.scroll.setMinimumWidth(max(340, needed))
 
     def _set_enabled(self, on: bool) -> None:
-        for w in (self.randomize_button, self.seed_box, self.lock_noise, self.star_button, self.undo_button,
-                  self.redo_button, self.new_grid_button, self.variation_mode, self.attributes_box,
-                  self.sliders_box, self.morph_box, self.export_box, self.open_button, self.copy_button,
-                  self.export_button):
+        for w in (
+            self.randomize_button,
+            self.seed_box,
+            self.lock_noise,
+            self.star_button,
+            self.undo_button,
+            self.redo_button,
+            self.new_grid_button,
+            self.variation_mode,
+            self.attributes_box,
+            self.sliders_box,
+            self.morph_box,
+            self.export_box,
+            self.open_button,
+            self.copy_button,
+            self.export_button,
+        ):
             w.setEnabled(on)
         self.originality_button.setEnabled(on)
 
@@ -767,8 +837,9 @@ class GenerateTab(QWidget):
         pixels = self.current_pixels()
         if self.service is None or pixels is None:
             return None
-        weights = (self._loader.weights if self._loader is not None
-                   else self.weights_dir / f"{self.service.name}.safetensors")
+        weights = (
+            self._loader.weights if self._loader is not None else self.weights_dir / f"{self.service.name}.safetensors"
+        )
         dialog = OriginalityDialog(pixels, weights, self.service.card, cache_dir=self.data_dir / "cache", parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
@@ -785,8 +856,9 @@ class GenerateTab(QWidget):
 
     def _with_controls(self, recipe: FaceRecipe) -> FaceRecipe:
         """``recipe`` with the variety and slider values the controls show."""
-        return recipe.with_(truncation=self.variety.value() / 100,
-                            sliders=tuple(s.sigma() for s in self.direction_sliders))
+        return recipe.with_(
+            truncation=self.variety.value() / 100, sliders=tuple(s.sigma() for s in self.direction_sliders)
+        )
 
     def _push(self, recipe: FaceRecipe, label: str) -> None:
         self._preview = None
@@ -843,8 +915,12 @@ class GenerateTab(QWidget):
             self._face_pixels = images[0]
             self.canvas.set_image(qimage_from_array(images[0]))
             current = self.history.current
-            if (current is not None and token == self._token and self._preview is None
-                    and id(current) not in self._thumbs):
+            if (
+                current is not None
+                and token == self._token
+                and self._preview is None
+                and id(current) not in self._thumbs
+            ):
                 self._thumbs[id(current)] = _icon(self.canvas.image())
                 self._refresh_history()
             self.face_shown.emit()
@@ -1049,7 +1125,7 @@ class GenerateTab(QWidget):
         if item is None:
             return
         key = item.data(Qt.ItemDataRole.UserRole)
-        recipe = (self.history.entries[key].recipe if strip is self.history_strip else self._favourite_recipe(key))
+        recipe = self.history.entries[key].recipe if strip is self.history_strip else self._favourite_recipe(key)
         if recipe is None:
             return
         menu = QMenu(self)
@@ -1095,8 +1171,9 @@ class GenerateTab(QWidget):
         else:
             self.morph_b = recipe
         pixmap = QPixmap.fromImage(qimage_from_array(self.service.render([recipe])[0]))
-        label.setPixmap(pixmap.scaled(68, 68, Qt.AspectRatioMode.KeepAspectRatio,
-                                      Qt.TransformationMode.FastTransformation))
+        label.setPixmap(
+            pixmap.scaled(68, 68, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+        )
 
     def set_morph_t(self, t: float) -> None:
         self.morph_slider.setValue(round(t * 100))
@@ -1155,8 +1232,12 @@ class GenerateTab(QWidget):
 
     def export_png(self, path: Path) -> None:
         """Write the current face at the chosen size with its parameters (and that size) in the PNG."""
-        atomic_write_bytes(path, png_bytes(self._export_image(), self.current_recipe(), self.service.vocabulary,
-                                           enlargement=self._enlargement()))
+        atomic_write_bytes(
+            path,
+            png_bytes(
+                self._export_image(), self.current_recipe(), self.service.vocabulary, enlargement=self._enlargement()
+            ),
+        )
         self.status_message.emit(f"Saved {path} (open or drop it here to get this face back)")
 
     def export_grid_sheet(self, path: Path) -> None:
@@ -1192,8 +1273,9 @@ class GenerateTab(QWidget):
             self.status_message.emit(str(exc))
             return False
         self._push(recipe, f"Opened {Path(path).name}")
-        self.status_message.emit(f"Restored the face from {Path(path).name}"
-                                 + (f" ({'; '.join(warnings)})" if warnings else ""))
+        self.status_message.emit(
+            f"Restored the face from {Path(path).name}" + (f" ({'; '.join(warnings)})" if warnings else "")
+        )
         return True
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
@@ -1204,4 +1286,3 @@ class GenerateTab(QWidget):
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt's name
         self.open_png(Path(event.mimeData().urls()[0].toLocalFile()))
         event.acceptProposedAction()
-

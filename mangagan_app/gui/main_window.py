@@ -116,8 +116,10 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentIndex(tab)
         bad = unreadable_settings(self.settings)
         if bad:
-            self.show_status(f"Some remembered settings were unreadable and reset to defaults: {', '.join(bad)} "
-                             f"(in {self.settings.fileName()})")
+            self.show_status(
+                f"Some remembered settings were unreadable and reset to defaults: {', '.join(bad)} "
+                f"(in {self.settings.fileName()})"
+            )
 
     def save_state(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -1,4 +1,4 @@
-""""Check originality": the current face beside its closest training faces, with a verdict.
+""" "Check originality": the current face beside its closest training faces, with a verdict.
 
 The search runs on :class:`OriginalityWorker` (a QThread): it loads the tagger and
 the model's feature index — or builds the index from the training folder on first
@@ -48,8 +48,17 @@ class OriginalityWorker(QThread):
     succeeded = Signal(object, object)
     failed = Signal(str)
 
-    def __init__(self, pixels: np.ndarray, weights: Path, card: dict, *, cache_dir: Path | None = None,
-                 tagger_path: Path | None = None, k: int = MATCHES, parent=None):
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        weights: Path,
+        card: dict,
+        *,
+        cache_dir: Path | None = None,
+        tagger_path: Path | None = None,
+        k: int = MATCHES,
+        parent=None,
+    ):
         super().__init__(parent)
         self.pixels = np.ascontiguousarray(pixels, np.uint8)
         self.weights = Path(weights)
@@ -61,8 +70,14 @@ class OriginalityWorker(QThread):
     def run(self) -> None:
         try:
             tagger = load_tagger(self.tagger_path)
-            index = ensure_index(self.weights, self.card, tagger, cache_dir=self.cache_dir,
-                                 progress=self.progress.emit, should_stop=self.isInterruptionRequested)
+            index = ensure_index(
+                self.weights,
+                self.card,
+                tagger,
+                cache_dir=self.cache_dir,
+                progress=self.progress.emit,
+                should_stop=self.isInterruptionRequested,
+            )
             if index is None:
                 self.failed.emit("Stopped before the training set was indexed.")
                 return
@@ -80,7 +95,8 @@ class OriginalityWorker(QThread):
 
 def _pixmap(pixels: np.ndarray, side: int) -> QPixmap:
     return QPixmap.fromImage(qimage_from_array(pixels)).scaled(
-        side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+        side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+    )
 
 
 class OriginalityDialog(QDialog):
@@ -92,8 +108,16 @@ class OriginalityDialog(QDialog):
 
     checked = Signal(object)
 
-    def __init__(self, pixels: np.ndarray, weights: Path, card: dict, *, cache_dir: Path | None = None,
-                 tagger_path: Path | None = None, parent: QWidget | None = None):
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        weights: Path,
+        card: dict,
+        *,
+        cache_dir: Path | None = None,
+        tagger_path: Path | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("Check originality")
         self.result: OriginalityResult | None = None

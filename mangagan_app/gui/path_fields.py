@@ -15,7 +15,7 @@ def shown_path(path: str | Path) -> str:
     text, home = str(path), str(Path.home())
     if home in ("", "/") or not (text == home or text.startswith(home + "/")):
         return text
-    return "~" + text[len(home):]
+    return "~" + text[len(home) :]
 
 
 def read_path(edit: QLineEdit) -> Path | None:

@@ -94,7 +94,7 @@ class FaceListModel(QAbstractListModel):
             start = row - row % _BLOCK
             if len(self._records) > 20 * _BLOCK:
                 self._records.clear()
-            self._records.update(self._catalogue.faces(self._ids[start:start + _BLOCK]))
+            self._records.update(self._catalogue.faces(self._ids[start : start + _BLOCK]))
         return self._records.get(face_id)
 
     def decisions_changed(self, decisions: dict[int, str]) -> None:
@@ -108,8 +108,9 @@ class FaceListModel(QAbstractListModel):
                 self._records[face_id] = FaceRecord(**{**old.__dict__, "decision": decision})
             self._pixmaps.pop(face_id, None)
             index = self.index(row)
-            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole, DECISION_ROLE,
-                                                 Qt.ItemDataRole.ToolTipRole])
+            self.dataChanged.emit(
+                index, index, [Qt.ItemDataRole.DecorationRole, DECISION_ROLE, Qt.ItemDataRole.ToolTipRole]
+            )
 
     # ---- Qt model API --------------------------------------------------------------
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802 - Qt's signature
@@ -165,8 +166,11 @@ class FaceListModel(QAbstractListModel):
         image = self.crop_image(record)
         if image is None:
             image = Image.new("RGB", (THUMB, THUMB), (128, 128, 128))
-        pixmap = pil_to_pixmap(decorate(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), record.decision,
-                                        record.duplicate_of is not None))
+        pixmap = pil_to_pixmap(
+            decorate(
+                image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), record.decision, record.duplicate_of is not None
+            )
+        )
         self._pixmaps[record.id] = pixmap
         if len(self._pixmaps) > _PIXMAP_CACHE:
             self._pixmaps.popitem(last=False)

@@ -32,8 +32,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="mangagan-studio --self-test", description=__doc__.splitlines()[0])
     parser.add_argument("--self-test", action="store_true", required=True)
     parser.add_argument("--weights", type=Path, help="NAME.safetensors to test (default: the model in weights/)")
-    parser.add_argument("--output", type=Path, default=Path(tempfile.gettempdir()) / "mangagan-self-test.png",
-                        help="face PNG to write; the window picture goes beside it (default: in the temp folder)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "mangagan-self-test.png",
+        help="face PNG to write; the window picture goes beside it (default: in the temp folder)",
+    )
     return parser.parse_args(argv)
 
 
@@ -107,8 +111,10 @@ def _generate_face(weights: Path, out: Callable[[str], None]) -> bytes:
         generator, card = load_generator(weights)
     except WeightsError as exc:
         raise SelfTestFailure(f"cannot load the weights: {exc}") from None
-    out(f"weights {weights} (sha256 {card['sha256'][:12]}…, {generator.arch.resolution} px, "
-        f"torch {torch.__version__}): ok")
+    out(
+        f"weights {weights} (sha256 {card['sha256'][:12]}…, {generator.arch.resolution} px, "
+        f"torch {torch.__version__}): ok"
+    )
     with torch.inference_mode():
         face = generate(generator, Attributes(), 1, seed=0)[0]  # (H, W, 3) uint8
     seconds = time.perf_counter() - start

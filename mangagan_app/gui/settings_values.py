@@ -45,7 +45,7 @@ def _as_int(raw: Any) -> int:
         value = int(raw.strip()) if isinstance(raw, str) else raw
     except ValueError:
         raise _Unreadable from None
-    if not -2 ** 31 <= value < 2 ** 31:  # Qt's spin boxes and indexes take a C int
+    if not -(2**31) <= value < 2**31:  # Qt's spin boxes and indexes take a C int
         raise _Unreadable
     return value
 
@@ -96,14 +96,25 @@ def setting(settings: QSettings, key: str, default: T) -> T:
     raw = settings.value(key)
     if raw is None:
         return default
-    readers = ((bool, _as_bool), (int, _as_int), (float, _as_float), (str, _as_str), (list, _as_list),
-               (QByteArray, _as_bytes))
+    readers = (
+        (bool, _as_bool),
+        (int, _as_int),
+        (float, _as_float),
+        (str, _as_str),
+        (list, _as_list),
+        (QByteArray, _as_bytes),
+    )
     reader = next(fn for kind, fn in readers if isinstance(default, kind))
     try:
         return reader(raw)
     except _Unreadable:
-        log.warning("settings %s: %s is not a valid %s; using the default %r",
-                    settings.fileName(), key, type(default).__name__, default)
+        log.warning(
+            "settings %s: %s is not a valid %s; using the default %r",
+            settings.fileName(),
+            key,
+            type(default).__name__,
+            default,
+        )
         bad = _unreadable.setdefault(settings, [])
         if key not in bad:
             bad.append(key)

@@ -64,31 +64,43 @@ from mangagan_app.ml.training_plan import (
 
 # What each plotted statistic is called in the legends and the progress line, and its colour.
 # D, the discriminator, is called the judge: it is what tells real faces from drawn ones.
-CURVES = {"d_adv": ("Judge (D)", "#d62728"), "g_adv": ("Generator (G)", "#1f77b4"),
-          "d_cls": ("Judge: tags", "#ff7f0e"), "g_cls": ("Generator: tags", "#2ca02c"),
-          "gp": ("Judge: penalty", "#9467bd"),
-          "d_real": ("Real faces", "#8c564b"), "d_fake": ("Generated faces", "#e377c2")}
-CURVE_TIPS = {"d_adv": "d_adv: the discriminator's loss at telling real faces from generated ones",
-              "g_adv": "g_adv: the generator's loss at making the discriminator rate its faces real",
-              "d_cls": "d_cls: the discriminator's loss at reading the tags of real faces",
-              "g_cls": "g_cls: the generator's loss at drawing the tags it was asked for",
-              "gp": "gp: DRAGAN's gradient penalty on the discriminator",
-              "d_real": "d_real: the discriminator's mean rating of real faces (1 = surely real)",
-              "d_fake": "d_fake: the discriminator's mean rating of generated faces (0 = surely generated)"}
+CURVES = {
+    "d_adv": ("Judge (D)", "#d62728"),
+    "g_adv": ("Generator (G)", "#1f77b4"),
+    "d_cls": ("Judge: tags", "#ff7f0e"),
+    "g_cls": ("Generator: tags", "#2ca02c"),
+    "gp": ("Judge: penalty", "#9467bd"),
+    "d_real": ("Real faces", "#8c564b"),
+    "d_fake": ("Generated faces", "#e377c2"),
+}
+CURVE_TIPS = {
+    "d_adv": "d_adv: the discriminator's loss at telling real faces from generated ones",
+    "g_adv": "g_adv: the generator's loss at making the discriminator rate its faces real",
+    "d_cls": "d_cls: the discriminator's loss at reading the tags of real faces",
+    "g_cls": "g_cls: the generator's loss at drawing the tags it was asked for",
+    "gp": "gp: DRAGAN's gradient penalty on the discriminator",
+    "d_real": "d_real: the discriminator's mean rating of real faces (1 = surely real)",
+    "d_fake": "d_fake: the discriminator's mean rating of generated faces (0 = surely generated)",
+}
 # The settings in plain words; the trainer's own names are in each control's tooltip.
 RESOLUTIONS = ((64, "64 × 64 px"), (128, "128 × 128 px"))
-LOSS_CHOICES = (("dcgan", "Standard", "dcgan: the non-saturating GAN loss (the shipped model's)"),
-                ("hinge", "Hinge", "hinge: the hinge loss of SNGAN and BigGAN"),
-                ("dragan", "Standard + smoothing penalty",
-                 "dragan: dcgan plus DRAGAN's gradient penalty (about 1.6× slower)"))
+LOSS_CHOICES = (
+    ("dcgan", "Standard", "dcgan: the non-saturating GAN loss (the shipped model's)"),
+    ("hinge", "Hinge", "hinge: the hinge loss of SNGAN and BigGAN"),
+    ("dragan", "Standard + smoothing penalty", "dragan: dcgan plus DRAGAN's gradient penalty (about 1.6× slower)"),
+)
 CONDITIONING_CHOICES = (("film", "Throughout the drawing"), ("input", "At the start only"))
 # The trainer's advice names command-line flags; the tab names its own controls. Every
 # run started here uses adaptive augmentation (the TrainingConfig default), so the only
 # way to get it from the tab is a new run.
-TAB_ADVICE = ("Try more faces, or fine-tune a model that already draws faces: choose its run folder in "
-              '"Start from" and press Start. New runs started here use adaptive augmentation.')
-NO_RUN_TO_START_FROM = ('No earlier run here draws faces with these settings yet: train one on sketchbook faces '
-                        '(Training data: Sketchbook), then choose it in "Start from" to fine-tune it on your faces.')
+TAB_ADVICE = (
+    "Try more faces, or fine-tune a model that already draws faces: choose its run folder in "
+    '"Start from" and press Start. New runs started here use adaptive augmentation.'
+)
+NO_RUN_TO_START_FROM = (
+    "No earlier run here draws faces with these settings yet: train one on sketchbook faces "
+    '(Training data: Sketchbook), then choose it in "Start from" to fine-tune it on your faces.'
+)
 # Previews and progress ticks are cheap next to a step and are what people watch, so the tab
 # asks for them more often than the command line does.
 GUI_PREVIEW_STEPS = 100
@@ -169,8 +181,10 @@ class TrainTab(QWidget):
         monitor.addWidget(self.progress_label)
         monitor.addWidget(self._build_warning_banner())
         monitor.addWidget(self._build_plots(), 1)
-        self.preview_label = QLabel("Previews appear here during training: one column per hair colour, "
-                                    "the same faces each time so you can watch them improve.")
+        self.preview_label = QLabel(
+            "Previews appear here during training: one column per hair colour, "
+            "the same faces each time so you can watch them improve."
+        )
         self.preview_label.setWordWrap(True)
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview_label.setMinimumHeight(300)
@@ -205,7 +219,8 @@ class TrainTab(QWidget):
         # Fixed colours for text and background alike, so it reads the same in dark themes.
         self.warning_banner.setStyleSheet(
             "QFrame#trainWarning { background: #fff4ce; border: 1px solid #d39e00; border-radius: 4px; }"
-            "QFrame#trainWarning QLabel { color: #3d2b00; background: transparent; border: none; }")
+            "QFrame#trainWarning QLabel { color: #3d2b00; background: transparent; border: none; }"
+        )
         icon = QLabel()
         icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(32, 32))
         icon.setAlignment(Qt.AlignmentFlag.AlignTop)
@@ -233,10 +248,12 @@ class TrainTab(QWidget):
         plots = pg.GraphicsLayoutWidget()
         plots.setBackground("w")
         plots.setMinimumHeight(260)  # leaves the ratings plot room for its 0, 0.5 and 1 labels
-        plots.setToolTip("<p>The judge (D, the discriminator) rates faces as real (1) or generated (0); "
-                         "the generator (G) draws faces and learns from the judge's ratings. In a healthy run "
-                         "neither wins: the ratings of real and generated faces stay apart but off 0 and 1.</p>"
-                         + "<br>".join(f"{CURVES[k][0]} — {tip}" for k, tip in CURVE_TIPS.items()))
+        plots.setToolTip(
+            "<p>The judge (D, the discriminator) rates faces as real (1) or generated (0); "
+            "the generator (G) draws faces and learns from the judge's ratings. In a healthy run "
+            "neither wins: the ratings of real and generated faces stay apart but off 0 and 1.</p>"
+            + "<br>".join(f"{CURVES[k][0]} — {tip}" for k, tip in CURVE_TIPS.items())
+        )
         self.loss_plot = plots.addPlot(row=0, col=0)
         self.loss_plot.setLabel("left", "loss")
         self.rating_plot = plots.addPlot(row=1, col=0)
@@ -266,8 +283,10 @@ class TrainTab(QWidget):
         form = QVBoxLayout(box)
         self.use_sketchbook = QRadioButton("Sketchbook faces drawn by the app")
         self.use_folder = QRadioButton("Your faces: a reviewed dataset, or face images with .txt tags")
-        self.use_folder.setToolTip("A dataset folder from the Dataset tab gives its kept crops; any other folder "
-                                   "gives its images, tagged by the kohya .txt file beside each")
+        self.use_folder.setToolTip(
+            "A dataset folder from the Dataset tab gives its kept crops; any other folder "
+            "gives its images, tagged by the kohya .txt file beside each"
+        )
         group = QButtonGroup(self)
         group.addButton(self.use_sketchbook)
         group.addButton(self.use_folder)
@@ -306,34 +325,44 @@ class TrainTab(QWidget):
         self.resolution = QComboBox()
         for pixels, label in RESOLUTIONS:
             self.resolution.addItem(label, pixels)
-        self.resolution.setToolTip("Resolution: the size of the faces the model draws; "
-                                   "128 px takes about four times as long as 64 px")
+        self.resolution.setToolTip(
+            "Resolution: the size of the faces the model draws; 128 px takes about four times as long as 64 px"
+        )
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 10_000)
         self.epochs_spin.setValue(defaults.epochs)
         self.epochs_spin.setSuffix(" passes")
-        self.epochs_spin.setToolTip("Epochs: how many times the run goes through all the faces. Choosing data "
-                                    "sets it so that small datasets still get enough steps")
+        self.epochs_spin.setToolTip(
+            "Epochs: how many times the run goes through all the faces. Choosing data "
+            "sets it so that small datasets still get enough steps"
+        )
         self.init_edit = QLineEdit()
         self.init_edit.setPlaceholderText("Optional: an earlier run to fine-tune")
-        self.init_edit.setToolTip("Fine-tune (init from): start from the networks of an earlier run folder instead "
-                                  "of random weights, e.g. a run on sketchbook faces, to fine-tune it on your own "
-                                  "reviewed faces")
-        init_row = self._folder_row(self.init_edit, "Earlier run to start from",
-                                    "Choose the earlier run folder to start from")
+        self.init_edit.setToolTip(
+            "Fine-tune (init from): start from the networks of an earlier run folder instead "
+            "of random weights, e.g. a run on sketchbook faces, to fine-tune it on your own "
+            "reviewed faces"
+        )
+        init_row = self._folder_row(
+            self.init_edit, "Earlier run to start from", "Choose the earlier run folder to start from"
+        )
         self.run_edit = QLineEdit(shown_path(new_run_folder(app_data_dir() / "runs")))
-        self.run_edit.setToolTip("Where this run keeps its checkpoint, statistics and previews. Start always "
-                                 "makes a new run (in a new folder if this one holds a run); Resume continues "
-                                 "the run in this folder")
-        run_row = self._folder_row(self.run_edit, "Run folder",
-                                   "Choose the run folder (an existing one can be resumed)")
+        self.run_edit.setToolTip(
+            "Where this run keeps its checkpoint, statistics and previews. Start always "
+            "makes a new run (in a new folder if this one holds a run); Resume continues "
+            "the run in this folder"
+        )
+        run_row = self._folder_row(
+            self.run_edit, "Run folder", "Choose the run folder (an existing one can be resumed)"
+        )
         form.addRow("Face size", self.resolution)
         form.addRow("Training length", self.epochs_spin)
         form.addRow("Start from", init_row)
         form.addRow("Run folder", run_row)
         device = QLabel(choose_device(leave_core_for_gui=True).description)
-        device.setToolTip("The compute device: a GPU when there is one, otherwise the CPU "
-                          "(one core is left for the window)")
+        device.setToolTip(
+            "The compute device: a GPU when there is one, otherwise the CPU (one core is left for the window)"
+        )
         form.addRow("Runs on", device)
         return box
 
@@ -353,27 +382,34 @@ class TrainTab(QWidget):
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(2, 1024)
         self.batch_spin.setValue(defaults.batch)
-        self.batch_spin.setToolTip("Batch size: how many faces each training step looks at. It is lowered to fit "
-                                   "when the data holds fewer faces")
+        self.batch_spin.setToolTip(
+            "Batch size: how many faces each training step looks at. It is lowered to fit "
+            "when the data holds fewer faces"
+        )
         self.width_spin = QSpinBox()
         self.width_spin.setRange(8, 256)
         self.width_spin.setValue(defaults.width)
-        self.width_spin.setToolTip("Network width: channels of the widest layer of both networks. Wider draws finer "
-                                   "detail and trains slower (32 takes about three times as long as 16)")
+        self.width_spin.setToolTip(
+            "Network width: channels of the widest layer of both networks. Wider draws finer "
+            "detail and trains slower (32 takes about three times as long as 16)"
+        )
         self.loss_combo = QComboBox()
         for key, label, tip in LOSS_CHOICES:
             self.loss_combo.addItem(label, key)
             self.loss_combo.setItemData(self.loss_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self.loss_combo.setToolTip("Loss: how the generator and the judge score each other. "
-                                   + "; ".join(tip for _, _, tip in LOSS_CHOICES))
+        self.loss_combo.setToolTip(
+            "Loss: how the generator and the judge score each other. " + "; ".join(tip for _, _, tip in LOSS_CHOICES)
+        )
         self.g_conditioning_combo = QComboBox()
         for key, label in CONDITIONING_CHOICES:
             self.g_conditioning_combo.addItem(label, key)
         self.g_conditioning_combo.setCurrentIndex(self.g_conditioning_combo.findData(defaults.g_conditioning))
-        self.g_conditioning_combo.setToolTip("Generator conditioning: where the generator takes the ticked "
-                                             "attributes. Throughout (film: FiLM at every block) reaches small "
-                                             "details such as hats and eye colour better than at the start only "
-                                             "(input)")
+        self.g_conditioning_combo.setToolTip(
+            "Generator conditioning: where the generator takes the ticked "
+            "attributes. Throughout (film: FiLM at every block) reaches small "
+            "details such as hats and eye colour better than at the start only "
+            "(input)"
+        )
         form.addRow("Faces per step", self.batch_spin)
         form.addRow("Network size", self.width_spin)
         form.addRow("Learning rule", self.loss_combo)
@@ -395,11 +431,16 @@ class TrainTab(QWidget):
         self.stop_button = QPushButton("Stop")
         self.resume_button = QPushButton("Resume")
         self.use_button = QPushButton("Use in Generate")
-        shortcuts = {self.start_button: "Ctrl+Return", self.stop_button: "Ctrl+.",
-                     self.resume_button: "Ctrl+Shift+Return"}
-        tips = {self.start_button: "Start a new run (in a new folder if the run folder already holds one)",
-                self.stop_button: "Stop after the current step and save a checkpoint",
-                self.resume_button: "Continue the run in the run folder from its last checkpoint"}
+        shortcuts = {
+            self.start_button: "Ctrl+Return",
+            self.stop_button: "Ctrl+.",
+            self.resume_button: "Ctrl+Shift+Return",
+        }
+        tips = {
+            self.start_button: "Start a new run (in a new folder if the run folder already holds one)",
+            self.stop_button: "Stop after the current step and save a checkpoint",
+            self.resume_button: "Continue the run in the run folder from its last checkpoint",
+        }
         for button, keys in shortcuts.items():
             shortcut = QShortcut(QKeySequence(keys), self)
             shortcut.activated.connect(button.click)
@@ -456,10 +497,15 @@ class TrainTab(QWidget):
     def config(self) -> TrainingConfig:
         """The settings form as a training config (the data folder is filled in by ``start``)."""
         return TrainingConfig(
-            resolution=self.resolution.currentData(), width=self.width_spin.value(),
-            batch=self.batch_spin.value(), epochs=self.epochs_spin.value(),
-            loss=self.loss_combo.currentData(), leave_core_for_gui=True, preview_steps=GUI_PREVIEW_STEPS,
-            tick_steps=GUI_TICK_STEPS, g_conditioning=self.g_conditioning_combo.currentData(),
+            resolution=self.resolution.currentData(),
+            width=self.width_spin.value(),
+            batch=self.batch_spin.value(),
+            epochs=self.epochs_spin.value(),
+            loss=self.loss_combo.currentData(),
+            leave_core_for_gui=True,
+            preview_steps=GUI_PREVIEW_STEPS,
+            tick_steps=GUI_TICK_STEPS,
+            g_conditioning=self.g_conditioning_combo.currentData(),
             init_from=str(Path(self.init_edit.text().strip()).expanduser()) if self.init_edit.text().strip() else "",
         )
 
@@ -496,8 +542,9 @@ class TrainTab(QWidget):
         try:
             count = self.face_count()
             cfg = self.config()
-            self.plan = plan_training(cfg, count,
-                                      images_per_second=measured_images_per_second(self._runs_folder(), cfg))
+            self.plan = plan_training(
+                cfg, count, images_per_second=measured_images_per_second(self._runs_folder(), cfg)
+            )
         except (OSError, ValueError) as exc:
             self.plan_error = str(exc)
             self.plan_label.setText(wrappable(self.plan_error))
@@ -544,8 +591,10 @@ class TrainTab(QWidget):
                 self.batch_spin.setValue(self.plan.batch)
             fresh = fresh_run_folder(run_dir)
             if fresh != run_dir:
-                notes.append(f"{run_dir.name} already holds a run, so this one goes into {fresh.name} "
-                             "(choose the earlier folder and press Resume to continue that one).")
+                notes.append(
+                    f"{run_dir.name} already holds a run, so this one goes into {fresh.name} "
+                    "(choose the earlier folder and press Resume to continue that one)."
+                )
                 run_dir = fresh
                 self.run_edit.setText(shown_path(run_dir))
         sketchbook = None
@@ -614,8 +663,9 @@ class TrainTab(QWidget):
         self.progress_bar.setMaximum(max(1, p.total_steps))
         self.progress_bar.setValue(p.step)
         # A bar full of loaded faces must not read as a finished run.
-        self.progress_bar.setFormat({"drawing": "drawing faces %v/%m", "loading": "loading faces %v/%m"}.get(
-            p.phase, "%p %"))
+        self.progress_bar.setFormat(
+            {"drawing": "drawing faces %v/%m", "loading": "loading faces %v/%m"}.get(p.phase, "%p %")
+        )
         if p.phase == "drawing":
             self.progress_label.setText(f"Drawing sketchbook faces {p.step}/{p.total_steps}")
         elif p.phase == "loading":
@@ -627,7 +677,8 @@ class TrainTab(QWidget):
         else:
             self.progress_label.setText(
                 f"Pass {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps} · {p.images_per_sec:.0f} faces/s · "
-                f"{format_eta(p.eta_seconds)} left\n{statistics_line(p.losses)}")
+                f"{format_eta(p.eta_seconds)} left\n{statistics_line(p.losses)}"
+            )
             self.progress_label.setToolTip("  ".join(f"{k} {v:.4f}" for k, v in sorted(p.losses.items())))
             self.history.add(p.step, p.losses, p.warning)
             self._show_history()
@@ -660,21 +711,24 @@ class TrainTab(QWidget):
         run_dir = Path(self.run_edit.text()).expanduser()
         saved = self._saved_config(run_dir)  # the failed run's own networks, which the form may not show
         cfg = TrainingConfig.from_dict(saved) if saved else self.config()
-        runs = [run for run, _ in runs_to_start_from({self._runs_folder(), app_data_dir() / "runs"}, cfg)
-                if run != run_dir]
+        runs = [
+            run for run, _ in runs_to_start_from({self._runs_folder(), app_data_dir() / "runs"}, cfg) if run != run_dir
+        ]
         if not runs:
             self.warning_label.setText(f"{self.warning_label.text()}\n{NO_RUN_TO_START_FROM}")
             return
         self.suggested_start = runs[0]
-        self.start_from_button.setText(f'Start from {runs[0].name} instead')
-        self.start_from_button.setToolTip(f"Put {runs[0]} in \"Start from\", ready for Start: a new run that "
-                                          "fine-tunes it on these faces")
+        self.start_from_button.setText(f"Start from {runs[0].name} instead")
+        self.start_from_button.setToolTip(
+            f'Put {runs[0]} in "Start from", ready for Start: a new run that fine-tunes it on these faces'
+        )
         self.start_from_button.show()
 
     def _use_suggested_start(self) -> None:
         self.init_edit.setText(shown_path(self.suggested_start))
-        self._report(f"Start from {self.suggested_start.name}: press Start for a new run that fine-tunes it "
-                     "on these faces.")
+        self._report(
+            f"Start from {self.suggested_start.name}: press Start for a new run that fine-tunes it on these faces."
+        )
 
     def _plot_for(self, key: str) -> pg.PlotItem:
         return self.rating_plot if key in RATING_KEYS else self.loss_plot
@@ -683,9 +737,11 @@ class TrainTab(QWidget):
         self.preview = preview
         self._fit_preview()
         hair = ", ".join(VOCABULARY.group("hair_colour").values)
-        self.preview_label.setToolTip(f"Preview at step {preview.step}, one column per hair colour ({hair}); "
-                                      f"the same noise every time, so the same faces improve. Full sheet: "
-                                      f"{preview.path}")
+        self.preview_label.setToolTip(
+            f"Preview at step {preview.step}, one column per hair colour ({hair}); "
+            f"the same noise every time, so the same faces improve. Full sheet: "
+            f"{preview.path}"
+        )
 
     def _fit_preview(self) -> None:
         if self.preview is not None:
@@ -702,16 +758,20 @@ class TrainTab(QWidget):
         where = f"step {result.step}/{result.total_steps}"
         if self.history.warning:
             # A failed run has run to its end like a good one; it must not read like one.
-            self.progress_label.setText(f"{'Stopped' if result.stopped else 'Ended'} at {where}, but the run has "
-                                        "failed (see above): its faces will not improve. The checkpoint is saved.")
+            self.progress_label.setText(
+                f"{'Stopped' if result.stopped else 'Ended'} at {where}, but the run has "
+                "failed (see above): its faces will not improve. The checkpoint is saved."
+            )
             self.status_message.emit(f"Training ended at {where}: the run has failed")
             self._offer_start_from()
             return
         verb = "Stopped" if result.stopped else "Finished"
         text = f"{verb} at {where}. Checkpoint saved; Resume continues from it."
         if self.running_plan is not None and self.running_plan.risky and not result.stopped:
-            text += (f" With {self.running_plan.faces} faces from scratch, look at the preview: if it shows noise "
-                     'rather than faces, fine-tune a run that draws faces ("Start from").')
+            text += (
+                f" With {self.running_plan.faces} faces from scratch, look at the preview: if it shows noise "
+                'rather than faces, fine-tune a run that draws faces ("Start from").'
+            )
         self.progress_label.setText(text)
         self.status_message.emit(f"Training {verb.lower()} at step {result.step}")
 
@@ -741,8 +801,9 @@ class TrainTab(QWidget):
 
     # ---- browsing and dropping --------------------------------------------------------
     def _browse_data(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder of face images",
-                                                  str(Path(self.folder_edit.text()).expanduser()))
+        folder = QFileDialog.getExistingDirectory(
+            self, "Folder of face images", str(Path(self.folder_edit.text()).expanduser())
+        )
         if folder:
             self.folder_edit.setText(shown_path(folder))
             self.use_folder.setChecked(True)

@@ -37,8 +37,15 @@ class TrainWorker(QThread):
     succeeded = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, cfg: TrainingConfig, run_dir: Path, *, resume: bool,
-                 sketchbook: SketchbookSource | None = None, parent=None):
+    def __init__(
+        self,
+        cfg: TrainingConfig,
+        run_dir: Path,
+        *,
+        resume: bool,
+        sketchbook: SketchbookSource | None = None,
+        parent=None,
+    ):
         super().__init__(parent)
         self.cfg = cfg
         self.run_dir = run_dir
@@ -49,15 +56,24 @@ class TrainWorker(QThread):
         try:
             if self.sketchbook is not None:
                 drawn = ensure_sketchbook(
-                    self.sketchbook.folder, self.sketchbook.count, size=self.cfg.resolution,
-                    seed=self.sketchbook.seed, should_stop=self.isInterruptionRequested,
+                    self.sketchbook.folder,
+                    self.sketchbook.count,
+                    size=self.cfg.resolution,
+                    seed=self.sketchbook.seed,
+                    should_stop=self.isInterruptionRequested,
                     progress=lambda done, total: self.progress.emit(TrainProgress("drawing", done, total)),
                 )
                 if drawn.stopped:
                     self.failed.emit("Stopped while drawing the sketchbook; nothing was trained.")
                     return
-            result = train(self.cfg, self.run_dir, resume=self.resume, progress=self.progress.emit,
-                           should_stop=self.isInterruptionRequested, on_preview=self.preview.emit)
+            result = train(
+                self.cfg,
+                self.run_dir,
+                resume=self.resume,
+                progress=self.progress.emit,
+                should_stop=self.isInterruptionRequested,
+                on_preview=self.preview.emit,
+            )
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the window
             log.exception("training in %s failed", self.run_dir)
             self.failed.emit(str(exc) or exc.__class__.__name__)

@@ -84,8 +84,16 @@ class AdaptiveProbability:
     hundred thousand). With ``adaptive`` False p stays at ``p``.
     """
 
-    def __init__(self, *, p: float = 0.0, target: float = 0.6, kimg: float = 100.0, batch: int = 64,
-                 interval: int = 4, adaptive: bool = True):
+    def __init__(
+        self,
+        *,
+        p: float = 0.0,
+        target: float = 0.6,
+        kimg: float = 100.0,
+        batch: int = 64,
+        interval: int = 4,
+        adaptive: bool = True,
+    ):
         self.p = float(p)
         self.target = target
         self.step_size = batch * interval / (kimg * 1000.0)

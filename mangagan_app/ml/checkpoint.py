@@ -58,12 +58,13 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     """
     raw = save_safetensors(tensors, metadata=metadata)
     size = int.from_bytes(raw[:8], "little")
-    header, body = json.loads(raw[8:8 + size]), raw[8 + size:]
+    header, body = json.loads(raw[8 : 8 + size]), raw[8 + size :]
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
 
     def encode(order: tuple[str, ...]) -> bytes:
-        text = json.dumps({"__metadata__": {k: metadata[k] for k in order}, **entries}, separators=(",", ":"),
-                          ensure_ascii=False).encode("utf-8")
+        text = json.dumps(
+            {"__metadata__": {k: metadata[k] for k in order}, **entries}, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
         text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes with spaces
         return len(text).to_bytes(8, "little") + text + body
 
@@ -150,8 +151,9 @@ def update_card(path: str | Path, **entries) -> dict:
     return card
 
 
-def load_generator(weights_path: str | Path, device: str | torch.device = "cpu",
-                   vocabulary: Vocabulary = VOCABULARY) -> tuple[Generator, dict]:
+def load_generator(
+    weights_path: str | Path, device: str | torch.device = "cpu", vocabulary: Vocabulary = VOCABULARY
+) -> tuple[Generator, dict]:
     """The generator stored at ``weights_path`` in eval mode, and its model card.
 
     ``G(z (B, z_dim) float, cond (B, vocabulary.dim) float) -> (B, 3, H, W)`` in [-1, 1].

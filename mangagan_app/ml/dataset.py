@@ -42,8 +42,7 @@ class TrainingFaces(Protocol):
 
     def __len__(self) -> int: ...
 
-    def batch(self, indices: torch.Tensor, flip: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, indices: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images (B, 3, H, W) float in [-1, 1], conditions (B, dim), known-masks (B, dim)."""
         ...
 
@@ -93,8 +92,7 @@ class FaceSet:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def batch(self, indices: torch.Tensor, flip: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, indices: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.images[indices].float().div_(127.5).sub_(1.0)  # (B, 3, H, W) in [-1, 1]
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
         return x, self.cond[indices], self.mask[indices]
@@ -116,7 +114,7 @@ class FaceSet:
         offset = self.vocabulary.offset("hair_colour")
         hair = self.vocabulary.group("hair_colour")
         known = self.mask[:, offset] > 0
-        counts = self.cond[known, offset:offset + len(hair.values)].sum(dim=0)
+        counts = self.cond[known, offset : offset + len(hair.values)].sum(dim=0)
         return {
             "source": self.source,
             "images": len(self),
@@ -161,8 +159,9 @@ def folder_items(folder: str | Path) -> list[tuple[Path, str | None]]:
     return items
 
 
-def load_face_folder(folder: str | Path, resolution: int, *,
-                     progress: Callable[[int, int], None] | None = None) -> FaceSet:
+def load_face_folder(
+    folder: str | Path, resolution: int, *, progress: Callable[[int, int], None] | None = None
+) -> FaceSet:
     """All faces of ``folder`` at ``resolution`` px, with labels from their ``.txt`` sidecars.
 
     A dataset folder made by the Dataset tab / ``mangagan crop`` (it holds a
@@ -171,14 +170,18 @@ def load_face_folder(folder: str | Path, resolution: int, *,
     ``ValueError`` when it holds no usable image. Bad images are logged (naming the
     file) and skipped.
     """
-    items = (kept_training_items(folder) if (Path(folder) / CATALOGUE_FILE).is_file()
-             else folder_items(folder))
+    items = kept_training_items(folder) if (Path(folder) / CATALOGUE_FILE).is_file() else folder_items(folder)
     return faces_from_items(items, resolution, source=str(folder), progress=progress)
 
 
-def faces_from_items(items: Iterable[tuple[Path, str | None]], resolution: int, *, source: str = "",
-                     vocabulary: Vocabulary = VOCABULARY,
-                     progress: Callable[[int, int], None] | None = None) -> FaceSet:
+def faces_from_items(
+    items: Iterable[tuple[Path, str | None]],
+    resolution: int,
+    *,
+    source: str = "",
+    vocabulary: Vocabulary = VOCABULARY,
+    progress: Callable[[int, int], None] | None = None,
+) -> FaceSet:
     """Decode ``(path, tag text)`` pairs into a :class:`FaceSet`.
 
     Tag text is parsed leniently (tags outside the vocabulary are ignored); tag text
@@ -202,8 +205,14 @@ def faces_from_items(items: Iterable[tuple[Path, str | None]], resolution: int, 
     if not images:
         raise NoImagesError(source, skipped)
     image_tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
-    return FaceSet(image_tensor, torch.from_numpy(np.stack(conds)), torch.from_numpy(np.stack(masks)),
-                   source=source, skipped=skipped, vocabulary=vocabulary)
+    return FaceSet(
+        image_tensor,
+        torch.from_numpy(np.stack(conds)),
+        torch.from_numpy(np.stack(masks)),
+        source=source,
+        skipped=skipped,
+        vocabulary=vocabulary,
+    )
 
 
 def labels_from_tags(path: Path, text: str | None, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
@@ -220,9 +229,8 @@ def labels_from_tags(path: Path, text: str | None, vocabulary: Vocabulary) -> tu
     return vocabulary.encode(attrs)
 
 
-def _decode_all(paths: list[str], size: int, progress: Callable[[int, int], None] | None
-                ) -> list[np.ndarray | str]:
-    chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+def _decode_all(paths: list[str], size: int, progress: Callable[[int, int], None] | None) -> list[np.ndarray | str]:
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     out: list[np.ndarray | str] = []
     if len(paths) < _POOL_THRESHOLD:
         for chunk in chunks:
@@ -255,12 +263,12 @@ def _complete_conditions(cond: torch.Tensor, mask: torch.Tensor, vocabulary: Voc
         n = len(group.values)
         if group.exclusive:
             unknown = m[:, start] == 0
-            counts = Counter(pool[~unknown, start:start + n].argmax(axis=1).tolist())
+            counts = Counter(pool[~unknown, start : start + n].argmax(axis=1).tolist())
             weights = np.array([counts.get(i, 0) for i in range(n)], np.float64)
             weights = weights / weights.sum() if weights.sum() > 0 else np.full(n, 1.0 / n)
             picks = rng.choice(n, size=int(unknown.sum()), p=weights)
             block = np.zeros((int(unknown.sum()), n), np.float32)
             block[np.arange(len(picks)), picks] = 1.0
-            pool[unknown, start:start + n] = block
+            pool[unknown, start : start + n] = block
         start += n
     return torch.from_numpy(pool)

@@ -41,8 +41,7 @@ def choose_device(prefer: str | None = None, *, leave_core_for_gui: bool = False
         return DeviceChoice(torch.device("mps"), "Apple MPS", torch.get_num_threads())
     if prefer not in (None, "cpu"):
         build = "a CPU-only build" if prefer == "cuda" and torch.version.cuda is None else "installed"
-        raise DeviceUnavailableError(f"no {prefer.upper()} device here "
-                                     f"(torch {torch.__version__}, {build})")
+        raise DeviceUnavailableError(f"no {prefer.upper()} device here (torch {torch.__version__}, {build})")
     cores = available_cores()
     usable = max(1, cores - 1) if leave_core_for_gui else cores
     used = min(threads, usable) if threads > 0 else usable

@@ -136,7 +136,7 @@ class GlobalBatchNorm(nn.BatchNorm2d):
         c = xf.shape[1]
         n = sums[-1]
         mean = sums[:c] / n
-        var = (sums[c:2 * c] / n - mean * mean).clamp_min(0.0)  # biased, as BatchNorm normalises
+        var = (sums[c : 2 * c] / n - mean * mean).clamp_min(0.0)  # biased, as BatchNorm normalises
         with torch.no_grad():
             self.running_mean.lerp_(mean.detach(), self.momentum)
             self.running_var.lerp_(var.detach() * n / (n - 1), self.momentum)
@@ -150,8 +150,9 @@ def with_global_batch_norm(module: nn.Module) -> nn.Module:
     """Replace every ``BatchNorm2d`` in ``module`` (in place) by a :class:`GlobalBatchNorm` sharing its tensors."""
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
-            sync = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                   child.track_running_stats)
+            sync = GlobalBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             # The very same Parameter and buffer objects: an optimiser built on the
             # module before the swap keeps updating them.
             sync.weight, sync.bias = child.weight, child.bias

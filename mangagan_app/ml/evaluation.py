@@ -77,8 +77,14 @@ from mangagan_app.ml.tagger import (
 
 log = logging.getLogger(__name__)
 
-GOALS = {"hair_colour": 0.95, "eye_colour": 0.90, "hair_style": 0.90, "tags": 0.90,
-         "memorisation_max": 0.01, "detectability": 0.95}
+GOALS = {
+    "hair_colour": 0.95,
+    "eye_colour": 0.90,
+    "hair_style": 0.90,
+    "tags": 0.90,
+    "memorisation_max": 0.01,
+    "detectability": 0.95,
+}
 # Free tags the sketchbook never draws together: asking for one drops the other, so the
 # faces asked for stay within what the model was trained on.
 EXCLUSIVE_TAG_PAIRS = (("looking_up", "looking_down"), ("hat", "cat_ears"))
@@ -138,8 +144,9 @@ def feature_metrics(generated: np.ndarray, real_a: np.ndarray, real_b: np.ndarra
     return out
 
 
-def attribute_requests(pool: torch.Tensor, per_value: int, vocabulary: Vocabulary, seed: int
-                       ) -> list[tuple[str, str, torch.Tensor]]:
+def attribute_requests(
+    pool: torch.Tensor, per_value: int, vocabulary: Vocabulary, seed: int
+) -> list[tuple[str, str, torch.Tensor]]:
     """For every attribute value: (group, tag, conditions (per_value, dim)) asking for it.
 
     The other attributes come from rows of ``pool`` (complete training labels).
@@ -169,7 +176,7 @@ def attribute_requests(pool: torch.Tensor, per_value: int, vocabulary: Vocabular
 def render(generator: torch.nn.Module, cond: torch.Tensor, seed: int, batch: int) -> np.ndarray:
     """Faces (N, H, W, 3) uint8 for conditions ``cond`` (N, dim), noise from ``seed``, no truncation."""
     z = noise(len(cond), generator.arch.z_dim, seed)
-    out = [to_uint8(generator(z[i:i + batch], cond[i:i + batch])) for i in range(0, len(cond), batch)]
+    out = [to_uint8(generator(z[i : i + batch], cond[i : i + batch])) for i in range(0, len(cond), batch)]
     return np.concatenate(out)
 
 
@@ -178,9 +185,16 @@ def _summary(values: np.ndarray) -> dict:
     return {"median": float(np.median(v)), "p01": float(np.quantile(v, 0.01)), "min": float(v.min())}
 
 
-def originality_report(generated: np.ndarray, unseen: np.ndarray, train_images: np.ndarray,
-                       train_features: np.ndarray, names: list[str], tagger: AttributeTagger, *,
-                       progress: StageProgress | None = None) -> dict:
+def originality_report(
+    generated: np.ndarray,
+    unseen: np.ndarray,
+    train_images: np.ndarray,
+    train_features: np.ndarray,
+    names: list[str],
+    tagger: AttributeTagger,
+    *,
+    progress: StageProgress | None = None,
+) -> dict:
     """Nearest training faces of generated and of unseen real faces, and the memorisation rates.
 
     Images are uint8 (N, H, W, 3) at one size; ``train_features`` come from
@@ -189,6 +203,7 @@ def originality_report(generated: np.ndarray, unseen: np.ndarray, train_images: 
     when it is nearer a training face than 99 % of unseen real faces are;
     ``memorisation_rate`` needs both spaces.
     """
+
     def step(done: int) -> None:
         if progress:
             progress("nearest training faces", done, 4)
@@ -201,8 +216,9 @@ def originality_report(generated: np.ndarray, unseen: np.ndarray, train_images: 
     m = len(generated)
     gen_pix, gen_pix_rows, unseen_pix = both_pix[:m], both_pix_rows[:m], both_pix[m:]
     step(2)
-    gen_feat, gen_feat_rows = nearest_either_way(tagger.features(generated), tagger.features(mirrored(generated)),
-                                                 train_features)
+    gen_feat, gen_feat_rows = nearest_either_way(
+        tagger.features(generated), tagger.features(mirrored(generated)), train_features
+    )
     unseen_feat, _ = nearest_either_way(tagger.features(unseen), tagger.features(mirrored(unseen)), train_features)
     step(3)
     shape = both.shape[1:]
@@ -210,27 +226,46 @@ def originality_report(generated: np.ndarray, unseen: np.ndarray, train_images: 
     closest = np.argsort(gen_pix)[:8]
     step(4)
     return {
-        "pixels": {"space": f"RMS difference per channel value in [0, 1], at {shape[0]} px (block averages)",
-                   "generated": _summary(gen_pix), "unseen_real": _summary(unseen_pix),
-                   "threshold": near_copy_threshold(unseen_pix),
-                   "memorisation_rate": memorisation([gen_pix], [unseen_pix])},
-        "features": {"generated": _summary(gen_feat), "unseen_real": _summary(unseen_feat),
-                     "threshold": near_copy_threshold(unseen_feat),
-                     "memorisation_rate": memorisation([gen_feat], [unseen_feat])},
+        "pixels": {
+            "space": f"RMS difference per channel value in [0, 1], at {shape[0]} px (block averages)",
+            "generated": _summary(gen_pix),
+            "unseen_real": _summary(unseen_pix),
+            "threshold": near_copy_threshold(unseen_pix),
+            "memorisation_rate": memorisation([gen_pix], [unseen_pix]),
+        },
+        "features": {
+            "generated": _summary(gen_feat),
+            "unseen_real": _summary(unseen_feat),
+            "threshold": near_copy_threshold(unseen_feat),
+            "memorisation_rate": memorisation([gen_feat], [unseen_feat]),
+        },
         "memorisation_rate": memorisation([gen_pix, gen_feat], [unseen_pix, unseen_feat]),
         "memorisation_rule": "generated faces nearer a training face (as drawn or mirrored) than 99 % of unseen "
-                             "real faces are, in pixels and in tagger features both",
-        "closest_pairs": [{"generated": int(i), "training_file": names[int(gen_pix_rows[i])],
-                           "pixel_distance": float(gen_pix[i]),
-                           "feature_nearest_file": names[int(gen_feat_rows[i])]} for i in closest],
+        "real faces are, in pixels and in tagger features both",
+        "closest_pairs": [
+            {
+                "generated": int(i),
+                "training_file": names[int(gen_pix_rows[i])],
+                "pixel_distance": float(gen_pix[i]),
+                "feature_nearest_file": names[int(gen_feat_rows[i])],
+            }
+            for i in closest
+        ],
     }
 
 
 # ---- the evaluation ------------------------------------------------------------------------------------
-def evaluate(weights: str | Path, data: str | Path, *, settings: EvaluationSettings = EvaluationSettings(),
-             tagger: AttributeTagger | None = None, unseen_dir: str | Path | None = None,
-             pairs_png: str | Path | None = None, progress: StageProgress | None = None,
-             should_stop: StopFn | None = None) -> tuple[dict, FeatureIndex]:
+def evaluate(
+    weights: str | Path,
+    data: str | Path,
+    *,
+    settings: EvaluationSettings = EvaluationSettings(),
+    tagger: AttributeTagger | None = None,
+    unseen_dir: str | Path | None = None,
+    pairs_png: str | Path | None = None,
+    progress: StageProgress | None = None,
+    should_stop: StopFn | None = None,
+) -> tuple[dict, FeatureIndex]:
     """Measure the generator at ``weights`` against its training folder ``data``.
 
     Returns the report (JSON-able, see the module docstring; keys ``model``,
@@ -258,9 +293,16 @@ def evaluate(weights: str | Path, data: str | Path, *, settings: EvaluationSetti
         torch.set_num_threads(previous_threads)
 
 
-def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSettings, tagger: AttributeTagger | None,
-              unseen_dir: str | Path | None, pairs_png: str | Path | None, progress: StageProgress | None,
-              should_stop: StopFn | None) -> tuple[dict, FeatureIndex]:
+def _evaluate(
+    weights: str | Path,
+    data: str | Path,
+    settings: EvaluationSettings,
+    tagger: AttributeTagger | None,
+    unseen_dir: str | Path | None,
+    pairs_png: str | Path | None,
+    progress: StageProgress | None,
+    should_stop: StopFn | None,
+) -> tuple[dict, FeatureIndex]:
     started = time.monotonic()
 
     def report(stage: str, done: int, total: int) -> None:
@@ -278,8 +320,10 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
     training = load_training_faces(data, generator.arch.resolution, progress=report)
     sketchbook = training.sketchbook_seed is not None
     if not sketchbook and unseen_dir is None:
-        raise ValueError(f"{training.folder}: not a sketchbook folder, so no unseen faces can be drawn for the "
-                         "memorisation yardstick: pass a folder of unseen real faces (--unseen-dir)")
+        raise ValueError(
+            f"{training.folder}: not a sketchbook folder, so no unseen faces can be drawn for the "
+            "memorisation yardstick: pass a folder of unseen real faces (--unseen-dir)"
+        )
     check_stop()
     faces = training.faces
     groups = [g for g in known_groups(faces.cond, faces.mask, vocabulary) if g in tagger.known_groups]
@@ -292,8 +336,11 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
     # face is labelled with: a model cannot be asked for what its data never showed (silver hair
     # in a real set whose tags never say it).
     shown = set(np.asarray(vocabulary.slot_names())[((faces.cond * faces.mask).amax(dim=0) > 0).numpy()])
-    requests = [r for r in attribute_requests(pool, settings.per_value, vocabulary, settings.seed + 1)
-                if r[0] in groups and r[1] in shown]
+    requests = [
+        r
+        for r in attribute_requests(pool, settings.per_value, vocabulary, settings.seed + 1)
+        if r[0] in groups and r[1] in shown
+    ]
     values: dict[str, dict] = {}
     per_group: dict[str, list[float]] = {}
     for k, (group, tag, cond) in enumerate(requests):
@@ -308,7 +355,7 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
 
     # The main generated set: conditions drawn like the training labels.
     check_stop()
-    cond = pool[:settings.n]
+    cond = pool[: settings.n]
     generated = render(generator, cond, settings.seed + 7, settings.batch)
     gen_features, gen_scores = tagger.read(generated)
     gen_read = decide(gen_scores, vocabulary)
@@ -328,17 +375,20 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
     rng = np.random.default_rng(settings.seed)
     half = min(settings.n, len(faces) // 2)
     order = rng.permutation(len(faces))
-    real_a, real_b = order[:half], order[half:2 * half]
+    real_a, real_b = order[:half], order[half : 2 * half]
     measured = feature_metrics(gen_features[:half], train_features[real_a], train_features[real_b])
     fidelity = {
         "space": f"tagger features ({tagger.feature_dim}-d)",
         "note": "Inception weights cannot be downloaded here: Fréchet distance in the independent tagger's "
-                "feature space, not FID; compare only with the real-vs-real floor",
+        "feature space, not FID; compare only with the real-vs-real floor",
         "generated_vs_real": measured["frechet"],
         "real_vs_real_floor": measured["frechet_floor"],
         "faces_per_side": int(min(half, len(generated))),
-        "prdc": {"k": K_NEAREST, "generated_vs_real": {m: measured[m] for m in PRDC},
-                 "real_vs_real_floor": {m: measured[_floor_key(m)] for m in PRDC}},
+        "prdc": {
+            "k": K_NEAREST,
+            "generated_vs_real": {m: measured[m] for m in PRDC},
+            "real_vs_real_floor": {m: measured[_floor_key(m)] for m in PRDC},
+        },
     }
     check_stop()
 
@@ -349,16 +399,26 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
         unseen_source = f"{len(unseen_set)} faces from {unseen_dir}"
     else:
         unseen_set = None
-        unseen, unseen_source = unseen_real_faces(training, settings.unseen, workers=settings.workers,
-                                                  progress=report, should_stop=should_stop)
+        unseen, unseen_source = unseen_real_faces(
+            training, settings.unseen, workers=settings.workers, progress=report, should_stop=should_stop
+        )
     check_stop()
-    originality = originality_report(generated, unseen, faces.images.permute(0, 2, 3, 1).numpy(), train_features,
-                                     training.names, tagger, progress=report)
+    originality = originality_report(
+        generated,
+        unseen,
+        faces.images.permute(0, 2, 3, 1).numpy(),
+        train_features,
+        training.names,
+        tagger,
+        progress=report,
+    )
     originality["unseen_source"] = unseen_source
     if pairs_png is not None:
         rows = {name: row for row, name in enumerate(training.names)}
-        pairs = [(generated[p["generated"]], faces.images[rows[p["training_file"]]].permute(1, 2, 0).numpy())
-                 for p in originality["closest_pairs"]]
+        pairs = [
+            (generated[p["generated"]], faces.images[rows[p["training_file"]]].permute(1, 2, 0).numpy())
+            for p in originality["closest_pairs"]
+        ]
         buf = io.BytesIO()
         Image.fromarray(image_grid(np.stack([face for pair in pairs for face in pair]), columns=8)).save(buf, "PNG")
         atomic_write_bytes(pairs_png, buf.getvalue())
@@ -373,30 +433,46 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
     # when their folder tags them, since a tagger trained on the same real data as the model
     # reads its own training faces too well; else training faces (sketchbook taggers never saw them).
     labelled = order[np.isin(order, labelled_rows(faces.mask, groups, vocabulary).numpy())]
-    on_training = _tagger_on_training(tagger, train_features, faces, labelled[:max(settings.n, 2000)], groups)
+    on_training = _tagger_on_training(tagger, train_features, faces, labelled[: max(settings.n, 2000)], groups)
     on_unseen = None
     if unseen_set is not None and len(labelled_rows(unseen_set.mask, groups, vocabulary)):
-        on_unseen = accuracy_report(tagger.read(unseen)[1], unseen_set.cond.numpy(), vocabulary,
-                                    mask=unseen_set.mask.numpy(), groups=groups)
+        on_unseen = accuracy_report(
+            tagger.read(unseen)[1], unseen_set.cond.numpy(), vocabulary, mask=unseen_set.mask.numpy(), groups=groups
+        )
     on_real = on_unseen or on_training
     for tag, v in values.items():
         v["real_read_as_labelled"] = on_real["values"].get(tag)
         if "absent_read_as_absent" in v:
             v["real_absent_read_as_absent"] = on_real["values"].get(tag + ":absent")
-    group_shares = {g: {"mean": float(np.mean(v)), "worst": float(np.min(v)),
-                        "values_below_goal": sum(1 for x in v if x < GOALS.get(g, 0.9))} for g, v in per_group.items()}
+    group_shares = {
+        g: {
+            "mean": float(np.mean(v)),
+            "worst": float(np.min(v)),
+            "values_below_goal": sum(1 for x in v if x < GOALS.get(g, 0.9)),
+        }
+        for g, v in per_group.items()
+    }
     result = {
-        "model": {"weights": str(weights), "name": Path(weights).stem, "sha256": card.get("sha256"),
-                  "resolution": generator.arch.resolution, "training_steps": training_steps(card)},
+        "model": {
+            "weights": str(weights),
+            "name": Path(weights).stem,
+            "sha256": card.get("sha256"),
+            "resolution": generator.arch.resolution,
+            "training_steps": training_steps(card),
+        },
         "data": {"folder": str(training.folder), "faces": len(faces), "sketchbook": sketchbook},
         "settings": asdict(settings),
-        "tagger": {"sha256": tagger.sha256, "accuracy_unseen": tagger.card.get("accuracy_unseen", {}).get("groups"),
-                   "test_kind": tagger.card.get("training", {}).get("test_kind", "sketchbook"),
-                   "known_groups": list(tagger.known_groups), "measured_groups": groups,
-                   "unmeasured_groups": [g.name for g in vocabulary.groups if g.name not in groups],
-                   "accuracy_training_faces": on_training["groups"],
-                   "accuracy_unseen_real_faces": on_unseen["groups"] if on_unseen else None,
-                   "ceiling_faces": "unseen faces" if on_unseen else "training faces"},
+        "tagger": {
+            "sha256": tagger.sha256,
+            "accuracy_unseen": tagger.card.get("accuracy_unseen", {}).get("groups"),
+            "test_kind": tagger.card.get("training", {}).get("test_kind", "sketchbook"),
+            "known_groups": list(tagger.known_groups),
+            "measured_groups": groups,
+            "unmeasured_groups": [g.name for g in vocabulary.groups if g.name not in groups],
+            "accuracy_training_faces": on_training["groups"],
+            "accuracy_unseen_real_faces": on_unseen["groups"] if on_unseen else None,
+            "ceiling_faces": "unseen faces" if on_unseen else "training faces",
+        },
         "attributes": {"groups": group_shares, "values": values},
         "fidelity": fidelity,
         "originality": originality,
@@ -407,30 +483,47 @@ def _evaluate(weights: str | Path, data: str | Path, settings: EvaluationSetting
     return result, index
 
 
-def _detectability(generated: np.ndarray, faces, order: np.ndarray, settings: EvaluationSettings,
-                   report: StageProgress, should_stop: StopFn | None) -> dict:
+def _detectability(
+    generated: np.ndarray,
+    faces,
+    order: np.ndarray,
+    settings: EvaluationSettings,
+    report: StageProgress,
+    should_stop: StopFn | None,
+) -> dict:
     """The share of generated and of real training faces (rows ``order``) animeface finds at 2x."""
     n_det = min(settings.detect, len(generated), len(faces))
     real_det = faces.images[torch.from_numpy(order[:n_det])].permute(0, 2, 3, 1).numpy()
     both = np.concatenate([generated[:n_det], real_det])
-    flags = detection_flags(both, scale=2, workers=settings.workers, should_stop=should_stop,
-                            progress=lambda d, t: report("face detector", d, t))
+    flags = detection_flags(
+        both,
+        scale=2,
+        workers=settings.workers,
+        should_stop=should_stop,
+        progress=lambda d, t: report("face detector", d, t),
+    )
     gen_rate, real_rate = float(flags[:n_det].mean()), float(flags[n_det:].mean())
-    return {"generated_found": gen_rate, "real_found": real_rate,
-            "ratio": gen_rate / real_rate if real_rate > 0 else float("nan"),
-            "faces_each": n_det, "upscale": "2x bicubic"}
+    return {
+        "generated_found": gen_rate,
+        "real_found": real_rate,
+        "ratio": gen_rate / real_rate if real_rate > 0 else float("nan"),
+        "faces_each": n_det,
+        "upscale": "2x bicubic",
+    }
 
 
-def _tagger_on_training(tagger: AttributeTagger, features: np.ndarray, faces, rows: np.ndarray,
-                        groups: list[str]) -> dict:
+def _tagger_on_training(
+    tagger: AttributeTagger, features: np.ndarray, faces, rows: np.ndarray, groups: list[str]
+) -> dict:
     """The tagger's :func:`~mangagan_app.ml.tagger.accuracy_report` of ``groups`` on (a sample of)
     the training faces: the ceiling the generated faces' attribute shares can reach."""
     with torch.no_grad():
         logits = tagger.net.head(torch.from_numpy(features[rows]))
     scores = scores_from_logits(logits, tagger.vocabulary).numpy()
     picked = torch.from_numpy(rows)
-    return accuracy_report(scores, faces.cond[picked].numpy(), tagger.vocabulary, mask=faces.mask[picked].numpy(),
-                           groups=groups)
+    return accuracy_report(
+        scores, faces.cond[picked].numpy(), tagger.vocabulary, mask=faces.mask[picked].numpy(), groups=groups
+    )
 
 
 # ---- plain arrays (benchmarks) ------------------------------------------------------------------------
@@ -452,19 +545,25 @@ def load_faces_array(folder: str | Path, resolution: int, limit: int | None = No
 
 
 def _check_faces(name: str, images: np.ndarray) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
-            or images.shape[-1] != 3 or len(images) == 0:
+    if (
+        not isinstance(images, np.ndarray)
+        or images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[-1] != 3
+        or len(images) == 0
+    ):
         shape = getattr(images, "shape", None)
-        raise ValueError(f"{name}: need uint8 faces (N, H, W, 3), N ≥ 1, got {shape} "
-                         f"{getattr(images, 'dtype', type(images).__name__)}")
+        raise ValueError(
+            f"{name}: need uint8 faces (N, H, W, 3), N ≥ 1, got {shape} "
+            f"{getattr(images, 'dtype', type(images).__name__)}"
+        )
 
 
 def _at_size(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 faces (N, H, W, 3) resized (Lanczos) to ``height`` × ``width``; the same array when they are."""
     if images.shape[1:3] == (height, width):
         return images
-    return np.stack([np.asarray(Image.fromarray(a).resize((width, height), Image.Resampling.LANCZOS))
-                     for a in images])
+    return np.stack([np.asarray(Image.fromarray(a).resize((width, height), Image.Resampling.LANCZOS)) for a in images])
 
 
 def _known_exclusive_mask(cond: np.ndarray, vocabulary: Vocabulary) -> np.ndarray:
@@ -472,13 +571,21 @@ def _known_exclusive_mask(cond: np.ndarray, vocabulary: Vocabulary) -> np.ndarra
     mask = np.zeros(cond.shape, np.float32)
     for group in vocabulary.exclusive_groups:
         s = slice(vocabulary.offset(group.name), vocabulary.offset(group.name) + len(group.values))
-        mask[:, s] = (cond[:, s].sum(axis=1, keepdims=True) > 0.5)
+        mask[:, s] = cond[:, s].sum(axis=1, keepdims=True) > 0.5
     return mask
 
 
-def evaluate_images(generated: np.ndarray, *, real: np.ndarray, training: np.ndarray, tagger: AttributeTagger,
-                    asked: np.ndarray | None = None, seed: int = 0, real_cond: np.ndarray | None = None,
-                    real_mask: np.ndarray | None = None) -> dict:
+def evaluate_images(
+    generated: np.ndarray,
+    *,
+    real: np.ndarray,
+    training: np.ndarray,
+    tagger: AttributeTagger,
+    asked: np.ndarray | None = None,
+    seed: int = 0,
+    real_cond: np.ndarray | None = None,
+    real_mask: np.ndarray | None = None,
+) -> dict:
     """Measure generated faces against real ones, all given as plain arrays (what benchmarks call).
 
     ``generated``, ``real`` (unseen real faces: never trained on, e.g. the measuring
@@ -520,8 +627,11 @@ def evaluate_images(generated: np.ndarray, *, real: np.ndarray, training: np.nda
     for name, images in (("generated", generated), ("real", real), ("training", training)):
         _check_faces(name, images)
     vocabulary = tagger.vocabulary
-    for name, labels, rows in (("asked", asked, len(generated)), ("real_cond", real_cond, len(real)),
-                               ("real_mask", real_mask, len(real))):
+    for name, labels, rows in (
+        ("asked", asked, len(generated)),
+        ("real_cond", real_cond, len(real)),
+        ("real_mask", real_mask, len(real)),
+    ):
         if labels is not None and np.shape(labels) != (rows, vocabulary.dim):
             raise ValueError(f"{name}: need shape ({rows}, {vocabulary.dim}), got {np.shape(labels)}")
     height, width = generated.shape[1:3]
@@ -529,32 +639,43 @@ def evaluate_images(generated: np.ndarray, *, real: np.ndarray, training: np.nda
     rng = np.random.default_rng(seed)
     half = min(len(generated), len(real) // 2)
     if half <= K_NEAREST:
-        raise ValueError(f"need more than {2 * K_NEAREST + 1} real faces (two halves of more than k = {K_NEAREST}) "
-                         f"and more than {K_NEAREST} generated faces, got {len(real)} and {len(generated)}")
+        raise ValueError(
+            f"need more than {2 * K_NEAREST + 1} real faces (two halves of more than k = {K_NEAREST}) "
+            f"and more than {K_NEAREST} generated faces, got {len(real)} and {len(generated)}"
+        )
     gen_features, gen_scores = tagger.read(generated)
     real_features, real_scores = tagger.read(real)
     order = rng.permutation(len(real))
     picked = rng.choice(len(generated), half, replace=False)  # not the first: they may be sorted by what was asked
-    out: dict = feature_metrics(gen_features[picked], real_features[order[:half]],
-                                real_features[order[half:2 * half]])
-    originality = originality_report(generated, real, training, tagger.features(training),
-                                     [str(i) for i in range(len(training))], tagger)
-    out.update(memorisation=originality["memorisation_rate"],
-               memorisation_pixels=originality["pixels"]["memorisation_rate"],
-               memorisation_features=originality["features"]["memorisation_rate"])
+    out: dict = feature_metrics(
+        gen_features[picked], real_features[order[:half]], real_features[order[half : 2 * half]]
+    )
+    originality = originality_report(
+        generated, real, training, tagger.features(training), [str(i) for i in range(len(training))], tagger
+    )
+    out.update(
+        memorisation=originality["memorisation_rate"],
+        memorisation_pixels=originality["pixels"]["memorisation_rate"],
+        memorisation_features=originality["features"]["memorisation_rate"],
+    )
     groups = [g for g in tagger.known_groups if vocabulary.group(g).exclusive]
     if asked is not None:
         asked = np.asarray(asked, np.float32)
-        read = accuracy_report(gen_scores, asked, vocabulary, mask=_known_exclusive_mask(asked, vocabulary),
-                               groups=groups)
+        read = accuracy_report(
+            gen_scores, asked, vocabulary, mask=_known_exclusive_mask(asked, vocabulary), groups=groups
+        )
         out.update({f"as_asked_{g}": read["groups"][g] for g in groups if read["faces_per_group"][g]})
     if real_cond is not None:
         mask = np.ones(real_cond.shape, np.float32) if real_mask is None else np.asarray(real_mask, np.float32)
-        ceiling = accuracy_report(real_scores, np.asarray(real_cond, np.float32), vocabulary, mask=mask,
-                                  groups=groups)
+        ceiling = accuracy_report(real_scores, np.asarray(real_cond, np.float32), vocabulary, mask=mask, groups=groups)
         out.update({f"tagger_ceiling_{g}": ceiling["groups"][g] for g in groups if ceiling["faces_per_group"][g]})
-    out.update(faces_per_side=half, generated_faces=len(generated), real_faces=len(real),
-               training_faces=len(training), k=K_NEAREST)
+    out.update(
+        faces_per_side=half,
+        generated_faces=len(generated),
+        real_faces=len(real),
+        training_faces=len(training),
+        k=K_NEAREST,
+    )
     return out
 
 
@@ -565,43 +686,65 @@ def _pct(x: float | None) -> str:
 
 def format_report(result: dict) -> str:
     """The evaluation as a plain-text table (what ``mangagan evaluate`` prints)."""
-    lines = [f"model {result['model']['name']} ({result['model']['resolution']} px, "
-             f"{result['model']['training_steps']} steps) vs {result['data']['faces']} training faces "
-             f"in {result['data']['folder']}"]
+    lines = [
+        f"model {result['model']['name']} ({result['model']['resolution']} px, "
+        f"{result['model']['training_steps']} steps) vs {result['data']['faces']} training faces "
+        f"in {result['data']['folder']}"
+    ]
     acc = result["tagger"]["accuracy_unseen"] or {}
-    kind = "sketchbook faces" if result["tagger"].get("test_kind", "sketchbook") == "sketchbook" \
+    kind = (
+        "sketchbook faces"
+        if result["tagger"].get("test_kind", "sketchbook") == "sketchbook"
         else "faces of its test folder"
+    )
     lines.append(f"tagger accuracy on unseen {kind}: " + ", ".join(f"{g} {_pct(v).strip()}" for g, v in acc.items()))
-    lines.append("tagger accuracy on training faces:          "
-                 + ", ".join(f"{g} {_pct(v).strip()}" for g, v in result["tagger"]["accuracy_training_faces"].items()))
+    lines.append(
+        "tagger accuracy on training faces:          "
+        + ", ".join(f"{g} {_pct(v).strip()}" for g, v in result["tagger"]["accuracy_training_faces"].items())
+    )
     if result["tagger"].get("accuracy_unseen_real_faces"):
-        lines.append("tagger accuracy on unseen real faces:       " + ", ".join(
-            f"{g} {_pct(v).strip()}" for g, v in result["tagger"]["accuracy_unseen_real_faces"].items()))
+        lines.append(
+            "tagger accuracy on unseen real faces:       "
+            + ", ".join(f"{g} {_pct(v).strip()}" for g, v in result["tagger"]["accuracy_unseen_real_faces"].items())
+        )
     lines.append("")
-    lines.append("generated faces asked for each value, read back by the tagger; 'real' = the tagger on real "
-                 f"{result['tagger'].get('ceiling_faces', 'training faces')} with that label (its ceiling)")
-    lines.append(f"{'attribute':<18}{'asked':>6}{'read as asked':>15}{'real':>8}{'goal':>8}   "
-                 f"{'absent read absent':>19}{'real':>8}")
+    lines.append(
+        "generated faces asked for each value, read back by the tagger; 'real' = the tagger on real "
+        f"{result['tagger'].get('ceiling_faces', 'training faces')} with that label (its ceiling)"
+    )
+    lines.append(
+        f"{'attribute':<18}{'asked':>6}{'read as asked':>15}{'real':>8}{'goal':>8}   "
+        f"{'absent read absent':>19}{'real':>8}"
+    )
     for tag, v in result["attributes"]["values"].items():
         goal = GOALS.get(v["group"], 0.9)
         mark = " " if v["read_as_asked"] >= goal else "✗"
         absent = v.get("absent_read_as_absent")
         real_absent = v.get("real_absent_read_as_absent")
-        lines.append(f"{tag:<18}{v['asked']:>6}{_pct(v['read_as_asked']):>15}{_pct(v.get('real_read_as_labelled')):>8}"
-                     f"{_pct(goal):>8} {mark} {_pct(absent) if absent is not None else '':>19}"
-                     f"{_pct(real_absent) if absent is not None else '':>8}")
+        lines.append(
+            f"{tag:<18}{v['asked']:>6}{_pct(v['read_as_asked']):>15}{_pct(v.get('real_read_as_labelled')):>8}"
+            f"{_pct(goal):>8} {mark} {_pct(absent) if absent is not None else '':>19}"
+            f"{_pct(real_absent) if absent is not None else '':>8}"
+        )
     lines.append("")
     for g, s in result["attributes"]["groups"].items():
-        lines.append(f"{g:<22} mean {_pct(s['mean'])}  worst {_pct(s['worst'])}  "
-                     f"values below the {_pct(GOALS.get(g, 0.9)).strip()} goal: {s['values_below_goal']}")
+        lines.append(
+            f"{g:<22} mean {_pct(s['mean'])}  worst {_pct(s['worst'])}  "
+            f"values below the {_pct(GOALS.get(g, 0.9)).strip()} goal: {s['values_below_goal']}"
+        )
     unmeasured = result["tagger"].get("unmeasured_groups")
     if unmeasured:
-        lines.append(f"not measured (the tagger does not know them or the training labels never tag them): "
-                     f"{', '.join(unmeasured)}")
+        lines.append(
+            f"not measured (the tagger does not know them or the training labels never tag them): "
+            f"{', '.join(unmeasured)}"
+        )
     f = result["fidelity"]
-    lines += ["", f"Fréchet distance ({f['space']}, {f['faces_per_side']} faces a side): "
-                  f"generated vs real {f['generated_vs_real']:.3f}, real vs real floor {f['real_vs_real_floor']:.3f}",
-              f"  ({f['note']})"]
+    lines += [
+        "",
+        f"Fréchet distance ({f['space']}, {f['faces_per_side']} faces a side): "
+        f"generated vs real {f['generated_vs_real']:.3f}, real vs real floor {f['real_vs_real_floor']:.3f}",
+        f"  ({f['note']})",
+    ]
     prdc = f["prdc"]
     lines.append(f"k-NN manifolds (k = {prdc['k']}, same faces; Kynkäänniemi et al. 2019, Naeem et al. 2020):")
     for label, key in (("generated vs real", "generated_vs_real"), ("real vs real floor", "real_vs_real_floor")):
@@ -610,19 +753,26 @@ def format_report(result: dict) -> str:
     lines += ["", f"originality (unseen real faces: {o['unseen_source']})"]
     for space, unit in (("pixels", "RMS per channel"), ("features", "tagger features")):
         s = o[space]
-        lines.append(f"  nearest training face, {unit:<16} generated median {s['generated']['median']:.4f} "
-                     f"p1 {s['generated']['p01']:.4f} | unseen real median {s['unseen_real']['median']:.4f} "
-                     f"p1 {s['unseen_real']['p01']:.4f} | nearer than 99 % of unseen: {_pct(s['memorisation_rate'])}")
+        lines.append(
+            f"  nearest training face, {unit:<16} generated median {s['generated']['median']:.4f} "
+            f"p1 {s['generated']['p01']:.4f} | unseen real median {s['unseen_real']['median']:.4f} "
+            f"p1 {s['unseen_real']['p01']:.4f} | nearer than 99 % of unseen: {_pct(s['memorisation_rate'])}"
+        )
     goal_m = GOALS["memorisation_max"]
-    lines.append(f"  memorisation rate (both spaces): {_pct(o['memorisation_rate'])} "
-                 f"(goal ≤ {_pct(goal_m).strip()}) {'' if o['memorisation_rate'] <= goal_m else '✗'}")
+    lines.append(
+        f"  memorisation rate (both spaces): {_pct(o['memorisation_rate'])} "
+        f"(goal ≤ {_pct(goal_m).strip()}) {'' if o['memorisation_rate'] <= goal_m else '✗'}"
+    )
     d = result["detectability"]
     if d is None:
         lines += ["", "detectability: not measured (calibrated on sketchbook data only)"]
     else:
-        lines += ["", f"detectability: animeface finds {_pct(d['generated_found']).strip()} of generated and "
-                      f"{_pct(d['real_found']).strip()} of real faces ({d['faces_each']} each, {d['upscale']}): "
-                      f"ratio {d['ratio']:.3f} (goal ≥ {GOALS['detectability']})"]
+        lines += [
+            "",
+            f"detectability: animeface finds {_pct(d['generated_found']).strip()} of generated and "
+            f"{_pct(d['real_found']).strip()} of real faces ({d['faces_each']} each, {d['upscale']}): "
+            f"ratio {d['ratio']:.3f} (goal ≥ {GOALS['detectability']})",
+        ]
     lines.append(f"({result['seconds']:.0f} s)")
     return "\n".join(lines)
 
@@ -639,8 +789,11 @@ def card_metrics(result: dict, command: str = "") -> dict:
         "tagger_accuracy_unseen": result["tagger"]["accuracy_unseen"],
         "attributes": {g: {"mean": s["mean"], "worst": s["worst"]} for g, s in result["attributes"]["groups"].items()},
         "attribute_values": {t: v["read_as_asked"] for t, v in result["attributes"]["values"].items()},
-        "frechet_tagger_features": {"generated_vs_real": f["generated_vs_real"],
-                                    "real_vs_real_floor": f["real_vs_real_floor"], "note": f["note"]},
+        "frechet_tagger_features": {
+            "generated_vs_real": f["generated_vs_real"],
+            "real_vs_real_floor": f["real_vs_real_floor"],
+            "note": f["note"],
+        },
         "prdc_tagger_features": f["prdc"],
         "memorisation_rate": o["memorisation_rate"],
         "memorisation_rate_pixels": o["pixels"]["memorisation_rate"],
@@ -648,8 +801,11 @@ def card_metrics(result: dict, command: str = "") -> dict:
         "goals": result["goals"],
     }
     if d is not None:
-        metrics["detectability"] = {"ratio": d["ratio"], "generated_found": d["generated_found"],
-                                    "real_found": d["real_found"]}
+        metrics["detectability"] = {
+            "ratio": d["ratio"],
+            "generated_found": d["generated_found"],
+            "real_found": d["real_found"],
+        }
     return metrics
 
 

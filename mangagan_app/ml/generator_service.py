@@ -92,11 +92,18 @@ def random_conditions(n: int, vocabulary: Vocabulary, rng: np.random.Generator) 
     return np.stack([vocabulary.encode(random_attributes(vocabulary, rng))[0] for _ in range(n)])
 
 
-def compute_directions(generator: torch.nn.Module, vocabulary: Vocabulary = VOCABULARY, *,
-                       count: int = DEFAULT_DIRECTIONS, samples: int = DIRECTION_SAMPLES, seed: int = 0,
-                       batch: int = 1000, layer: str = "stem",
-                       progress: Callable[[int, int], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> SliderDirections:
+def compute_directions(
+    generator: torch.nn.Module,
+    vocabulary: Vocabulary = VOCABULARY,
+    *,
+    count: int = DEFAULT_DIRECTIONS,
+    samples: int = DIRECTION_SAMPLES,
+    seed: int = 0,
+    batch: int = 1000,
+    layer: str = "stem",
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SliderDirections:
     """GANSpace slider directions of ``generator`` (in eval mode), deterministic for ``seed``.
 
     Runs ``samples`` random (noise, attributes) pairs through G up to the submodule
@@ -109,12 +116,12 @@ def compute_directions(generator: torch.nn.Module, vocabulary: Vocabulary = VOCA
     # it, two threads took 31 s instead of 2 s for a small model, 49 s instead of 18 s
     # for the shipped size.
     with _torch_threads(1), torch.no_grad():
-        return _compute_directions(generator, vocabulary, count, samples, seed, batch, layer, progress,
-                                   should_stop)
+        return _compute_directions(generator, vocabulary, count, samples, seed, batch, layer, progress, should_stop)
 
 
-def _compute_directions(generator, vocabulary, count, samples, seed, batch, layer, progress,
-                        should_stop) -> SliderDirections:
+def _compute_directions(
+    generator, vocabulary, count, samples, seed, batch, layer, progress, should_stop
+) -> SliderDirections:
     z_dim = generator.arch.z_dim
     if not 1 <= count <= z_dim:
         raise ValueError(f"count must be between 1 and {z_dim}, not {count}")
@@ -164,8 +171,9 @@ def _compute_directions(generator, vocabulary, count, samples, seed, batch, laye
     vectors = u / u.norm(dim=1, keepdim=True)
     sigmas = (z_all @ vectors.T).std(0)  # ≈ 1: the noise is isotropic N(0, I)
     explained = (s[:count].double() ** 2) / (acts.double() ** 2).sum()
-    return SliderDirections(vectors.float().numpy(), sigmas.float().numpy(), explained.float().numpy(),
-                            layer=layer, samples=samples)
+    return SliderDirections(
+        vectors.float().numpy(), sigmas.float().numpy(), explained.float().numpy(), layer=layer, samples=samples
+    )
 
 
 @contextmanager
@@ -266,8 +274,9 @@ class GeneratorService:
     # A fixed count also keeps the float sums, hence the pixels, the same everywhere.
     render_threads = 1
 
-    def __init__(self, generator: torch.nn.Module, card: dict, *,
-                 directions: SliderDirections | None = None, name: str = "model"):
+    def __init__(
+        self, generator: torch.nn.Module, card: dict, *, directions: SliderDirections | None = None, name: str = "model"
+    ):
         self.generator = generator.eval()
         self.card = card
         self.name = name
@@ -277,8 +286,10 @@ class GeneratorService:
         vocab = card.get("vocabulary")
         self.vocabulary = Vocabulary.from_json(vocab) if vocab else VOCABULARY
         if self.vocabulary.dim != generator.arch.cond_dim:
-            raise ValueError(f"the card's vocabulary has {self.vocabulary.dim} slots but the generator "
-                             f"expects {generator.arch.cond_dim}")
+            raise ValueError(
+                f"the card's vocabulary has {self.vocabulary.dim} slots but the generator "
+                f"expects {generator.arch.cond_dim}"
+            )
         self.sha256: str = str(card.get("sha256", ""))
         if directions is None and card.get("directions"):
             directions = SliderDirections.from_card(card["directions"])
@@ -286,8 +297,7 @@ class GeneratorService:
         self._vectors = torch.from_numpy(self.directions.vectors * self.directions.sigmas[:, None]).to(self.device)
 
     @classmethod
-    def load(cls, weights_path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
-             ) -> GeneratorService:
+    def load(cls, weights_path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> GeneratorService:
         """Load ``weights_path`` (+ its card) on the CPU.
 
         Slider directions come from the card; a card without them gets them computed
@@ -316,16 +326,26 @@ class GeneratorService:
         """The noise vector of ``seed`` (the same as ``mangagan generate --seed``'s first face)."""
         return seeded_noise(1, self.z_dim, seed)[0].numpy()
 
-    def recipe(self, seed: int, attributes: Attributes | None = None, *, sliders: Sequence[float] = (),
-               truncation: float = 1.0, noise: np.ndarray | None = None) -> FaceRecipe:
+    def recipe(
+        self,
+        seed: int,
+        attributes: Attributes | None = None,
+        *,
+        sliders: Sequence[float] = (),
+        truncation: float = 1.0,
+        noise: np.ndarray | None = None,
+    ) -> FaceRecipe:
         """A recipe for this model; exclusive groups ``attributes`` leaves open are drawn from
         ``seed`` the way ``mangagan generate`` draws them, so both give the same face."""
         condition = complete_condition(attributes or Attributes(), np.random.default_rng(seed), self.vocabulary)
         return FaceRecipe(
             noise=self.seed_noise(seed) if noise is None else noise,
             condition=condition,
-            sliders=tuple(sliders), truncation=truncation, seed=seed,
-            model_sha256=self.sha256, directions_sha256=self.directions.sha256,
+            sliders=tuple(sliders),
+            truncation=truncation,
+            seed=seed,
+            model_sha256=self.sha256,
+            directions_sha256=self.directions.sha256,
         )
 
     def check(self, recipe: FaceRecipe, source: str = "the file") -> list[str]:
@@ -334,10 +354,13 @@ class GeneratorService:
         if recipe.model_sha256 and self.sha256 and recipe.model_sha256 not in model_checksums(self.card):
             raise ForeignModelError(
                 f"{source} was made with a different model (sha256 {recipe.model_sha256[:12]}…); "
-                f"the loaded model is {self.name} ({self.sha256[:12]}…). Load that model to restore it.")
+                f"the loaded model is {self.name} ({self.sha256[:12]}…). Load that model to restore it."
+            )
         if recipe.noise.shape != (self.z_dim,) or recipe.condition.shape != (self.vocabulary.dim,):
-            raise ForeignModelError(f"{source} has parameters of a differently shaped model "
-                                    f"(noise {recipe.noise.size}, condition {recipe.condition.size})")
+            raise ForeignModelError(
+                f"{source} has parameters of a differently shaped model "
+                f"(noise {recipe.noise.size}, condition {recipe.condition.size})"
+            )
         warnings = []
         if any(recipe.sliders) and recipe.directions_sha256 and recipe.directions_sha256 != self.directions.sha256:
             warnings.append("the slider directions changed since this face was made; it may look different")
@@ -400,8 +423,9 @@ def gif_bytes(frames: Sequence[Image.Image], *, seconds: float = 2.0, bounce: bo
     seq = list(frames) + (list(frames[-2:0:-1]) if bounce else [])
     duration = max(20, round(1000 * seconds / len(frames)))
     buf = io.BytesIO()
-    seq[0].save(buf, format="GIF", save_all=True, append_images=seq[1:], duration=duration, loop=0,
-                disposal=2, optimize=False)
+    seq[0].save(
+        buf, format="GIF", save_all=True, append_images=seq[1:], duration=duration, loop=0, disposal=2, optimize=False
+    )
     return buf.getvalue()
 
 
@@ -410,10 +434,14 @@ def frame_strip(frames: Sequence[Image.Image], pad: int = 2) -> Image.Image:
     return Image.fromarray(image_grid(np.stack([np.asarray(f.convert("RGB")) for f in frames]), len(frames), pad))
 
 
-def store_directions(weights_path: str | os.PathLike, *, samples: int = DIRECTION_SAMPLES,
-                     count: int = DEFAULT_DIRECTIONS,
-                     progress: Callable[[int, int], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> SliderDirections:
+def store_directions(
+    weights_path: str | os.PathLike,
+    *,
+    samples: int = DIRECTION_SAMPLES,
+    count: int = DEFAULT_DIRECTIONS,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SliderDirections:
     """Compute the slider directions of the exported model at ``weights_path`` and write
     them into its card under ``directions`` (the export step calls this). Raises what
     :func:`~mangagan_app.ml.checkpoint.load_generator` raises."""
@@ -421,7 +449,8 @@ def store_directions(weights_path: str | os.PathLike, *, samples: int = DIRECTIO
 
     generator, card = load_generator(weights_path)
     vocabulary = Vocabulary.from_json(card["vocabulary"])
-    directions = compute_directions(generator, vocabulary, samples=samples, count=count,
-                                    progress=progress, should_stop=should_stop)
+    directions = compute_directions(
+        generator, vocabulary, samples=samples, count=count, progress=progress, should_stop=should_stop
+    )
     update_card(weights_path, directions=directions.to_card())
     return directions

@@ -21,8 +21,10 @@ import numpy as np
 D_WON = "discriminator_won"
 COLLAPSED = "collapsed"
 
-ADVICE = ("try more faces, augmentation (--augment ada), or fine-tuning a model that already draws faces "
-          "(Start from / --init-from)")
+ADVICE = (
+    "try more faces, augmentation (--augment ada), or fine-tuning a model that already draws faces "
+    "(Start from / --init-from)"
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,15 @@ class HealthMonitor:
     :func:`preview_diversity` is below ``diversity_min`` after ``warmup_steps``.
     """
 
-    def __init__(self, *, warmup_steps: int = 200, ticks: int = 4, r_t_max: float = 0.95,
-                 d_fake_min: float = 0.02, diversity_min: float = 0.02):
+    def __init__(
+        self,
+        *,
+        warmup_steps: int = 200,
+        ticks: int = 4,
+        r_t_max: float = 0.95,
+        d_fake_min: float = 0.02,
+        diversity_min: float = 0.02,
+    ):
         self.warmup_steps = warmup_steps
         self.ticks = ticks
         self.r_t_max = r_t_max
@@ -73,9 +82,14 @@ class HealthMonitor:
             self._raised.discard(D_WON)
         if self._bad_ticks < self.ticks:
             return None
-        return self._raise(D_WON, step, (
-            f"the discriminator has won at step {step}: it rates real faces {means.get('d_real', 0):.2f} and "
-            f"generated ones {means['d_fake']:.3f}, so the generator has stopped learning; {ADVICE}"))
+        return self._raise(
+            D_WON,
+            step,
+            (
+                f"the discriminator has won at step {step}: it rates real faces {means.get('d_real', 0):.2f} and "
+                f"generated ones {means['d_fake']:.3f}, so the generator has stopped learning; {ADVICE}"
+            ),
+        )
 
     def preview(self, step: int, images: np.ndarray, columns: int) -> HealthWarning | None:
         """The preview faces of ``step`` ((B, H, W, 3) uint8, rows of ``columns``); a warning or None."""
@@ -85,9 +99,14 @@ class HealthMonitor:
         if diversity >= self.diversity_min:
             self._raised.discard(COLLAPSED)
             return None
-        return self._raise(COLLAPSED, step, (
-            f"the generator has collapsed at step {step}: faces from different noise are nearly identical "
-            f"(they differ by {diversity:.3f}); {ADVICE}"))
+        return self._raise(
+            COLLAPSED,
+            step,
+            (
+                f"the generator has collapsed at step {step}: faces from different noise are nearly identical "
+                f"(they differ by {diversity:.3f}); {ADVICE}"
+            ),
+        )
 
     def _raise(self, kind: str, step: int, message: str) -> HealthWarning | None:
         if kind in self._raised:

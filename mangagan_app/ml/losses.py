@@ -29,12 +29,21 @@ def g_hinge(fake_logit: torch.Tensor) -> torch.Tensor:
 
 
 # loss name → (D's adversarial loss, G's); "dragan" adds its penalty to the dcgan pair.
-ADVERSARIAL = {"dcgan": (d_adversarial, g_adversarial), "dragan": (d_adversarial, g_adversarial),
-               "hinge": (d_hinge, g_hinge)}
+ADVERSARIAL = {
+    "dcgan": (d_adversarial, g_adversarial),
+    "dragan": (d_adversarial, g_adversarial),
+    "hinge": (d_hinge, g_hinge),
+}
 
 
-def dragan_penalty(discriminator, real: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor,
-                   generator: torch.Generator | None = None, c: float = 0.5) -> torch.Tensor:
+def dragan_penalty(
+    discriminator,
+    real: torch.Tensor,
+    cond: torch.Tensor,
+    mask: torch.Tensor,
+    generator: torch.Generator | None = None,
+    c: float = 0.5,
+) -> torch.Tensor:
     """DRAGAN (Kodali et al. 2017): (‖∇D(x̂)‖ − 1)² at points x̂ perturbed around real data.
 
     x̂ = x + α·δ with δ ~ U[0,1)·c·std(x) and α ~ U[0,1): the penalty keeps D smooth near
@@ -49,8 +58,9 @@ def dragan_penalty(discriminator, real: torch.Tensor, cond: torch.Tensor, mask: 
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
-def attribute_loss(aux_logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                   vocabulary: Vocabulary) -> torch.Tensor:
+def attribute_loss(
+    aux_logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, vocabulary: Vocabulary
+) -> torch.Tensor:
     """Masked auxiliary-classifier loss: cross-entropy per exclusive group, BCE per free tag.
 
     Rows whose label is unknown (mask 0 over that group or tag) add nothing, so images
@@ -60,8 +70,8 @@ def attribute_loss(aux_logits: torch.Tensor, target: torch.Tensor, mask: torch.T
     start = 0
     for group in vocabulary.groups:
         n = len(group.values)
-        logits = aux_logits[:, start:start + n]
-        tgt, known = target[:, start:start + n], mask[:, start:start + n]
+        logits = aux_logits[:, start : start + n]
+        tgt, known = target[:, start : start + n], mask[:, start : start + n]
         if group.exclusive:
             rows = known[:, 0] > 0
             if rows.any():

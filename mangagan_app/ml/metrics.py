@@ -88,8 +88,10 @@ def _as_sets(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[np.ndarray, np
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(f"need two (N, D) feature sets of one D, got {real.shape} and {fake.shape}")
     if k < 1 or min(len(real), len(fake)) <= k:
-        raise ValueError(f"k = {k} nearest neighbours need more than {k} faces a side, "
-                         f"got {len(real)} real and {len(fake)} generated")
+        raise ValueError(
+            f"k = {k} nearest neighbours need more than {k} faces a side, "
+            f"got {len(real)} real and {len(fake)} generated"
+        )
     return real, fake
 
 
@@ -97,7 +99,7 @@ def _distance_blocks(a: np.ndarray, b: np.ndarray):
     """(start row, Euclidean distances (rows, len(b))) for blocks of ``a``'s rows."""
     b_sq = (b * b).sum(axis=1)
     for start in range(0, len(a), _CHUNK):
-        block = a[start:start + _CHUNK]
+        block = a[start : start + _CHUNK]
         d2 = (block * block).sum(axis=1)[:, None] + b_sq[None, :] - 2.0 * block @ b.T
         yield start, np.sqrt(np.clip(d2, 0.0, None))
 
@@ -109,7 +111,7 @@ def knn_radii(x: np.ndarray, k: int = K_NEAREST) -> np.ndarray:
     for start, d in _distance_blocks(x, x):
         rows = np.arange(len(d))
         d[rows, start + rows] = 0.0  # a point is its own 0-th neighbour, whatever the rounding says
-        radii[start:start + len(d)] = np.partition(d, k, axis=1)[:, k]
+        radii[start : start + len(d)] = np.partition(d, k, axis=1)[:, k]
     return radii
 
 

@@ -86,9 +86,12 @@ class Architecture:
         # A card lacks the settings that did not exist when it was written; its networks
         # were what the code built then: G conditioned at the input, transposed
         # convolutions, no normalisation in D.
-        return cls(**{k: data[k] for k in ("resolution", "width", "z_dim", "cond_dim", "conditioning")},
-                   g_conditioning=data.get("g_conditioning", "input"),
-                   g_upsample=data.get("g_upsample", "transpose"), d_norm=data.get("d_norm", "none"))
+        return cls(
+            **{k: data[k] for k in ("resolution", "width", "z_dim", "cond_dim", "conditioning")},
+            g_conditioning=data.get("g_conditioning", "input"),
+            g_upsample=data.get("g_upsample", "transpose"),
+            d_norm=data.get("d_norm", "none"),
+        )
 
 
 class Generator(nn.Module):
@@ -117,8 +120,9 @@ class Generator(nn.Module):
         self.block_length = len(ups) // (len(ch) - 1)
         self.to_rgb = nn.Sequential(*_doubling(arch.g_upsample, ch[-1], 3, bias=True), nn.Tanh())  # (B, 3, H, W)
         # One FiLM layer after the stem and after each up block: cond → (scale, shift) per channel.
-        self.films = (nn.ModuleList(nn.Linear(arch.cond_dim, 2 * c) for c in ch)
-                      if arch.g_conditioning == "film" else None)
+        self.films = (
+            nn.ModuleList(nn.Linear(arch.cond_dim, 2 * c) for c in ch) if arch.g_conditioning == "film" else None
+        )
         _init_weights(self)
         if self.films is not None:
             for film in self.films:
@@ -132,7 +136,7 @@ class Generator(nn.Module):
         h = _film(self.films[0], h, cond)
         n = self.block_length
         for i, film in enumerate(self.films[1:]):
-            h = _film(film, self.ups[n * i:n * (i + 1)](h), cond)  # one doubling, BatchNorm, ReLU
+            h = _film(film, self.ups[n * i : n * (i + 1)](h), cond)  # one doubling, BatchNorm, ReLU
         return self.to_rgb(h)
 
 
@@ -169,8 +173,9 @@ class Discriminator(nn.Module):
         self.body = nn.Sequential(*layers, nn.Flatten())  # (B, 8w * 16)
         features = ch[-1] * 16
         self.realness = nn.Linear(features, 1)  # (B, 1)
-        self.embed = (nn.Linear(arch.cond_dim, features, bias=False)
-                      if arch.conditioning in ("projection", "both") else None)
+        self.embed = (
+            nn.Linear(arch.cond_dim, features, bias=False) if arch.conditioning in ("projection", "both") else None
+        )
         self.aux = nn.Linear(features, arch.cond_dim) if arch.conditioning in ("acgan", "both") else None
         _init_weights(self)
         if arch.d_norm == "spectral":
@@ -178,8 +183,9 @@ class Discriminator(nn.Module):
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
                     nn.utils.parametrizations.spectral_norm(m)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.body(x)
         logit = self.realness(h).squeeze(1)  # (B,)
         if self.embed is not None:

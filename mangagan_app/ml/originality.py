@@ -53,8 +53,7 @@ class FeatureIndexError(ValueError):
 
 
 # ---- distances ------------------------------------------------------------------------------------
-def nearest(queries: np.ndarray, reference: np.ndarray, k: int = 1, chunk: int = 2048
-            ) -> tuple[np.ndarray, np.ndarray]:
+def nearest(queries: np.ndarray, reference: np.ndarray, k: int = 1, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean distances (M, k) and rows (M, k) of the ``k`` nearest ``reference`` rows per query.
 
     Rows are flattened; any numeric dtype (uint8 pixels too) is converted to float32
@@ -69,7 +68,7 @@ def nearest(queries: np.ndarray, reference: np.ndarray, k: int = 1, chunk: int =
     best_d = torch.full((len(q), k), float("inf"))
     best_i = torch.zeros((len(q), k), dtype=torch.int64)
     for start in range(0, len(reference), chunk):
-        r = torch.from_numpy(np.asarray(reference[start:start + chunk], np.float32).reshape(-1, q.shape[1]))
+        r = torch.from_numpy(np.asarray(reference[start : start + chunk], np.float32).reshape(-1, q.shape[1]))
         d2 = q_sq + (r * r).sum(dim=1)[None, :] - 2.0 * q @ r.T  # (M, chunk)
         d, i = torch.topk(d2, min(k, len(r)), dim=1, largest=False)
         merged_d = torch.cat([best_d, d], dim=1)
@@ -89,8 +88,9 @@ def mirrored(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
 
 
-def nearest_either_way(queries: np.ndarray, mirrored_queries: np.ndarray, reference: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_either_way(
+    queries: np.ndarray, mirrored_queries: np.ndarray, reference: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Distance (M,) and row (M,) of the nearest ``reference`` row to each query or its mirror image."""
     d, rows = nearest(np.concatenate([queries, mirrored_queries]), reference)  # one pass over the reference
     m = len(queries)
@@ -132,7 +132,7 @@ class Calibration:
         return cls(float(np.quantile(d, NEAR_COPY_QUANTILE)), float(np.quantile(d, CLOSE_QUANTILE)), len(d))
 
     def verdict(self, distance: float) -> str:
-        """"near copy", "close to a training face" or "original" for a nearest-face distance."""
+        """ "near copy", "close to a training face" or "original" for a nearest-face distance."""
         if distance < self.near_copy:
             return VERDICTS[2]
         if distance < self.close:
@@ -153,8 +153,7 @@ class TrainingFaces:
     sketchbook_size: int | None
 
 
-def load_training_faces(folder: str | Path, resolution: int, *, progress: StageProgress | None = None
-                        ) -> TrainingFaces:
+def load_training_faces(folder: str | Path, resolution: int, *, progress: StageProgress | None = None) -> TrainingFaces:
     """All faces of ``folder`` (images + kohya sidecars) at ``resolution`` px, with names.
 
     A sketchbook folder's ``metadata.jsonl`` gives the seed and index of each face, so
@@ -164,8 +163,12 @@ def load_training_faces(folder: str | Path, resolution: int, *, progress: StageP
     """
     folder = Path(folder)
     items = folder_items(folder)
-    faces = faces_from_items(items, resolution, source=str(folder),
-                             progress=(lambda d, t: progress("loading training faces", d, t)) if progress else None)
+    faces = faces_from_items(
+        items,
+        resolution,
+        source=str(folder),
+        progress=(lambda d, t: progress("loading training faces", d, t)) if progress else None,
+    )
     skipped = {p for p, _ in faces.skipped}
     names = [p.name for p, _ in items if str(p) not in skipped]
     seed, size, by_name = _sketchbook_metadata(folder)
@@ -187,9 +190,15 @@ def _sketchbook_metadata(folder: Path) -> tuple[int | None, int | None, dict[str
     return int(seeds.pop()), int(sizes.pop()), {r["file"]: int(r["index"]) for r in records if "file" in r}
 
 
-def unseen_real_faces(training: TrainingFaces, count: int, *, unseen_dir: str | Path | None = None,
-                      workers: int = 2, progress: StageProgress | None = None,
-                      should_stop: StopFn | None = None) -> tuple[np.ndarray, str]:
+def unseen_real_faces(
+    training: TrainingFaces,
+    count: int,
+    *,
+    unseen_dir: str | Path | None = None,
+    workers: int = 2,
+    progress: StageProgress | None = None,
+    should_stop: StopFn | None = None,
+) -> tuple[np.ndarray, str]:
     """Real faces the model never saw, (N, H, W, 3) uint8 at the training resolution, and where they came from.
 
     From ``unseen_dir`` (a folder of faces) when given, else drawn from the sketchbook
@@ -202,25 +211,33 @@ def unseen_real_faces(training: TrainingFaces, count: int, *, unseen_dir: str | 
         faces = faces_from_items(folder_items(unseen_dir)[:count], res, source=str(unseen_dir))
         return faces.images.permute(0, 2, 3, 1).numpy(), f"{len(faces)} faces from {unseen_dir}"
     if training.sketchbook_seed is None or training.sketchbook_size is None:
-        raise ValueError(f"{training.folder}: not a sketchbook folder (no metadata.jsonl with one seed); "
-                         "pass a folder of unseen faces drawn like the training faces")
+        raise ValueError(
+            f"{training.folder}: not a sketchbook folder (no metadata.jsonl with one seed); "
+            "pass a folder of unseen faces drawn like the training faces"
+        )
     seed = training.sketchbook_seed + 1
     drift = renderer_drift(training)
     images, _ = render_sketchbook_faces(
-        seed, count, training.sketchbook_size, workers=workers, should_stop=should_stop,
-        progress=(lambda d, t: progress("drawing unseen faces", d, t)) if progress else None)
+        seed,
+        count,
+        training.sketchbook_size,
+        workers=workers,
+        should_stop=should_stop,
+        progress=(lambda d, t: progress("drawing unseen faces", d, t)) if progress else None,
+    )
     if training.sketchbook_size != res:
-        images = np.stack([np.asarray(Image.fromarray(a).resize((res, res), Image.Resampling.LANCZOS))
-                           for a in images])
+        images = np.stack([np.asarray(Image.fromarray(a).resize((res, res), Image.Resampling.LANCZOS)) for a in images])
     source = f"{len(images)} sketchbook faces, seed {seed}, {training.sketchbook_size} px"
     if drift:
-        source += (f"; WARNING: the sketchbook renderer changed since the training folder was drawn "
-                   f"({drift}), so unseen faces differ from training faces by more than chance")
+        source += (
+            f"; WARNING: the sketchbook renderer changed since the training folder was drawn "
+            f"({drift}), so unseen faces differ from training faces by more than chance"
+        )
     return images, source
 
 
 def renderer_drift(training: TrainingFaces, samples: int = 4) -> str:
-    """"" when today's sketchbook redraws the first training faces pixel for pixel, else what differs.
+    """ "" when today's sketchbook redraws the first training faces pixel for pixel, else what differs.
 
     Unseen faces are only a fair yardstick when drawn by the same renderer as the
     training faces.
@@ -235,8 +252,11 @@ def renderer_drift(training: TrainingFaces, samples: int = 4) -> str:
                 on_disk = np.asarray(im.convert("RGB"))
         except OSError:
             continue
-        redrawn = np.asarray(sketchbook_face(training.sketchbook_seed, int(training.sketchbook_indices[row]),
-                                             training.sketchbook_size)[1].convert("RGB"))
+        redrawn = np.asarray(
+            sketchbook_face(training.sketchbook_seed, int(training.sketchbook_indices[row]), training.sketchbook_size)[
+                1
+            ].convert("RGB")
+        )
         changed += int(not np.array_equal(on_disk, redrawn))
     return f"{changed} of {len(rows)} training faces redraw differently" if changed else ""
 
@@ -275,31 +295,53 @@ def principal_axes(features: np.ndarray, dims: int = INDEX_DIMS) -> tuple[np.nda
     x = np.asarray(features, np.float64)
     mean = x.mean(axis=0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    return mean.astype(np.float32), vt[:min(dims, vt.shape[0])].astype(np.float32)
+    return mean.astype(np.float32), vt[: min(dims, vt.shape[0])].astype(np.float32)
 
 
-def build_index(training: TrainingFaces, train_features: np.ndarray, unseen: np.ndarray,
-                tagger: AttributeTagger, *, dims: int = INDEX_DIMS) -> FeatureIndex:
+def build_index(
+    training: TrainingFaces,
+    train_features: np.ndarray,
+    unseen: np.ndarray,
+    tagger: AttributeTagger,
+    *,
+    dims: int = INDEX_DIMS,
+) -> FeatureIndex:
     """The index of ``training`` from its tagger features, calibrated with ``unseen`` real faces
     ((N, H, W, 3) uint8, compared either way round like queries are)."""
     mean, axes = principal_axes(train_features, dims)
     projected = ((train_features - mean) @ axes.T).astype(np.float16)
     reference = projected.astype(np.float32)
-    unseen_nearest, _ = nearest_either_way(((tagger.features(unseen) - mean) @ axes.T).astype(np.float32),
-                                           ((tagger.features(mirrored(unseen)) - mean) @ axes.T).astype(np.float32),
-                                           reference)
+    unseen_nearest, _ = nearest_either_way(
+        ((tagger.features(unseen) - mean) @ axes.T).astype(np.float32),
+        ((tagger.features(mirrored(unseen)) - mean) @ axes.T).astype(np.float32),
+        reference,
+    )
     return FeatureIndex(
-        features=projected, names=np.array(training.names), mean=mean, axes=axes,
-        calibration=Calibration.from_distances(unseen_nearest), data_dir=str(training.folder),
-        tagger_sha256=tagger.sha256, resolution=training.faces.resolution,
+        features=projected,
+        names=np.array(training.names),
+        mean=mean,
+        axes=axes,
+        calibration=Calibration.from_distances(unseen_nearest),
+        data_dir=str(training.folder),
+        tagger_sha256=tagger.sha256,
+        resolution=training.faces.resolution,
         sketchbook_seed=-1 if training.sketchbook_seed is None else training.sketchbook_seed,
-        sketchbook_size=training.sketchbook_size or 0, sketchbook_indices=training.sketchbook_indices)
+        sketchbook_size=training.sketchbook_size or 0,
+        sketchbook_indices=training.sketchbook_indices,
+    )
 
 
-def index_training_set(folder: str | Path, tagger: AttributeTagger, *, resolution: int,
-                       unseen_dir: str | Path | None = None, unseen_count: int = 1000, workers: int = 2,
-                       progress: StageProgress | None = None, should_stop: StopFn | None = None
-                       ) -> FeatureIndex | None:
+def index_training_set(
+    folder: str | Path,
+    tagger: AttributeTagger,
+    *,
+    resolution: int,
+    unseen_dir: str | Path | None = None,
+    unseen_count: int = 1000,
+    workers: int = 2,
+    progress: StageProgress | None = None,
+    should_stop: StopFn | None = None,
+) -> FeatureIndex | None:
     """Build the index of a training folder from scratch (load, tag, draw unseen faces, calibrate).
 
     ``progress(stage, done, total)``; returns ``None`` when ``should_stop()`` turned
@@ -311,22 +353,28 @@ def index_training_set(folder: str | Path, tagger: AttributeTagger, *, resolutio
     train_features = tag_in_chunks(tagger, training.faces.images, "tagging training faces", progress, should_stop)
     if train_features is None:
         return None
-    unseen, _ = unseen_real_faces(training, unseen_count, unseen_dir=unseen_dir, workers=workers,
-                                  progress=progress, should_stop=should_stop)
+    unseen, _ = unseen_real_faces(
+        training, unseen_count, unseen_dir=unseen_dir, workers=workers, progress=progress, should_stop=should_stop
+    )
     if should_stop and should_stop():
         return None
     return build_index(training, train_features, unseen, tagger)
 
 
-def tag_in_chunks(tagger: AttributeTagger, images: np.ndarray | torch.Tensor, stage: str,
-                  progress: StageProgress | None, should_stop: StopFn | None, chunk: int = 1024
-                  ) -> np.ndarray | None:
+def tag_in_chunks(
+    tagger: AttributeTagger,
+    images: np.ndarray | torch.Tensor,
+    stage: str,
+    progress: StageProgress | None,
+    should_stop: StopFn | None,
+    chunk: int = 1024,
+) -> np.ndarray | None:
     """Tagger features of many faces with progress; ``None`` when stopped."""
     out = []
     for i in range(0, len(images), chunk):
         if should_stop and should_stop():
             return None
-        out.append(tagger.features(images[i:i + chunk]))
+        out.append(tagger.features(images[i : i + chunk]))
         if progress:
             progress(stage, min(i + chunk, len(images)), len(images))
     return np.concatenate(out) if out else np.zeros((0, tagger.feature_dim), np.float32)
@@ -340,16 +388,30 @@ def index_path(weights: str | Path) -> Path:
 
 def save_index(index: FeatureIndex, path: str | Path) -> Path:
     """Write ``index`` to ``path`` (.npz, compressed) atomically."""
-    meta = {"format": INDEX_FORMAT, "data_dir": index.data_dir, "tagger_sha256": index.tagger_sha256,
-            "resolution": index.resolution, "sketchbook_seed": index.sketchbook_seed,
-            "sketchbook_size": index.sketchbook_size,
-            "calibration": {"near_copy": index.calibration.near_copy, "close": index.calibration.close,
-                            "unseen_faces": index.calibration.unseen_faces}}
+    meta = {
+        "format": INDEX_FORMAT,
+        "data_dir": index.data_dir,
+        "tagger_sha256": index.tagger_sha256,
+        "resolution": index.resolution,
+        "sketchbook_seed": index.sketchbook_seed,
+        "sketchbook_size": index.sketchbook_size,
+        "calibration": {
+            "near_copy": index.calibration.near_copy,
+            "close": index.calibration.close,
+            "unseen_faces": index.calibration.unseen_faces,
+        },
+    }
     indices = index.sketchbook_indices if index.sketchbook_indices is not None else np.full(len(index), -1)
     buf = io.BytesIO()
-    np.savez_compressed(buf, features=index.features, names=index.names.astype(str), mean=index.mean,
-                        axes=index.axes, sketchbook_indices=indices.astype(np.int32),
-                        meta=np.array(json.dumps(meta)))
+    np.savez_compressed(
+        buf,
+        features=index.features,
+        names=index.names.astype(str),
+        mean=index.mean,
+        axes=index.axes,
+        sketchbook_indices=indices.astype(np.int32),
+        meta=np.array(json.dumps(meta)),
+    )
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -370,11 +432,18 @@ def load_index(path: str | Path, tagger: AttributeTagger | None = None) -> Featu
         raise FeatureIndexError(path, "built with another tagger; rebuild it (mangagan evaluate --write-index)")
     cal = meta["calibration"]
     return FeatureIndex(
-        features=arrays["features"], names=arrays["names"], mean=arrays["mean"], axes=arrays["axes"],
+        features=arrays["features"],
+        names=arrays["names"],
+        mean=arrays["mean"],
+        axes=arrays["axes"],
         calibration=Calibration(float(cal["near_copy"]), float(cal["close"]), int(cal["unseen_faces"])),
-        data_dir=meta["data_dir"], tagger_sha256=meta["tagger_sha256"], resolution=int(meta["resolution"]),
-        sketchbook_seed=int(meta["sketchbook_seed"]), sketchbook_size=int(meta["sketchbook_size"]),
-        sketchbook_indices=arrays["sketchbook_indices"])
+        data_dir=meta["data_dir"],
+        tagger_sha256=meta["tagger_sha256"],
+        resolution=int(meta["resolution"]),
+        sketchbook_seed=int(meta["sketchbook_seed"]),
+        sketchbook_size=int(meta["sketchbook_size"]),
+        sketchbook_indices=arrays["sketchbook_indices"],
+    )
 
 
 # ---- queries -----------------------------------------------------------------------------------------
@@ -398,17 +467,24 @@ class OriginalityResult:
         """One plain sentence saying what the verdict means."""
         cal = self.calibration
         if self.verdict == VERDICTS[2]:
-            return (f"Closer to a training face ({self.distance:.2f}) than 99 % of unseen real faces come "
-                    f"(below {cal.near_copy:.2f}): this face may copy its training data.")
+            return (
+                f"Closer to a training face ({self.distance:.2f}) than 99 % of unseen real faces come "
+                f"(below {cal.near_copy:.2f}): this face may copy its training data."
+            )
         if self.verdict == VERDICTS[1]:
-            return (f"Closer to a training face ({self.distance:.2f}) than 95 % of unseen real faces come "
-                    f"(below {cal.close:.2f}), but not a near copy.")
-        return (f"No training face is nearer ({self.distance:.2f}) than is usual for a new face "
-                f"(95 % of unseen real faces are at {cal.close:.2f} or more).")
+            return (
+                f"Closer to a training face ({self.distance:.2f}) than 95 % of unseen real faces come "
+                f"(below {cal.close:.2f}), but not a near copy."
+            )
+        return (
+            f"No training face is nearer ({self.distance:.2f}) than is usual for a new face "
+            f"(95 % of unseen real faces are at {cal.close:.2f} or more)."
+        )
 
 
-def find_closest(index: FeatureIndex, query: np.ndarray | Image.Image, k: int = 5,
-                 tagger: AttributeTagger | None = None) -> OriginalityResult:
+def find_closest(
+    index: FeatureIndex, query: np.ndarray | Image.Image, k: int = 5, tagger: AttributeTagger | None = None
+) -> OriginalityResult:
     """The ``k`` training faces nearest ``query`` and the verdict for the nearest one.
 
     ``query`` is a face (PIL image or (H, W, 3) uint8, needs ``tagger``; compared
@@ -432,8 +508,9 @@ def find_closest(index: FeatureIndex, query: np.ndarray | Image.Image, k: int = 
         best[int(r)] = min(float(d), best.get(int(r), float("inf")))
     ranked = sorted(best.items(), key=lambda item: item[1])[:k]
     matches = [Match(r, str(index.names[r]), d) for r, d in ranked]
-    return OriginalityResult(index.calibration.verdict(matches[0].distance), matches[0].distance, matches,
-                             index.calibration)
+    return OriginalityResult(
+        index.calibration.verdict(matches[0].distance), matches[0].distance, matches, index.calibration
+    )
 
 
 def training_face(index: FeatureIndex, row: int) -> Image.Image | None:
@@ -453,8 +530,15 @@ def training_face(index: FeatureIndex, row: int) -> Image.Image | None:
     return sketchbook_face(index.sketchbook_seed, sb_index, index.sketchbook_size or index.resolution)[1]
 
 
-def ensure_index(weights: str | Path, card: dict, tagger: AttributeTagger, *, cache_dir: str | Path | None = None,
-                 progress: StageProgress | None = None, should_stop: StopFn | None = None) -> FeatureIndex | None:
+def ensure_index(
+    weights: str | Path,
+    card: dict,
+    tagger: AttributeTagger,
+    *,
+    cache_dir: str | Path | None = None,
+    progress: StageProgress | None = None,
+    should_stop: StopFn | None = None,
+) -> FeatureIndex | None:
     """The feature index of the model at ``weights``: the shipped ``NAME.index.npz``, else one
     cached in ``cache_dir`` under the model's sha256, else built now from the training
     folder named in the model card (and cached). ``None`` when stopped.
@@ -477,9 +561,12 @@ def ensure_index(weights: str | Path, card: dict, tagger: AttributeTagger, *, ca
     training = card.get("training", {})
     folder = training.get("data", {}).get("source") or training.get("config", {}).get("data")
     if not folder or not Path(folder).is_dir():
-        raise FeatureIndexError(shipped, "no feature index beside the model, and its training folder "
-                                f"{folder or '(not recorded)'} is not on this computer to build one "
-                                "(mangagan evaluate WEIGHTS --data FOLDER --write-index makes it)")
+        raise FeatureIndexError(
+            shipped,
+            "no feature index beside the model, and its training folder "
+            f"{folder or '(not recorded)'} is not on this computer to build one "
+            "(mangagan evaluate WEIGHTS --data FOLDER --write-index makes it)",
+        )
     resolution = int(card.get("architecture", {}).get("resolution", 64))
     index = index_training_set(folder, tagger, resolution=resolution, progress=progress, should_stop=should_stop)
     if index is not None and cached is not None:

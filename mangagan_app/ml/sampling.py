@@ -9,8 +9,7 @@ from PIL import Image
 from mangagan_app.core.attributes import VOCABULARY, Attributes, Vocabulary
 
 
-def complete_condition(attrs: Attributes, rng: np.random.Generator,
-                       vocabulary: Vocabulary = VOCABULARY) -> np.ndarray:
+def complete_condition(attrs: Attributes, rng: np.random.Generator, vocabulary: Vocabulary = VOCABULARY) -> np.ndarray:
     """The condition vector of ``attrs`` with every unspecified exclusive group drawn
     uniformly from ``rng`` (a face always has some hair colour). Free tags not named
     are absent."""
@@ -30,8 +29,9 @@ def noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(generator: torch.nn.Module, attrs: Attributes, n: int, seed: int,
-             vocabulary: Vocabulary = VOCABULARY) -> np.ndarray:
+def generate(
+    generator: torch.nn.Module, attrs: Attributes, n: int, seed: int, vocabulary: Vocabulary = VOCABULARY
+) -> np.ndarray:
     """``n`` faces (n, H, W, 3) uint8 with ``attrs``; unspecified groups vary per face.
 
     Deterministic for a given seed, attributes and model on one machine.
@@ -57,7 +57,7 @@ def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
     for i in range(b):
         r, c = divmod(i, columns)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
-        grid[y:y + h, x:x + w] = images[i]
+        grid[y : y + h, x : x + w] = images[i]
     return grid
 
 
@@ -90,12 +90,13 @@ def preview_sheet(faces: np.ndarray, per_colour: int, width: int, height: int, *
             if tile != side:
                 face = np.asarray(Image.fromarray(face).resize((tile, tile), resample))
             y, x = gap + row * (tile + gap), gap + colour * (tile + gap)
-            grid[y:y + tile, x:x + tile] = face
+            grid[y : y + tile, x : x + tile] = face
     return grid
 
 
-def hair_colour_rows(columns: int, seed: int, vocabulary: Vocabulary = VOCABULARY,
-                     attrs: Attributes | None = None) -> torch.Tensor:
+def hair_colour_rows(
+    columns: int, seed: int, vocabulary: Vocabulary = VOCABULARY, attrs: Attributes | None = None
+) -> torch.Tensor:
     """Conditions for a sample sheet: one row per hair colour, ``columns`` faces per row.
 
     Each column keeps its other attributes in every row, so reading down a column
@@ -118,15 +119,16 @@ def hair_colour_rows(columns: int, seed: int, vocabulary: Vocabulary = VOCABULAR
     for i in range(len(hair.values)):
         for base in bases:
             vec = base.copy()
-            vec[offset:offset + len(hair.values)] = 0.0
+            vec[offset : offset + len(hair.values)] = 0.0
             vec[offset + i] = 1.0
             rows.append(vec)
     return torch.from_numpy(np.stack(rows))  # (rows·columns, dim)
 
 
 @torch.no_grad()
-def hair_colour_sheet(generator: torch.nn.Module, attrs: Attributes, columns: int, seed: int,
-                      vocabulary: Vocabulary = VOCABULARY) -> np.ndarray:
+def hair_colour_sheet(
+    generator: torch.nn.Module, attrs: Attributes, columns: int, seed: int, vocabulary: Vocabulary = VOCABULARY
+) -> np.ndarray:
     """Faces (rows·columns, H, W, 3) uint8 for :func:`hair_colour_rows`: each column keeps its noise too."""
     cond = hair_colour_rows(columns, seed, vocabulary, attrs)
     z = noise(columns, generator.arch.z_dim, seed).repeat(len(cond) // columns, 1)

@@ -65,8 +65,15 @@ class ShardWriter:
     clears). Raises ``FileExistsError`` when ``out`` already holds a pack.
     """
 
-    def __init__(self, out: str | Path, resolution: int, *, shard_rows: int = SHARD_ROWS,
-                 vocabulary: Vocabulary = VOCABULARY, source: str = ""):
+    def __init__(
+        self,
+        out: str | Path,
+        resolution: int,
+        *,
+        shard_rows: int = SHARD_ROWS,
+        vocabulary: Vocabulary = VOCABULARY,
+        source: str = "",
+    ):
         self.out = Path(out)
         if is_shard_folder(self.out):
             raise FileExistsError(f"{self.out} already holds packed shards; choose another folder")
@@ -95,7 +102,7 @@ class ShardWriter:
             if self._fh is None:
                 self._fh = open(self._tmp_path(len(self._shard_counts)), "wb")  # noqa: SIM115 — closed in _close_shard
             take = min(len(chw) - done, self.shard_rows - self._rows_in_shard)
-            self._fh.write(chw[done:done + take].tobytes())
+            self._fh.write(chw[done : done + take].tobytes())
             done += take
             self._rows_in_shard += take
             if self._rows_in_shard == self.shard_rows:
@@ -116,17 +123,30 @@ class ShardWriter:
         # the summary and the completed conditions exactly as training in memory would.
         n, r = len(cond), self.resolution
         placeholder = torch.zeros((1, 3, r, r), dtype=torch.uint8).expand(n, -1, -1, -1)
-        labels_only = FaceSet(placeholder, torch.from_numpy(cond).float(), torch.from_numpy(mask).float(),
-                              source=self.source, skipped=self.skipped, vocabulary=self.vocabulary)
+        labels_only = FaceSet(
+            placeholder,
+            torch.from_numpy(cond).float(),
+            torch.from_numpy(mask).float(),
+            source=self.source,
+            skipped=self.skipped,
+            vocabulary=self.vocabulary,
+        )
         completed = labels_only._fake_pool.numpy().astype(np.uint8)
         labels = np.stack([cond, mask, completed], axis=1)  # (N, 3, dim)
         atomic_write_bytes(self.out / LABELS, np.ascontiguousarray(labels).tobytes())
-        atomic_write_json(self.out / MANIFEST, {
-            "format": FORMAT, "resolution": r, "count": n, "shard_rows": self.shard_rows,
-            "shards": [{"file": shard_name(i), "count": c} for i, c in enumerate(self._shard_counts)],
-            "vocabulary": self.vocabulary.to_json(), "summary": labels_only.summary(),
-            "skipped": [{"file": f, "reason": why} for f, why in self.skipped],
-        })
+        atomic_write_json(
+            self.out / MANIFEST,
+            {
+                "format": FORMAT,
+                "resolution": r,
+                "count": n,
+                "shard_rows": self.shard_rows,
+                "shards": [{"file": shard_name(i), "count": c} for i, c in enumerate(self._shard_counts)],
+                "vocabulary": self.vocabulary.to_json(),
+                "summary": labels_only.summary(),
+                "skipped": [{"file": f, "reason": why} for f, why in self.skipped],
+            },
+        )
         return self.out
 
     def discard(self) -> None:
@@ -160,9 +180,16 @@ class PackResult:
     stopped: bool
 
 
-def pack_faces(data: str | Path, out: str | Path, resolution: int, *, shard_rows: int = SHARD_ROWS,
-               workers: int = 2, progress: Callable[[int, int], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> PackResult:
+def pack_faces(
+    data: str | Path,
+    out: str | Path,
+    resolution: int,
+    *,
+    shard_rows: int = SHARD_ROWS,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PackResult:
     """Decode the faces of ``data`` (a folder with ``.txt`` sidecars, or a reviewed dataset's
     kept crops) at ``resolution`` px into a shard folder ``out``, a chunk at a time.
 
@@ -174,7 +201,7 @@ def pack_faces(data: str | Path, out: str | Path, resolution: int, *, shard_rows
     ``FileExistsError`` when ``out`` already holds a pack and ``ValueError`` when no
     image could be decoded.
     """
-    items = (kept_training_items(data) if (Path(data) / CATALOGUE_FILE).is_file() else folder_items(data))
+    items = kept_training_items(data) if (Path(data) / CATALOGUE_FILE).is_file() else folder_items(data)
     with new_folders(out):  # a pack that fails leaves no empty folder behind
         writer = ShardWriter(out, resolution, shard_rows=shard_rows, source=str(data))
         try:
@@ -189,9 +216,14 @@ def pack_faces(data: str | Path, out: str | Path, resolution: int, *, shard_rows
     return PackResult(Path(out), len(writer), len(writer.skipped), False)
 
 
-def _pack_items(writer: ShardWriter, items: list[tuple[Path, str | None]], workers: int,
-                progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None) -> bool:
-    chunks = [items[i:i + _DECODE_CHUNK] for i in range(0, len(items), _DECODE_CHUNK)]
+def _pack_items(
+    writer: ShardWriter,
+    items: list[tuple[Path, str | None]],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> bool:
+    chunks = [items[i : i + _DECODE_CHUNK] for i in range(0, len(items), _DECODE_CHUNK)]
     window = max(1, workers) * 2  # chunks decoded at once: bounded memory
     done = 0
 
@@ -210,16 +242,22 @@ def _pack_items(writer: ShardWriter, items: list[tuple[Path, str | None]], worke
             writer.add(np.stack(images), np.stack(conds), np.stack(masks))
 
     # Pillow decoding holds the GIL: worker processes (spawn, so no torch state is forked).
-    pool = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-            if workers > 1 and len(chunks) > 1 else None)
+    pool = (
+        ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        if workers > 1 and len(chunks) > 1
+        else None
+    )
     try:
         for start in range(0, len(chunks), window):
             if should_stop is not None and should_stop():
                 return True
-            group = chunks[start:start + window]
+            group = chunks[start : start + window]
             paths = [[str(p) for p, _ in c] for c in group]
-            results: Iterable = (pool.map(decode_many, paths, [writer.resolution] * len(paths)) if pool
-                                 else (decode_many(p, writer.resolution) for p in paths))
+            results: Iterable = (
+                pool.map(decode_many, paths, [writer.resolution] * len(paths))
+                if pool
+                else (decode_many(p, writer.resolution) for p in paths)
+            )
             for chunk, arrays in zip(group, results, strict=True):
                 write(chunk, arrays)
                 done += len(chunk)
@@ -303,8 +341,7 @@ class ShardSet:
         labels[order] = self._gather(self._labels, (3, self._dim), indices[order])
         return labels
 
-    def batch(self, indices: torch.Tensor, flip: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, indices: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = indices.numpy().astype(np.int64)
         images, labels = self._images(idx), self._label_rows(idx)
         x = torch.from_numpy(images).float().div_(127.5).sub_(1.0)  # (B, 3, H, W) in [-1, 1]

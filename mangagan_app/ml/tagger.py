@@ -76,15 +76,16 @@ class TaggerNet(nn.Module):
         w = arch.width
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out),
-                                 nn.ReLU(inplace=True))
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+            )
 
         self.body = nn.Sequential(
-            block(3, w),          # (B, w, 32, 32)
-            block(w, 2 * w),      # (B, 2w, 16, 16)
+            block(3, w),  # (B, w, 32, 32)
+            block(w, 2 * w),  # (B, 2w, 16, 16)
             block(2 * w, 4 * w),  # (B, 4w, 8, 8)
             block(4 * w, 4 * w),  # (B, 4w, 4, 4)
-            nn.Flatten(),         # (B, 64w) — kept spatial: eyes and glasses sit in known places
+            nn.Flatten(),  # (B, 64w) — kept spatial: eyes and glasses sit in known places
         )
         self.embed = nn.Sequential(nn.Linear(64 * w, arch.feature_dim), nn.ReLU(inplace=True))
         self.head = nn.Linear(arch.feature_dim, arch.cond_dim)
@@ -102,8 +103,9 @@ def _group_slices(vocabulary: Vocabulary) -> list[tuple[str, slice, bool]]:
     return out
 
 
-def known_groups(cond: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
-                 vocabulary: Vocabulary = VOCABULARY) -> tuple[str, ...]:
+def known_groups(
+    cond: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor, vocabulary: Vocabulary = VOCABULARY
+) -> tuple[str, ...]:
     """The groups these labels (both (N, dim)) can teach, in vocabulary order.
 
     An exclusive group counts when at least one face's mask knows it. The free tags
@@ -139,13 +141,16 @@ def labelled_rows(mask: torch.Tensor, groups: Iterable[str], vocabulary: Vocabul
 
 def scores_from_logits(logits: torch.Tensor, vocabulary: Vocabulary = VOCABULARY) -> torch.Tensor:
     """Per-slot probabilities (B, dim): softmax within each exclusive group, sigmoid for free tags."""
-    parts = [logits[:, s].softmax(dim=1) if exclusive else logits[:, s].sigmoid()
-             for _, s, exclusive in _group_slices(vocabulary)]
+    parts = [
+        logits[:, s].softmax(dim=1) if exclusive else logits[:, s].sigmoid()
+        for _, s, exclusive in _group_slices(vocabulary)
+    ]
     return torch.cat(parts, dim=1)
 
 
-def tagger_loss(logits: torch.Tensor, cond: torch.Tensor, vocabulary: Vocabulary = VOCABULARY, *,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+def tagger_loss(
+    logits: torch.Tensor, cond: torch.Tensor, vocabulary: Vocabulary = VOCABULARY, *, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy per exclusive group plus binary cross-entropy summed over the free tags.
 
     Summed, not averaged, over the tags: each tag is a question as hard as a
@@ -172,14 +177,12 @@ def to_tagger_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     Raises ``ValueError`` for anything that is not a batch of RGB images.
     """
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2) if isinstance(images, np.ndarray) \
-        else images
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2) if isinstance(images, np.ndarray) else images
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a batch of RGB images, got shape {tuple(x.shape)}")
     x = x.float().div(127.5).sub(1.0)
     if x.shape[-1] != TAGGER_SIZE or x.shape[-2] != TAGGER_SIZE:
-        x = F.interpolate(x, size=(TAGGER_SIZE, TAGGER_SIZE), mode="bilinear", antialias=True,
-                          align_corners=False)
+        x = F.interpolate(x, size=(TAGGER_SIZE, TAGGER_SIZE), mode="bilinear", antialias=True, align_corners=False)
     return x
 
 
@@ -207,7 +210,7 @@ class AttributeTagger:
         """Features (N, feature_dim) and per-slot scores (N, dim), both float32, of uint8 faces."""
         feats, scores = [], []
         for i in range(0, len(images), batch):
-            f, logits = self.net(to_tagger_input(images[i:i + batch]))
+            f, logits = self.net(to_tagger_input(images[i : i + batch]))
             feats.append(f.numpy())
             scores.append(scores_from_logits(logits, self.vocabulary).numpy())
         if not feats:
@@ -231,8 +234,14 @@ def decide(scores: np.ndarray, vocabulary: Vocabulary = VOCABULARY) -> np.ndarra
     return out
 
 
-def accuracy_report(scores: np.ndarray, cond: np.ndarray, vocabulary: Vocabulary = VOCABULARY, *,
-                    mask: np.ndarray | None = None, groups: Iterable[str] | None = None) -> dict:
+def accuracy_report(
+    scores: np.ndarray,
+    cond: np.ndarray,
+    vocabulary: Vocabulary = VOCABULARY,
+    *,
+    mask: np.ndarray | None = None,
+    groups: Iterable[str] | None = None,
+) -> dict:
     """How well ``scores`` read the true labels ``cond`` (both (N, dim)).
 
     Only ``groups`` (default: all) are reported, each over the faces whose ``mask``
@@ -289,10 +298,21 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return x + sigma * torch.randn(x.shape, generator=generator)
 
 
-def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, mask: torch.Tensor | None = None,
-                 groups: Iterable[str] | None = None, arch: TaggerArchitecture = TaggerArchitecture(),
-                 epochs: int = 6, batch: int = 128, lr: float = 2e-3, seed: int = 0, init: TaggerNet | None = None,
-                 progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> TaggerNet:
+def train_tagger(
+    images: torch.Tensor,
+    cond: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    groups: Iterable[str] | None = None,
+    arch: TaggerArchitecture = TaggerArchitecture(),
+    epochs: int = 6,
+    batch: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    init: TaggerNet | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> TaggerNet:
     """Train a tagger on uint8 faces ``images`` (N, 3, H, W) with labels ``cond`` (N, dim).
 
     ``mask`` (N, dim, default all ones) is 1 where a label is known; only ``groups``
@@ -306,8 +326,7 @@ def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, mask: torch.Tensor
     to learn, ``KeyError`` for a group the vocabulary does not have.
     """
     if len(images) == 0 or len(images) != len(cond) or (mask is not None and mask.shape != cond.shape):
-        raise ValueError(f"need as many labels (and masks) as faces, got {len(images)} faces and "
-                         f"{len(cond)} labels")
+        raise ValueError(f"need as many labels (and masks) as faces, got {len(images)} faces and {len(cond)} labels")
     mask = torch.ones_like(cond) if mask is None else mask
     groups = known_groups(cond, mask) if groups is None else tuple(groups)
     mask = mask * torch.from_numpy(group_columns(groups))
@@ -329,7 +348,7 @@ def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, mask: torch.Tensor
         for k in range(steps_per_epoch):
             if should_stop and should_stop():
                 return net.eval()
-            rows = order[k * batch:(k + 1) * batch]
+            rows = order[k * batch : (k + 1) * batch]
             x = _augment(to_tagger_input(images[rows]), generator)
             _, logits = net(x)
             loss = tagger_loss(logits, cond[rows], mask=mask[rows])
@@ -344,9 +363,15 @@ def train_tagger(images: torch.Tensor, cond: torch.Tensor, *, mask: torch.Tensor
 
 
 # ---- files ----------------------------------------------------------------------------------------
-def save_tagger(net: TaggerNet, path: str | Path, *, training: dict, accuracy: dict,
-                groups: Iterable[str] | None = None, vocabulary: Vocabulary = VOCABULARY
-                ) -> tuple[Path, Path]:
+def save_tagger(
+    net: TaggerNet,
+    path: str | Path,
+    *,
+    training: dict,
+    accuracy: dict,
+    groups: Iterable[str] | None = None,
+    vocabulary: Vocabulary = VOCABULARY,
+) -> tuple[Path, Path]:
     """Write ``path`` (.safetensors) and its card (.json) atomically; returns both paths.
 
     The card's ``known_groups`` are the ``groups`` the net learnt (default: every group).

@@ -43,9 +43,21 @@ CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 PREVIEW_COLUMNS = 8
 # Settings that may change when a run is resumed; the others define the run.
-RESUMABLE_CHANGES = frozenset({"epochs", "tick_steps", "preview_steps", "checkpoint_minutes",
-                               "checkpoint_steps", "device", "threads", "precision", "leave_core_for_gui",
-                               "data", "lr_decay_steps"})
+RESUMABLE_CHANGES = frozenset(
+    {
+        "epochs",
+        "tick_steps",
+        "preview_steps",
+        "checkpoint_minutes",
+        "checkpoint_steps",
+        "device",
+        "threads",
+        "precision",
+        "leave_core_for_gui",
+        "data",
+        "lr_decay_steps",
+    }
+)
 
 
 @dataclass
@@ -95,8 +107,10 @@ class RunFinishedError(RunFolderError):
 
     def __init__(self, run_dir: Path, step: int, epochs: int):
         self.run_dir, self.step, self.epochs = run_dir, step, epochs
-        super().__init__(f"{run_dir} has finished ({step} steps, epoch {epochs} of {epochs}); "
-                         "to train longer, resume it with more epochs")
+        super().__init__(
+            f"{run_dir} has finished ({step} steps, epoch {epochs} of {epochs}); "
+            "to train longer, resume it with more epochs"
+        )
 
 
 def _permutation(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,9 +131,13 @@ class GanModels:
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
-        self.augment = AdaptiveProbability(p=0.0 if cfg.augment == "none" else cfg.augment_p,
-                                           target=cfg.ada_target, kimg=cfg.ada_kimg, batch=cfg.batch,
-                                           adaptive=cfg.augment == "ada")
+        self.augment = AdaptiveProbability(
+            p=0.0 if cfg.augment == "none" else cfg.augment_p,
+            target=cfg.ada_target,
+            kimg=cfg.ada_kimg,
+            batch=cfg.batch,
+            adaptive=cfg.augment == "ada",
+        )
         # What a training step calls: the networks themselves, or their
         # DistributedDataParallel wrappers after distribute().
         self.g_train: torch.nn.Module = self.g
@@ -150,9 +168,14 @@ class GanModels:
             b_ema.copy_(b)
 
     def state(self) -> dict:
-        return {"G": self.g.state_dict(), "D": self.d.state_dict(), "G_ema": self.g_ema.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "augment": self.augment.state()}
+        return {
+            "G": self.g.state_dict(),
+            "D": self.d.state_dict(),
+            "G_ema": self.g_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "augment": self.augment.state(),
+        }
 
     def load(self, state: dict) -> None:
         self.g.load_state_dict(state["G"])
@@ -164,9 +187,18 @@ class GanModels:
             self.augment.load(state["augment"])
 
 
-def train_step(models: GanModels, cfg: TrainingConfig, real: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-               faces: TrainingFaces, step: int, device: torch.device, *, bf16: bool = False,
-               world: int = 1, rank: int = 0) -> dict[str, float]:
+def train_step(
+    models: GanModels,
+    cfg: TrainingConfig,
+    real: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    faces: TrainingFaces,
+    step: int,
+    device: torch.device,
+    *,
+    bf16: bool = False,
+    world: int = 1,
+    rank: int = 0,
+) -> dict[str, float]:
     """One D update and one G update on ``real`` = (images, conditions, known-masks).
 
     Noise, fake labels and augmentation come from a generator seeded by (cfg.seed,
@@ -304,8 +336,9 @@ def _load_newest(run_dir: str | Path) -> tuple[dict, Path]:
     raise RunFolderError("no usable checkpoint: " + "; ".join(reasons))
 
 
-def _write_preview(models: GanModels, run_dir: Path, step: int, fixed_z: torch.Tensor,
-                   fixed_cond: torch.Tensor) -> Preview:
+def _write_preview(
+    models: GanModels, run_dir: Path, step: int, fixed_z: torch.Tensor, fixed_cond: torch.Tensor
+) -> Preview:
     with torch.no_grad():
         images = to_uint8(models.g_ema(fixed_z, fixed_cond))
     grid = image_grid(images, PREVIEW_COLUMNS)
@@ -336,15 +369,21 @@ def _check_resume_config(saved: dict, cfg: TrainingConfig) -> None:
     saved = TrainingConfig.from_dict(saved).to_dict()
     changed = [k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k]]
     if changed:
-        raise RunFolderError("cannot resume with different " + ", ".join(
-            f"{k} ({saved.get(k)!r} → {wanted[k]!r})" for k in changed))
+        raise RunFolderError(
+            "cannot resume with different " + ", ".join(f"{k} ({saved.get(k)!r} → {wanted[k]!r})" for k in changed)
+        )
 
 
-def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
-          progress: Callable[[TrainProgress], None] | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          on_preview: Callable[[Preview], None] | None = None,
-          faces: TrainingFaces | None = None) -> TrainResult:
+def train(
+    cfg: TrainingConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_preview: Callable[[Preview], None] | None = None,
+    faces: TrainingFaces | None = None,
+) -> TrainResult:
     """Train (or, with ``resume``, continue training) into ``run_dir``.
 
     ``faces`` overrides loading ``cfg.data`` (a folder of images with ``.txt`` tag
@@ -384,9 +423,20 @@ def train(cfg: TrainingConfig, run_dir: str | Path, *, resume: bool = False,
         bf16 = use_bf16(cfg.precision, choice.device)
         ranks, device = distributed.start(choice.device, cfg.batch)
         try:
-            result = _train(cfg, run_dir, state, keep_current, ranks, device, bf16, choice.description,
-                            progress if ranks.is_main else None, should_stop,
-                            on_preview if ranks.is_main else None, faces)
+            result = _train(
+                cfg,
+                run_dir,
+                state,
+                keep_current,
+                ranks,
+                device,
+                bf16,
+                choice.description,
+                progress if ranks.is_main else None,
+                should_stop,
+                on_preview if ranks.is_main else None,
+                faces,
+            )
         except BaseException:
             distributed.stop(ranks, all_finished=False)
             raise
@@ -411,8 +461,7 @@ def _warm_start(models: GanModels, source: str) -> dict:
     """
     path = Path(source)
     try:
-        state = (load_resume_state(path) if path.is_dir()
-                 else torch.load(path, map_location="cpu", weights_only=True))
+        state = load_resume_state(path) if path.is_dir() else torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not {"G", "D", "G_ema"} <= state.keys():
             raise ValueError("not a MangaGAN checkpoint")
     except Exception as exc:  # noqa: BLE001 — torch.load raises pickle, zip and OS errors alike
@@ -421,13 +470,17 @@ def _warm_start(models: GanModels, source: str) -> dict:
         own = net.state_dict()
         misfits = [k for k, v in state[key].items() if k not in own or own[k].shape != v.shape]
         if misfits:
-            raise RunFolderError(f"cannot start from {source}: its {key} does not fit this architecture "
-                                 f"({', '.join(misfits[:3])})")
+            raise RunFolderError(
+                f"cannot start from {source}: its {key} does not fit this architecture ({', '.join(misfits[:3])})"
+            )
         net.load_state_dict(state[key], strict=False)
     earlier = state.get("warm_start") or {}
     log.info("starting from %s (step %s)", source, state.get("step"))
-    return {"from": str(source), "steps": int(state.get("step", 0)) + int(earlier.get("steps", 0)),
-            "hours": round((float(state.get("elapsed_seconds", 0.0)) / 3600) + float(earlier.get("hours", 0.0)), 3)}
+    return {
+        "from": str(source),
+        "steps": int(state.get("step", 0)) + int(earlier.get("steps", 0)),
+        "hours": round((float(state.get("elapsed_seconds", 0.0)) / 3600) + float(earlier.get("hours", 0.0)), 3),
+    }
 
 
 def _remove_stale_temporaries(run_dir: Path) -> None:
@@ -438,10 +491,20 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current: bool,
-           ranks: distributed.Distributed, device: torch.device, bf16: bool, description: str,
-           progress: Callable[[TrainProgress], None] | None, should_stop: Callable[[], bool] | None,
-           on_preview: Callable[[Preview], None] | None, faces: TrainingFaces | None) -> TrainResult:
+def _train(
+    cfg: TrainingConfig,
+    run_dir: Path,
+    state: dict | None,
+    keep_current: bool,
+    ranks: distributed.Distributed,
+    device: torch.device,
+    bf16: bool,
+    description: str,
+    progress: Callable[[TrainProgress], None] | None,
+    should_stop: Callable[[], bool] | None,
+    on_preview: Callable[[Preview], None] | None,
+    faces: TrainingFaces | None,
+) -> TrainResult:
     """The loop of :func:`train` once the run folder and the processes are set up.
 
     Only rank 0 (the only rank in single-process training) writes files.
@@ -452,16 +515,27 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
     if faces is None and is_shard_folder(cfg.data):
         faces = ShardSet(cfg.data)  # packed by `mangagan pack`: streamed, not loaded
     elif faces is None:
-        faces = load_face_folder(cfg.data, cfg.resolution, progress=(
-            (lambda done, total: progress(TrainProgress("loading", done, total))) if progress else None))
+        faces = load_face_folder(
+            cfg.data,
+            cfg.resolution,
+            progress=((lambda done, total: progress(TrainProgress("loading", done, total))) if progress else None),
+        )
     if faces.resolution != cfg.resolution:
         raise ValueError(f"the data is {faces.resolution} px but the run is configured for {cfg.resolution} px")
     steps_per_epoch = len(faces) // cfg.batch
     if steps_per_epoch == 0:
         raise ValueError(f"{len(faces)} images are fewer than one batch of {cfg.batch}")
 
-    arch = Architecture(cfg.resolution, cfg.width, cfg.z_dim, VOCABULARY.dim, cfg.conditioning,
-                        cfg.g_conditioning, cfg.g_upsample, cfg.d_norm)
+    arch = Architecture(
+        cfg.resolution,
+        cfg.width,
+        cfg.z_dim,
+        VOCABULARY.dim,
+        cfg.conditioning,
+        cfg.g_conditioning,
+        cfg.g_upsample,
+        cfg.d_norm,
+    )
     models = GanModels(cfg, arch, device)
     step = epoch = batch_in_epoch = 0
     elapsed_before = 0.0
@@ -483,8 +557,16 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
 
     total_steps = cfg.epochs * steps_per_epoch
     if progress:
-        progress(TrainProgress("started", step, total_steps, epoch, cfg.epochs,
-                               detail=f"{len(faces)} faces at {cfg.resolution} px on {description}"))
+        progress(
+            TrainProgress(
+                "started",
+                step,
+                total_steps,
+                epoch,
+                cfg.epochs,
+                detail=f"{len(faces)} faces at {cfg.resolution} px on {description}",
+            )
+        )
     hair_rows = len(VOCABULARY.group("hair_colour").values)
     fixed_z = noise(PREVIEW_COLUMNS, cfg.z_dim, cfg.seed + 7).repeat(hair_rows, 1).to(device)
     fixed_cond = hair_colour_rows(PREVIEW_COLUMNS, cfg.seed + 7).to(device)
@@ -504,13 +586,23 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
         path = run_dir / CHECKPOINT
         if not ranks.is_main:
             return path
-        path = _save_checkpoint(run_dir, {
-            "format": 1, "config": cfg.to_dict(), "architecture": arch.to_dict(),
-            "vocabulary": VOCABULARY.to_json(), "data": faces.summary(),
-            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-            "elapsed_seconds": elapsed_before + time.monotonic() - session_start, **models.state(),
-            **({"warm_start": warm_start} if warm_start else {}),
-        }, keep_current=keep_current)
+        path = _save_checkpoint(
+            run_dir,
+            {
+                "format": 1,
+                "config": cfg.to_dict(),
+                "architecture": arch.to_dict(),
+                "vocabulary": VOCABULARY.to_json(),
+                "data": faces.summary(),
+                "step": step,
+                "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch,
+                "elapsed_seconds": elapsed_before + time.monotonic() - session_start,
+                **models.state(),
+                **({"warm_start": warm_start} if warm_start else {}),
+            },
+            keep_current=keep_current,
+        )
         keep_current = True
         return path
 
@@ -524,12 +616,21 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
                 stopped = True
                 break
             start = batch_in_epoch * cfg.batch
-            global_batch = order[start:start + cfg.batch], flips[start:start + cfg.batch]
+            global_batch = order[start : start + cfg.batch], flips[start : start + cfg.batch]
             sl = ranks.part(cfg.batch)  # this rank's share of the global batch
             t0 = time.perf_counter()
             _set_learning_rates(models, cfg, step, total_steps)
-            stats = train_step(models, cfg, faces.batch(global_batch[0][sl], global_batch[1][sl]),
-                               faces, step, device, bf16=bf16, world=ranks.world, rank=ranks.rank)
+            stats = train_step(
+                models,
+                cfg,
+                faces.batch(global_batch[0][sl], global_batch[1][sl]),
+                faces,
+                step,
+                device,
+                bf16=bf16,
+                world=ranks.world,
+                rank=ranks.rank,
+            )
             stats = ranks.mean(stats, device)
             models.augment.observe(stats["r_t"])
             tick_train_time += time.perf_counter() - t0
@@ -543,8 +644,18 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
             session_steps += 1
             if session_steps == 1 and progress:
                 seconds = time.monotonic() - session_start
-                progress(TrainProgress("first_step", step, total_steps, epoch, cfg.epochs, cfg.batch / seconds,
-                                       seconds * (total_steps - step), {k: float(v) for k, v in stats.items()}))
+                progress(
+                    TrainProgress(
+                        "first_step",
+                        step,
+                        total_steps,
+                        epoch,
+                        cfg.epochs,
+                        cfg.batch / seconds,
+                        seconds * (total_steps - step),
+                        {k: float(v) for k, v in stats.items()},
+                    )
+                )
 
             if step % cfg.tick_steps == 0 or step == total_steps:
                 now = time.monotonic()
@@ -552,10 +663,15 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
                 ips = tick_steps * cfg.batch / max(tick_train_time, 1e-9)
                 per_step = (now - session_start) / session_steps
                 eta = per_step * (total_steps - step)
-                record = {"step": step, "epoch": epoch, "kimg": step * cfg.batch / 1000,
-                          "img_per_sec": round(ips, 2), "sec_per_tick": round(now - tick_start, 3),
-                          "time": round(elapsed_before + now - session_start, 2),
-                          **{k: round(v, 5) for k, v in means.items()}}
+                record = {
+                    "step": step,
+                    "epoch": epoch,
+                    "kimg": step * cfg.batch / 1000,
+                    "img_per_sec": round(ips, 2),
+                    "sec_per_tick": round(now - tick_start, 3),
+                    "time": round(elapsed_before + now - session_start, 2),
+                    **{k: round(v, 5) for k, v in means.items()},
+                }
                 warning = health.tick(step, means) or preview_warning
                 preview_warning = None
                 if warning:
@@ -564,8 +680,19 @@ def _train(cfg: TrainingConfig, run_dir: Path, state: dict | None, keep_current:
                     with open(stats_path, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(record) + "\n")
                 if progress:
-                    progress(TrainProgress("training", step, total_steps, epoch, cfg.epochs, ips, eta, means,
-                                           warning.message if warning else ""))
+                    progress(
+                        TrainProgress(
+                            "training",
+                            step,
+                            total_steps,
+                            epoch,
+                            cfg.epochs,
+                            ips,
+                            eta,
+                            means,
+                            warning.message if warning else "",
+                        )
+                    )
                 tick_start, tick_train_time, tick_sums, tick_steps = now, 0.0, {}, 0
             if step % cfg.preview_steps == 0 and ranks.is_main:
                 preview = _write_preview(models, run_dir, step, fixed_z, fixed_cond)

@@ -66,8 +66,11 @@ def count_training_faces(folder: str | Path) -> FaceCount:
         with Catalogue(folder) as catalogue:
             counts = catalogue.decision_counts()
         waiting = counts.get("unreviewed", 0)
-        note = (f"{waiting} crops are not reviewed yet: only kept crops are trained on "
-                "(review them in the Dataset tab)" if waiting else "")
+        note = (
+            f"{waiting} crops are not reviewed yet: only kept crops are trained on (review them in the Dataset tab)"
+            if waiting
+            else ""
+        )
         return FaceCount(counts.get("keep", 0), "kept faces of the reviewed dataset", note)
     if is_shard_folder(folder):
         return FaceCount(len(ShardSet(folder)), "packed faces")
@@ -122,8 +125,11 @@ def measured_images_per_second(runs_dir: str | Path, cfg: TrainingConfig) -> flo
     for path in stats:
         try:
             saved = json.loads((path.parent / "config.json").read_text(encoding="utf-8"))
-            if (saved.get("resolution"), saved.get("width"), saved.get("loss")) != (cfg.resolution, cfg.width,
-                                                                                   cfg.loss):
+            if (saved.get("resolution"), saved.get("width"), saved.get("loss")) != (
+                cfg.resolution,
+                cfg.width,
+                cfg.loss,
+            ):
                 continue
             rates = [json.loads(line)["img_per_sec"] for line in path.read_text(encoding="utf-8").splitlines()[-5:]]
         except (OSError, ValueError, KeyError, TypeError):
@@ -172,8 +178,10 @@ class TrainingPlan:
         """The sentence saying the batch was lowered, or "" when it was not."""
         if not self.batch_lowered:
             return ""
-        return (f"Faces per step lowered from {self.asked_batch} to {self.batch}: {self.faces} faces are fewer "
-                f"than one step of {self.asked_batch}.")
+        return (
+            f"Faces per step lowered from {self.asked_batch} to {self.batch}: {self.faces} faces are fewer "
+            f"than one step of {self.asked_batch}."
+        )
 
     def summary(self) -> str:
         """One sentence: faces, steps and time."""
@@ -182,9 +190,12 @@ class TrainingPlan:
         else:
             took = format_duration(self.seconds)
             time_part = (f", {took}" if took == "under a minute" else f", about {took}") + (
-                "" if self.measured else " (a first guess)")
-        return (f"Trains on {self.faces:,} {self.what}: {self.steps:,} steps of {self.batch} faces "
-                f"({self.epochs:,} passes){time_part}.")
+                "" if self.measured else " (a first guess)"
+            )
+        return (
+            f"Trains on {self.faces:,} {self.what}: {self.steps:,} steps of {self.batch} faces "
+            f"({self.epochs:,} passes){time_part}."
+        )
 
 
 def plan_training(cfg: TrainingConfig, count: FaceCount, *, images_per_second: float | None = None) -> TrainingPlan:
@@ -203,15 +214,20 @@ def plan_training(cfg: TrainingConfig, count: FaceCount, *, images_per_second: f
             threads = min(cfg.threads, choice.threads) if cfg.threads else choice.threads
             images_per_second = cpu_images_per_second(cfg, threads, use_bf16(cfg.precision, choice.device))
     seconds = None if images_per_second is None else steps * batch / images_per_second
-    plan = TrainingPlan(count.faces, count.what, batch, cfg.batch, cfg.epochs, steps, seconds, measured,
-                        bool(cfg.init_from), ())
+    plan = TrainingPlan(
+        count.faces, count.what, batch, cfg.batch, cfg.epochs, steps, seconds, measured, bool(cfg.init_from), ()
+    )
     notes = [note for note in (count.note, plan.batch_note()) if note]
     if steps < MIN_STEPS:
-        notes.append(f"{steps:,} steps are few: a run needs about {MIN_STEPS:,} to learn anything "
-                     f"({math.ceil(MIN_STEPS / (count.faces // batch)):,} passes over these faces).")
+        notes.append(
+            f"{steps:,} steps are few: a run needs about {MIN_STEPS:,} to learn anything "
+            f"({math.ceil(MIN_STEPS / (count.faces // batch)):,} passes over these faces)."
+        )
     if plan.risky:
-        notes.append(f"{count.faces:,} faces are few to learn from scratch: such runs often draw only noise. "
-                     'Fine-tuning a run that already draws faces ("Start from") works with far fewer.')
+        notes.append(
+            f"{count.faces:,} faces are few to learn from scratch: such runs often draw only noise. "
+            'Fine-tuning a run that already draws faces ("Start from") works with far fewer.'
+        )
     return replace(plan, notes=tuple(notes))
 
 
@@ -252,12 +268,12 @@ def _fits(saved: TrainingConfig, cfg: TrainingConfig) -> bool:
     same = ("resolution", "width", "z_dim", "conditioning", "g_upsample", "d_norm")
     if any(getattr(saved, k) != getattr(cfg, k) for k in same):
         return False
-    return saved.g_conditioning == cfg.g_conditioning or (saved.g_conditioning, cfg.g_conditioning) == ("input",
-                                                                                                        "film")
+    return saved.g_conditioning == cfg.g_conditioning or (saved.g_conditioning, cfg.g_conditioning) == ("input", "film")
 
 
-def runs_to_start_from(folders: Iterable[str | Path], cfg: TrainingConfig, *,
-                       min_steps: int = MIN_STEPS) -> list[tuple[Path, int]]:
+def runs_to_start_from(
+    folders: Iterable[str | Path], cfg: TrainingConfig, *, min_steps: int = MIN_STEPS
+) -> list[tuple[Path, int]]:
     """(run folder, steps) of the runs in ``folders`` a new run of ``cfg`` could fine-tune,
     most steps first: a checkpoint, networks that fit, at least ``min_steps`` steps logged
     and no warning (a run that failed is no better a start than random weights)."""

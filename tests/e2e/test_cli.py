@@ -5,8 +5,7 @@ from mangagan_app import __version__
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mangagan_app", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "mangagan_app", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_version_prints_the_package_version():

@@ -25,8 +25,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two OpenMP threads on a busy 2-c
 
 
 def mangagan(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mangagan_app", *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "mangagan_app", *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
 
 
 def ok(*args: str) -> subprocess.CompletedProcess:
@@ -38,8 +39,11 @@ def ok(*args: str) -> subprocess.CompletedProcess:
 def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
     """Every path under ``roots``, each file with its size and modification time. (A folder's own
     time is left out: SQLite makes and removes its -wal file beside a catalogue it only reads.)"""
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (-1, 0)
-            for root in roots for p in [root, *root.rglob("*")]}
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (-1, 0)
+        for root in roots
+        for p in [root, *root.rglob("*")]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -54,92 +58,228 @@ def work(tmp_path_factory) -> dict[str, Path]:
     canvas.paste(draw_reference_face(150), (20, 20))
     canvas.paste(draw_reference_face(110), (220, 60))
     canvas.save(root / "src" / "page.png")
-    trained = ok("train", str(root / "faces"), str(root / "run"), "--res", "32", "--width", "4", "--batch", "16",
-                 "--epochs", "1", "--threads", "1")
+    trained = ok(
+        "train",
+        str(root / "faces"),
+        str(root / "run"),
+        "--res",
+        "32",
+        "--width",
+        "4",
+        "--batch",
+        "16",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+    )
     ok("crop", str(root / "src"), "--dataset", str(root / "dataset"), "--workers", "1")
-    return {"root": root, "faces": root / "faces", "empty": root / "empty", "run": root / "run",
-            "dataset": root / "dataset", "src": root / "src", "trained": trained}
+    return {
+        "root": root,
+        "faces": root / "faces",
+        "empty": root / "empty",
+        "run": root / "run",
+        "dataset": root / "dataset",
+        "src": root / "src",
+        "trained": trained,
+    }
 
 
 # (id, arguments, exit status, the sentence or part of it). {out} is the test's own folder.
 MISTAKES = [
     ("generate-n-0", ["generate", "-n", "0", "-o", "{out}/new/g.png"], 2, "argument -n: must be a positive whole"),
-    ("generate-negative-seed", ["generate", "--seed", "-5", "-o", "{out}/new/g.png"], 2,
-     "argument --seed: a seed is a whole number from 0"),
-    ("generate-unknown-tag", ["generate", "--tags", "blu_hair, smile", "-o", "{out}/new/g.png"], 2,
-     "unknown tag: blu_hair (did you mean blue_hair"),
-    ("generate-two-hair-colours", ["generate", "--tags", "blue_hair, red_hair", "-o", "{out}/new/g.png"], 2,
-     "blue_hair and red_hair both given"),
-    ("generate-sliders-not-numbers", ["generate", "-n", "1", "--sliders", "1.5,up", "-o", "{out}/new/g.png"], 2,
-     "--sliders takes comma-separated numbers"),
-    ("generate-one-face-options-on-a-grid", ["generate", "--scale", "4", "-o", "{out}/new/g.png"], 2,
-     "apply to one face: add -n 1"),
-    ("generate-a-checkpoint", ["generate", "{run}/checkpoint.pt", "-o", "{out}/new/g.png"], 1,
-     "is a training run, not an exported model: export it first with `mangagan export {run} weights/NAME`"),
+    (
+        "generate-negative-seed",
+        ["generate", "--seed", "-5", "-o", "{out}/new/g.png"],
+        2,
+        "argument --seed: a seed is a whole number from 0",
+    ),
+    (
+        "generate-unknown-tag",
+        ["generate", "--tags", "blu_hair, smile", "-o", "{out}/new/g.png"],
+        2,
+        "unknown tag: blu_hair (did you mean blue_hair",
+    ),
+    (
+        "generate-two-hair-colours",
+        ["generate", "--tags", "blue_hair, red_hair", "-o", "{out}/new/g.png"],
+        2,
+        "blue_hair and red_hair both given",
+    ),
+    (
+        "generate-sliders-not-numbers",
+        ["generate", "-n", "1", "--sliders", "1.5,up", "-o", "{out}/new/g.png"],
+        2,
+        "--sliders takes comma-separated numbers",
+    ),
+    (
+        "generate-one-face-options-on-a-grid",
+        ["generate", "--scale", "4", "-o", "{out}/new/g.png"],
+        2,
+        "apply to one face: add -n 1",
+    ),
+    (
+        "generate-a-checkpoint",
+        ["generate", "{run}/checkpoint.pt", "-o", "{out}/new/g.png"],
+        1,
+        "is a training run, not an exported model: export it first with `mangagan export {run} weights/NAME`",
+    ),
     ("generate-a-run-folder", ["generate", "{run}", "-o", "{out}/new/g.png"], 1, "export it first"),
-    ("generate-missing-model", ["generate", "{out}/nope.safetensors", "-o", "{out}/new/g.png"], 1,
-     "nope.safetensors: no such model file"),
+    (
+        "generate-missing-model",
+        ["generate", "{out}/nope.safetensors", "-o", "{out}/new/g.png"],
+        1,
+        "nope.safetensors: no such model file",
+    ),
     ("generate-output-is-a-folder", ["generate", "-o", "{out}"], 2, "is a folder; give a file name in it"),
     ("restore-missing-png", ["restore", "{out}/face.png", "-o", "{out}/new/again.png"], 1, "face.png: no such file"),
-    ("restore-png-without-parameters", ["restore", "{src}/page.png", "-o", "{out}/new/again.png"], 1,
-     "page.png holds no MangaGAN face parameters"),
+    (
+        "restore-png-without-parameters",
+        ["restore", "{src}/page.png", "-o", "{out}/new/again.png"],
+        1,
+        "page.png holds no MangaGAN face parameters",
+    ),
     ("synth-count-0", ["synth", "{out}/new", "--count", "0"], 2, "argument --count: must be a positive whole"),
     ("synth-size-too-small", ["synth", "{out}/new", "--size", "8"], 2, "size must be 16 to 1024 px, not 8"),
-    ("synth-into-a-file", ["synth", "{src}/page.png/faces", "--count", "1", "--size", "16"], 1,
-     "a file is in the way where a folder is needed"),
-    ("synth-sheet-too-many-colours", ["synth-sheet", "{out}/new/s.png", "--colours", "300"], 2,
-     "a palette has 2 to 256 colours"),
-    ("synth-scenes-no-workers", ["synth-scenes", "{out}/new", "--workers", "0"], 2,
-     "argument --workers: must be a positive whole number, not 0"),
-    ("train-cuda-without-cuda", ["train", "{faces}", "{out}/new", "--device", "cuda"], 2,
-     "--device cuda: no CUDA device here"),
+    (
+        "synth-into-a-file",
+        ["synth", "{src}/page.png/faces", "--count", "1", "--size", "16"],
+        1,
+        "a file is in the way where a folder is needed",
+    ),
+    (
+        "synth-sheet-too-many-colours",
+        ["synth-sheet", "{out}/new/s.png", "--colours", "300"],
+        2,
+        "a palette has 2 to 256 colours",
+    ),
+    (
+        "synth-scenes-no-workers",
+        ["synth-scenes", "{out}/new", "--workers", "0"],
+        2,
+        "argument --workers: must be a positive whole number, not 0",
+    ),
+    (
+        "train-cuda-without-cuda",
+        ["train", "{faces}", "{out}/new", "--device", "cuda"],
+        2,
+        "--device cuda: no CUDA device here",
+    ),
     ("train-epochs-0", ["train", "{faces}", "{out}/new", "--epochs", "0"], 2, "argument --epochs: must be a positive"),
-    ("train-negative-learning-rate", ["train", "{faces}", "{out}/new", "--lr", "-1"], 2,
-     "argument --lr: must be more than 0"),
+    (
+        "train-negative-learning-rate",
+        ["train", "{faces}", "{out}/new", "--lr", "-1"],
+        2,
+        "argument --lr: must be more than 0",
+    ),
     ("train-missing-data", ["train", "{out}/faces", "{out}/new", "--res", "32"], 1, "faces: no such folder"),
-    ("train-folder-without-images", ["train", "{empty}", "{out}/new", "--res", "32", "--threads", "1"], 1,
-     "empty: no images (.png"),
-    ("train-batch-bigger-than-the-data", ["train", "{faces}", "{out}/new", "--res", "32", "--batch", "64",
-                                          "--threads", "1"], 1, "40 images are fewer than one batch of 64"),
-    ("train-resume-missing-run", ["train", "{faces}", "{out}/new", "--resume"], 1,
-     "no such run folder, so nothing to resume"),
-    ("train-resume-folder-without-a-run", ["train", "{faces}", "{empty}", "--resume"], 1,
-     "holds no training run to resume (no config.json)"),
-    ("train-resume-finished-run", ["train", "{faces}", "{run}", "--resume"], 1,
-     "has finished (2 steps, epoch 1 of 1); to train longer, resume it with more epochs: "
-     "mangagan train {faces} {run} --resume --epochs 2"),
-    ("train-again-into-a-run", ["train", "{faces}", "{run}", "--res", "32", "--width", "4", "--batch", "16",
-                                "--threads", "1"], 1, "already holds a training run; resume it"),
-    ("train-resume-other-settings", ["train", "{faces}", "{run}", "--resume", "--epochs", "3", "--width", "8"], 1,
-     "cannot resume with different width (4 → 8)"),
-    ("train-init-from-missing", ["train", "{faces}", "{out}/new", "--init-from", "{out}/old"], 1,
-     "--init-from {out}/old: no such run folder or checkpoint file"),
+    (
+        "train-folder-without-images",
+        ["train", "{empty}", "{out}/new", "--res", "32", "--threads", "1"],
+        1,
+        "empty: no images (.png",
+    ),
+    (
+        "train-batch-bigger-than-the-data",
+        ["train", "{faces}", "{out}/new", "--res", "32", "--batch", "64", "--threads", "1"],
+        1,
+        "40 images are fewer than one batch of 64",
+    ),
+    (
+        "train-resume-missing-run",
+        ["train", "{faces}", "{out}/new", "--resume"],
+        1,
+        "no such run folder, so nothing to resume",
+    ),
+    (
+        "train-resume-folder-without-a-run",
+        ["train", "{faces}", "{empty}", "--resume"],
+        1,
+        "holds no training run to resume (no config.json)",
+    ),
+    (
+        "train-resume-finished-run",
+        ["train", "{faces}", "{run}", "--resume"],
+        1,
+        "has finished (2 steps, epoch 1 of 1); to train longer, resume it with more epochs: "
+        "mangagan train {faces} {run} --resume --epochs 2",
+    ),
+    (
+        "train-again-into-a-run",
+        ["train", "{faces}", "{run}", "--res", "32", "--width", "4", "--batch", "16", "--threads", "1"],
+        1,
+        "already holds a training run; resume it",
+    ),
+    (
+        "train-resume-other-settings",
+        ["train", "{faces}", "{run}", "--resume", "--epochs", "3", "--width", "8"],
+        1,
+        "cannot resume with different width (4 → 8)",
+    ),
+    (
+        "train-init-from-missing",
+        ["train", "{faces}", "{out}/new", "--init-from", "{out}/old"],
+        1,
+        "--init-from {out}/old: no such run folder or checkpoint file",
+    ),
     ("pack-missing-data", ["pack", "{out}/faces", "{out}/new"], 1, "faces: no such folder"),
     ("pack-folder-without-images", ["pack", "{empty}", "{out}/new", "--workers", "1"], 1, "empty: no images (.png"),
     ("export-missing-run", ["export", "{out}/run", "{out}/new/model"], 1, "no such run folder"),
     ("export-folder-without-a-run", ["export", "{empty}", "{out}/new/model"], 1, "holds no checkpoint.pt"),
     ("export-onto-a-folder", ["export", "{run}", "{out}"], 2, "is a folder; give the model a name in it"),
-    ("crop-mistyped-source", ["crop", "{out}/art", "--dataset", "{out}/new"], 1,
-     "art: no such file or folder; check the path (nothing was cropped)"),
+    (
+        "crop-mistyped-source",
+        ["crop", "{out}/art", "--dataset", "{out}/new"],
+        1,
+        "art: no such file or folder; check the path (nothing was cropped)",
+    ),
     ("crop-folder-without-images", ["crop", "{empty}", "--dataset", "{out}/new"], 1, "no images (.bmp"),
-    ("crop-bad-margin", ["crop", "{src}", "--dataset", "{out}/new", "--margin", "5"], 2,
-     "margin must be between 0 and 2, not 5.0"),
+    (
+        "crop-bad-margin",
+        ["crop", "{src}", "--dataset", "{out}/new", "--margin", "5"],
+        2,
+        "margin must be between 0 and 2, not 5.0",
+    ),
     ("review-export-missing-dataset", ["review-export", "{out}/ds", "{out}/new"], 1, "ds: no such folder"),
-    ("review-export-folder-without-catalogue", ["review-export", "{empty}", "{out}/new"], 1,
-     "no catalogue.sqlite here (not a dataset folder)"),
-    ("review-export-nothing-kept", ["review-export", "{dataset}", "{out}/new"], 1,
-     "none of the 2 crops in {dataset} is kept (0 kept, 0 rejected, 2 unreviewed): crops must be kept before they "
-     "are exported"),
-    ("review-overlapping-thresholds", ["review", "{dataset}", "--keep-above", "0.5", "--reject-below", "0.9"], 2,
-     "would be kept and rejected"),
-    ("review-likelihood-out-of-range", ["review", "{dataset}", "--keep-above", "2"], 2,
-     "a detector likelihood is between 0 and 1, not 2"),
+    (
+        "review-export-folder-without-catalogue",
+        ["review-export", "{empty}", "{out}/new"],
+        1,
+        "no catalogue.sqlite here (not a dataset folder)",
+    ),
+    (
+        "review-export-nothing-kept",
+        ["review-export", "{dataset}", "{out}/new"],
+        1,
+        "none of the 2 crops in {dataset} is kept (0 kept, 0 rejected, 2 unreviewed): crops must be kept before they "
+        "are exported",
+    ),
+    (
+        "review-overlapping-thresholds",
+        ["review", "{dataset}", "--keep-above", "0.5", "--reject-below", "0.9"],
+        2,
+        "would be kept and rejected",
+    ),
+    (
+        "review-likelihood-out-of-range",
+        ["review", "{dataset}", "--keep-above", "2"],
+        2,
+        "a detector likelihood is between 0 and 1, not 2",
+    ),
     ("review-missing-dataset", ["review", "{out}/ds", "--keep-all"], 1, "ds: no such folder"),
     ("evaluate-n-0", ["evaluate", "--data", "{faces}", "--n", "0"], 2, "argument --n: must be a positive whole"),
-    ("evaluate-missing-data", ["evaluate", "--data", "{out}/faces", "--json", "{out}/new/r.json"], 1,
-     "--data {out}/faces: no such folder"),
-    ("train-tagger-missing-folder", ["train-tagger", "{out}/train", "{faces}", "--out", "{out}/new/t"], 1,
-     "train: no such folder"),
+    (
+        "evaluate-missing-data",
+        ["evaluate", "--data", "{out}/faces", "--json", "{out}/new/r.json"],
+        1,
+        "--data {out}/faces: no such folder",
+    ),
+    (
+        "train-tagger-missing-folder",
+        ["train-tagger", "{out}/train", "{faces}", "--out", "{out}/new/t"],
+        1,
+        "train: no such folder",
+    ),
     ("tags-of-a-checkpoint", ["tags", "{run}/checkpoint.pt"], 1, "export it first"),
     ("unknown-command", ["paint"], 2, "invalid choice: 'paint'"),
 ]
@@ -179,10 +319,29 @@ def test_training_says_what_it_does_at_once_in_whole_lines_when_run_into_a_log(w
 def test_output_folders_are_created_when_missing_and_a_png_restores_at_its_exported_size(tiny_weights, tmp_path):
     grid = ok("generate", str(tiny_weights), "-n", "4", "-o", str(tmp_path / "out" / "grid.png"))
     assert "wrote 4 faces" in grid.stdout and (tmp_path / "out" / "grid.png").is_file()
-    ok("generate", str(tiny_weights), "-n", "1", "--seed", "3", "--sliders", "1.5,0,-2", "--scale", "4", "--smooth",
-       "-o", str(tmp_path / "made" / "face.png"))
-    again = ok("restore", str(tmp_path / "made" / "face.png"), "-o", str(tmp_path / "again" / "face.png"),
-               "--weights", str(tiny_weights))
+    ok(
+        "generate",
+        str(tiny_weights),
+        "-n",
+        "1",
+        "--seed",
+        "3",
+        "--sliders",
+        "1.5,0,-2",
+        "--scale",
+        "4",
+        "--smooth",
+        "-o",
+        str(tmp_path / "made" / "face.png"),
+    )
+    again = ok(
+        "restore",
+        str(tmp_path / "made" / "face.png"),
+        "-o",
+        str(tmp_path / "again" / "face.png"),
+        "--weights",
+        str(tiny_weights),
+    )
     assert "4x Lanczos" in again.stdout
     with Image.open(tmp_path / "made" / "face.png") as made, Image.open(tmp_path / "again" / "face.png") as back:
         assert made.size == back.size == (128, 128) and made.tobytes() == back.tobytes()
@@ -195,15 +354,31 @@ def test_output_folders_are_created_when_missing_and_a_png_restores_at_its_expor
 def test_three_exports_of_one_checkpoint_give_one_sha256_and_an_earlier_png_restores_after_them(work, tmp_path):
     weights = tmp_path / "weights" / "tiny"
     ok("export", str(work["run"]), str(weights))
-    ok("generate", str(weights) + ".safetensors", "-n", "1", "--seed", "2", "--scale", "2", "-o",
-       str(tmp_path / "face.png"))
+    ok(
+        "generate",
+        str(weights) + ".safetensors",
+        "-n",
+        "1",
+        "--seed",
+        "2",
+        "--scale",
+        "2",
+        "-o",
+        str(tmp_path / "face.png"),
+    )
     digests = {json.loads(weights.with_suffix(".json").read_text())["sha256"]}
     for _ in range(2):
         ok("export", str(work["run"]), str(weights))
         digests.add(json.loads(weights.with_suffix(".json").read_text())["sha256"])
     assert len(digests) == 1, digests
-    again = ok("restore", str(tmp_path / "face.png"), "-o", str(tmp_path / "again.png"), "--weights",
-               str(weights) + ".safetensors")
+    again = ok(
+        "restore",
+        str(tmp_path / "face.png"),
+        "-o",
+        str(tmp_path / "again.png"),
+        "--weights",
+        str(weights) + ".safetensors",
+    )
     assert "(64×64, 2x nearest)" in again.stdout
 
 
@@ -241,5 +416,6 @@ def test_a_traceback_is_shown_only_when_asked_with_v(tmp_path):
     quiet, verbose = mangagan(*args), mangagan("-v", *args)
     assert quiet.returncode == verbose.returncode == 1
     assert "Traceback" not in quiet.stderr and "Traceback" in verbose.stderr
-    assert subprocess.run([sys.executable, "-m", "mangagan_app.cli", "--version"], capture_output=True, text=True,
-                          timeout=60).stdout.startswith("mangagan ")
+    assert subprocess.run(
+        [sys.executable, "-m", "mangagan_app.cli", "--version"], capture_output=True, text=True, timeout=60
+    ).stdout.startswith("mangagan ")

@@ -36,8 +36,7 @@ def _start_run(tmp_path):
         canvas.paste(render_face(sample_attributes(rng), rng, 160), (20, 20))
         canvas.save(src / f"img{i:02d}.png")
     command = [sys.executable, "-m", "mangagan_app", "crop", str(src), "--dataset", str(dataset), "--workers", "1"]
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while _done_count(dataset / "catalogue.sqlite") < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)

@@ -23,9 +23,19 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks the Linux archive and menu entry")
 def test_build_self_tests_and_archives_the_app_when_weights_are_given(tmp_path, tiny_weights):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "build_installer.py"), "--weights-dir", str(tiny_weights.parent),
-         "--dist", str(tmp_path / "dist"), "--work", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            str(ROOT / "build_installer.py"),
+            "--weights-dir",
+            str(tiny_weights.parent),
+            "--dist",
+            str(tmp_path / "dist"),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -6,8 +6,7 @@ from PIL import Image
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mangagan_app", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "mangagan_app", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_synth_writes_faces_sidecars_and_metadata_when_run_from_the_command_line(tmp_path):

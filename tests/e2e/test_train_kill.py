@@ -35,13 +35,31 @@ def _kill(proc: subprocess.Popen) -> None:
 def test_resume_continues_from_the_last_good_checkpoint_when_training_is_killed_during_a_checkpoint_write(tmp_path):
     data, run = tmp_path / "faces", tmp_path / "run"
     write_sketchbook(data, FACES, size=32, seed=4, workers=1)
-    args = [sys.executable, "-m", "mangagan_app", "train", str(data), str(run), "--res", "32", "--width", "4",
-            "--batch", str(BATCH), "--threads", "1", "--preview-every", "100000",
-            "--checkpoint-minutes", "0"]  # a checkpoint after every step: many chances to hit one being written
+    args = [
+        sys.executable,
+        "-m",
+        "mangagan_app",
+        "train",
+        str(data),
+        str(run),
+        "--res",
+        "32",
+        "--width",
+        "4",
+        "--batch",
+        str(BATCH),
+        "--threads",
+        "1",
+        "--preview-every",
+        "100000",
+        "--checkpoint-minutes",
+        "0",
+    ]  # a checkpoint after every step: many chances to hit one being written
 
     def start(*extra: str) -> subprocess.Popen:
-        return subprocess.Popen([*args, *extra], start_new_session=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [*args, *extra], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     # 1. Killed the moment a checkpoint's temporary file appears (the one before it is complete).
     proc = start("--epochs", "10000")
@@ -71,7 +89,6 @@ def test_resume_continues_from_the_last_good_checkpoint_when_training_is_killed_
 
     # 3. The next --resume finishes the run.
     epochs = second // STEPS_PER_EPOCH + 1
-    done = subprocess.run([*args, "--resume", "--epochs", str(epochs)], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([*args, "--resume", "--epochs", str(epochs)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"finished at step {epochs * STEPS_PER_EPOCH}/{epochs * STEPS_PER_EPOCH}" in done.stdout

@@ -66,7 +66,8 @@ def test_keyboard_review_is_saved_and_undone_when_keys_pressed(qtbot, settings, 
     assert _decisions(dataset)[second] == "reject"
     assert "1 kept · 1 rejected · 2 unreviewed" in tab.counts_label.text()
     assert [tab.errors_tree.topLevelItem(i).text(0) for i in range(tab.errors_tree.topLevelItemCount())] == [
-        "broken.png"]
+        "broken.png"
+    ]
     tab.shutdown()
 
     # A new window remembers the folder and shows the saved decisions.
@@ -114,8 +115,9 @@ def test_dropped_folders_become_sources_when_dragged_from_a_file_manager(qtbot, 
     tab = _tab(qtbot, settings)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(tmp_path)), QUrl.fromLocalFile(str(tmp_path))])
-    event = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     tab.sources.dropEvent(event)
     assert tab.sources.paths() == [str(tmp_path)]
 

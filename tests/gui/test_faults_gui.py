@@ -11,21 +11,44 @@ from mangagan_app.ml.checkpoint import weights_files
 JUNK = {
     "window": {"geometry": "not a geometry", "tab": "1e99"},
     "dataset": {"size": "huge", "workers": "-", "folder": "@Variant(\\0\\0\\0\\x7f\\0\\0\\0\\x18QString)"},
-    "train": {"use_folder": "perhaps", "sketchbook_count": "99999999999999999999", "width": "w", "batch": "3.5",
-              "epochs": "@Invalid()", "resolution": "@ByteArray(\\x1)", "loss": "1, 2"},
-    "generate": {"smooth": "maybe", "lock_noise": "2", "variation_mode": "x", "morph_frames": "-1e99",
-                 "export_scale": "inf", "export_smooth": "nan", "last_seed": "seed"},
+    "train": {
+        "use_folder": "perhaps",
+        "sketchbook_count": "99999999999999999999",
+        "width": "w",
+        "batch": "3.5",
+        "epochs": "@Invalid()",
+        "resolution": "@ByteArray(\\x1)",
+        "loss": "1, 2",
+    },
+    "generate": {
+        "smooth": "maybe",
+        "lock_noise": "2",
+        "variation_mode": "x",
+        "morph_frames": "-1e99",
+        "export_scale": "inf",
+        "export_smooth": "nan",
+        "last_seed": "seed",
+    },
 }
 
 
 def _controls(window: MainWindow) -> dict[str, object]:
     g, t, d = window.generate_tab, window.train_tab, window.dataset_tab
     return {
-        "tab": window.tabs.currentIndex(), "size": d.size_combo.currentText(), "workers": d.workers_spin.value(),
-        "use_folder": t.use_folder.isChecked(), "count": t.sketchbook_count.value(), "width": t.width_spin.value(),
-        "batch": t.batch_spin.value(), "epochs": t.epochs_spin.value(), "res": t.resolution.currentText(),
-        "loss": t.loss_combo.currentText(), "frames": g.frames_box.value(), "scale": g.scale_box.value(),
-        "lock": g.lock_noise.isChecked(), "mode": g.variation_mode.currentIndex(),
+        "tab": window.tabs.currentIndex(),
+        "size": d.size_combo.currentText(),
+        "workers": d.workers_spin.value(),
+        "use_folder": t.use_folder.isChecked(),
+        "count": t.sketchbook_count.value(),
+        "width": t.width_spin.value(),
+        "batch": t.batch_spin.value(),
+        "epochs": t.epochs_spin.value(),
+        "res": t.resolution.currentText(),
+        "loss": t.loss_combo.currentText(),
+        "frames": g.frames_box.value(),
+        "scale": g.scale_box.value(),
+        "lock": g.lock_noise.isChecked(),
+        "mode": g.variation_mode.currentIndex(),
     }
 
 
@@ -61,8 +84,11 @@ def _copy_model(source, target_dir, name):
 
 
 def _tab(qtbot, tmp_path, weights_dir):
-    tab = GenerateTab(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), weights_dir=weights_dir,
-                      data_dir=tmp_path / "data")
+    tab = GenerateTab(
+        QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+        weights_dir=weights_dir,
+        data_dir=tmp_path / "data",
+    )
     qtbot.addWidget(tab)
     messages = []
     tab.status_message.connect(messages.append)
@@ -70,7 +96,8 @@ def _tab(qtbot, tmp_path, weights_dir):
 
 
 def test_generate_tab_opens_the_next_model_and_names_the_damaged_one_when_the_default_is_corrupted(
-        qtbot, tmp_path, tiny_weights):
+    qtbot, tmp_path, tiny_weights
+):
     import json
     import os
 

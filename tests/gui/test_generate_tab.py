@@ -92,8 +92,7 @@ def test_export_then_open_restores_identical_pixels_when_the_png_is_reopened(qtb
     assert tab.seed_box.value() == 1234 and tab.direction_sliders[1].slider.value() == -150
 
 
-def test_dropping_an_exported_png_restores_its_face_and_the_grid_sheet_is_written_when_exported(qtbot, tab,
-                                                                                                tmp_path):
+def test_dropping_an_exported_png_restores_its_face_and_the_grid_sheet_is_written_when_exported(qtbot, tab, tmp_path):
     tab.set_seed(77)
     face = _settle(qtbot, tab)
     tab.export_png(tmp_path / "dropped.png")
@@ -101,8 +100,9 @@ def test_dropping_an_exported_png_restores_its_face_and_the_grid_sheet_is_writte
     assert not np.array_equal(_settle(qtbot, tab), face)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "dropped.png"))])
-    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     tab.dropEvent(drop)
     assert np.array_equal(_settle(qtbot, tab), face)
     tab.scale_box.setValue(1)
@@ -185,8 +185,10 @@ def test_repainting_the_canvas_keeps_none_alive_when_painted_many_times(qtbot):
     for _ in range(200):
         canvas.repaint()
     lost = before - sys.getrefcount(None)
-    assert lost < 50, (f"{lost} references to None lost in 200 paints: this Qt for Python "
-                       f"({PySide6.__version__}) aborts the app after a few thousand paints; use 6.11.3")
+    assert lost < 50, (
+        f"{lost} references to None lost in 200 paints: this Qt for Python "
+        f"({PySide6.__version__}) aborts the app after a few thousand paints; use 6.11.3"
+    )
 
 
 def test_randomize_keeps_the_noise_and_fixed_groups_when_noise_is_locked(qtbot, tab):
@@ -240,13 +242,15 @@ def test_attribute_tooltips_say_how_often_the_shipped_model_obeys_them_as_measur
 
 def _switch_with_the_model_menu(qtbot, tab, weights):
     """Choose ``weights`` in the Model… button's menu and wait for its first face."""
+
     def choose():
         next(a for a in tab.model_menu.actions() if a.text() == weights.stem).trigger()
         tab.model_menu.close()
 
     QTimer.singleShot(300, choose)  # inside the menu's own event loop, once it is shown
-    with qtbot.waitSignal(tab.status_message, timeout=60000,
-                          check_params_cb=lambda m: m.startswith(f"Model {weights.stem}:")):
+    with qtbot.waitSignal(
+        tab.status_message, timeout=60000, check_params_cb=lambda m: m.startswith(f"Model {weights.stem}:")
+    ):
         qtbot.mouseClick(tab.model_button, Qt.MouseButton.LeftButton)
     _settle(qtbot, tab)
 
@@ -299,7 +303,7 @@ def test_switching_models_twice_and_back_keeps_every_control_and_the_history(qtb
 
     _switch_with_the_model_menu(qtbot, tab, shipped)
     _assert_every_control_works(qtbot, tab, shipped.stem)
-    assert [e.label for e in tab.history.entries][:len(shipped_history)] == shipped_history
+    assert [e.label for e in tab.history.entries][: len(shipped_history)] == shipped_history
     assert tab.history_strip.count() == len(tab.history.entries)
     qtbot.keyClick(tab, Qt.Key.Key_R)
     assert tab.current_recipe().model_sha256 == tab.service.sha256
@@ -308,8 +312,16 @@ def test_switching_models_twice_and_back_keeps_every_control_and_the_history(qtb
 def _turn_wheel(widget, notches: int) -> None:
     """Turn the mouse wheel ``notches`` over the middle of ``widget`` (negative: towards the user)."""
     middle = QPointF(widget.width() / 2, widget.height() / 2)
-    event = QWheelEvent(middle, QPointF(widget.mapToGlobal(middle.toPoint())), QPoint(0, 0), QPoint(0, 120 * notches),
-                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        middle,
+        QPointF(widget.mapToGlobal(middle.toPoint())),
+        QPoint(0, 0),
+        QPoint(0, 120 * notches),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(widget, event)
 
 

@@ -32,8 +32,9 @@ def _copy_of(tiny_weights, folder):
 def indexed_weights(tiny_weights, tmp_path_factory):
     """A copy of the tiny model with its training-set index beside it."""
     weights = _copy_of(tiny_weights, tmp_path_factory.mktemp("indexed"))
-    index = index_training_set(tiny_weights.parent.parent / "faces", load_tagger(), resolution=32,
-                               unseen_count=64, workers=1)
+    index = index_training_set(
+        tiny_weights.parent.parent / "faces", load_tagger(), resolution=32, unseen_count=64, workers=1
+    )
     save_index(index, index_path(weights))
     return weights
 
@@ -46,8 +47,9 @@ def _training_face(weights, name="000010.png"):
 
 
 def test_dialog_shows_near_copy_with_thumbnails_when_given_a_training_face(qtbot, indexed_weights, tmp_path):
-    dialog = OriginalityDialog(_training_face(indexed_weights), indexed_weights, read_card(indexed_weights),
-                               cache_dir=tmp_path / "cache")
+    dialog = OriginalityDialog(
+        _training_face(indexed_weights), indexed_weights, read_card(indexed_weights), cache_dir=tmp_path / "cache"
+    )
     qtbot.addWidget(dialog)
     dialog.show()
     with qtbot.waitSignal(dialog.checked, timeout=30000):
@@ -62,11 +64,13 @@ def test_dialog_shows_near_copy_with_thumbnails_when_given_a_training_face(qtbot
 
 
 @pytest.mark.slow
-def test_dialog_builds_the_index_from_the_training_folder_on_first_use_when_none_is_shipped(qtbot, tiny_weights,
-                                                                                             tmp_path):
+def test_dialog_builds_the_index_from_the_training_folder_on_first_use_when_none_is_shipped(
+    qtbot, tiny_weights, tmp_path
+):
     weights = _copy_of(tiny_weights, tmp_path / "model")
-    dialog = OriginalityDialog(_training_face(weights, "000002.png"), weights, read_card(weights),
-                               cache_dir=tmp_path / "cache")
+    dialog = OriginalityDialog(
+        _training_face(weights, "000002.png"), weights, read_card(weights), cache_dir=tmp_path / "cache"
+    )
     qtbot.addWidget(dialog)
     stages = []
     dialog.worker.progress.connect(lambda stage, done, total: stages.append(stage))
@@ -80,8 +84,9 @@ def test_dialog_builds_the_index_from_the_training_folder_on_first_use_when_none
 def test_dialog_says_why_when_there_is_no_index_and_no_training_folder(qtbot, tiny_weights, tmp_path):
     card = dict(read_card(tiny_weights))
     card["training"] = {"data": {"source": str(tmp_path / "gone")}}
-    dialog = OriginalityDialog(np.zeros((32, 32, 3), np.uint8), tmp_path / "other.safetensors", card,
-                               cache_dir=tmp_path / "cache")
+    dialog = OriginalityDialog(
+        np.zeros((32, 32, 3), np.uint8), tmp_path / "other.safetensors", card, cache_dir=tmp_path / "cache"
+    )
     qtbot.addWidget(dialog)
     qtbot.waitUntil(lambda: dialog.error is not None, timeout=30000)
     assert "gone" in dialog.explanation_label.text()
@@ -108,8 +113,7 @@ def test_generate_tab_opens_the_check_for_the_current_face_when_o_is_pressed(qtb
     tab.shutdown()
 
 
-def test_closing_the_dialog_during_a_first_use_build_returns_at_once_and_the_build_stops(qtbot, tiny_weights,
-                                                                                       tmp_path):
+def test_closing_the_dialog_during_a_first_use_build_returns_at_once_and_the_build_stops(qtbot, tiny_weights, tmp_path):
     import time
 
     weights = _copy_of(tiny_weights, tmp_path / "model")
@@ -124,14 +128,16 @@ def test_closing_the_dialog_during_a_first_use_build_returns_at_once_and_the_bui
     assert not list((tmp_path / "cache").glob("index-*.npz"))  # stopped before it was written
 
 
-def test_deleting_the_parent_during_a_search_does_not_abort_when_the_worker_is_still_running(qtbot, tiny_weights,
-                                                                                            tmp_path):
+def test_deleting_the_parent_during_a_search_does_not_abort_when_the_worker_is_still_running(
+    qtbot, tiny_weights, tmp_path
+):
     from PySide6.QtWidgets import QWidget
 
     weights = _copy_of(tiny_weights, tmp_path / "model")
     parent = QWidget()
-    dialog = OriginalityDialog(_training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache",
-                               parent=parent)
+    dialog = OriginalityDialog(
+        _training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache", parent=parent
+    )
     qtbot.waitSignal(dialog.worker.progress, timeout=30000).wait()
     parent.deleteLater()  # deletes the dialog with it, without a close event
     qtbot.waitSignal(dialog.destroyed, timeout=5000).wait()

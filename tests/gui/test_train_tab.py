@@ -49,8 +49,9 @@ def _tab(qtbot, tmp_path, face_folder, epochs: int) -> TrainTab:
 
 def test_training_runs_to_the_end_when_started_from_the_tab(qtbot, tmp_path, face_folder):
     tab = _tab(qtbot, tmp_path, face_folder, epochs=2)
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training finished")):
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training finished")
+    ):
         tab.start_button.click()
     assert tab.progress_bar.value() == tab.progress_bar.maximum() == 6  # 2 epochs x 3 batches
     assert tab.preview_label.pixmap() is not None and not tab.preview_label.pixmap().isNull()
@@ -70,8 +71,9 @@ def _training_step(tab: TrainTab) -> int:
 
 def test_stop_then_resume_continues_the_run_when_asked(qtbot, tmp_path, face_folder):
     tab = _tab(qtbot, tmp_path, face_folder, epochs=400)
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training stopped at step")) as stopped:
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training stopped at step")
+    ) as stopped:
         tab.start_button.click()
         qtbot.waitUntil(lambda: _training_step(tab) > 0, timeout=120_000)
         tab.stop_button.click()
@@ -81,8 +83,9 @@ def test_stop_then_resume_continues_the_run_when_asked(qtbot, tmp_path, face_fol
     # The result arrives just before the thread ends; Resume is enabled once it has.
     qtbot.waitUntil(lambda: tab.resume_button.isEnabled(), timeout=30_000)
 
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training stopped at step")) as again:
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training stopped at step")
+    ) as again:
         tab.resume_button.click()
         qtbot.waitUntil(lambda: _training_step(tab) > stopped_at, timeout=120_000)
         tab.stop_button.click()
@@ -94,8 +97,9 @@ def test_a_new_run_fine_tunes_an_earlier_one_with_film_and_the_choices_are_remem
 
     tab = _tab(qtbot, tmp_path, face_folder, epochs=1)
     tab.g_conditioning_combo.setCurrentIndex(tab.g_conditioning_combo.findData("input"))
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training finished")):
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training finished")
+    ):
         tab.start_button.click()
     qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=30_000)
 
@@ -103,8 +107,9 @@ def test_a_new_run_fine_tunes_an_earlier_one_with_film_and_the_choices_are_remem
     tab.run_edit.setText(str(tmp_path / "fine-tuned"))
     tab.init_edit.setText(str(earlier))
     tab.g_conditioning_combo.setCurrentIndex(tab.g_conditioning_combo.findData("film"))
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training finished")):
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training finished")
+    ):
         tab.start_button.click()
     state = load_resume_state(tmp_path / "fine-tuned")
     assert state["warm_start"] == {"from": str(earlier), "steps": 3, "hours": state["warm_start"]["hours"]}
@@ -121,14 +126,30 @@ def _begin_run(faces: Path, run_dir: Path, *, epochs: int = 1, **overrides) -> N
     The tab offers neither 32 px nor learning rates, and resuming keeps the run's own
     settings; 8 steps (one epoch) are long before the 200 a warning needs.
     """
-    train(TrainingConfig(data=str(faces), resolution=32, width=8, batch=16, epochs=epochs, tick_steps=5,
-                         preview_steps=1000, threads=1, checkpoint_minutes=60.0, **overrides), run_dir)
+    train(
+        TrainingConfig(
+            data=str(faces),
+            resolution=32,
+            width=8,
+            batch=16,
+            epochs=epochs,
+            tick_steps=5,
+            preview_steps=1000,
+            threads=1,
+            checkpoint_minutes=60.0,
+            **overrides,
+        ),
+        run_dir,
+    )
 
 
 def _finish(qtbot, tab: TrainTab, button) -> None:
     """Click ``button`` and wait for the run to end, finished or failed."""
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith(("Training finished", "Training ended"))):
+    with qtbot.waitSignal(
+        tab.status_message,
+        timeout=240_000,
+        check_params_cb=lambda m: m.startswith(("Training finished", "Training ended")),
+    ):
         button.click()
     qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=30_000)
 
@@ -137,19 +158,25 @@ def _healthy_run(folder: Path, steps: int) -> Path:
     """A run folder as a long healthy run of :func:`_begin_run`'s networks leaves it (its checkpoint is not read)."""
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(TrainingConfig(resolution=32, width=8, batch=16).to_dict()))
-    (folder / "stats.jsonl").write_text("".join(json.dumps({"step": s, "d_adv": 1.2, "d_real": 0.6, "d_fake": 0.4})
-                                                + "\n" for s in range(100, steps + 1, 100)))
+    (folder / "stats.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "d_adv": 1.2, "d_real": 0.6, "d_fake": 0.4}) + "\n"
+            for s in range(100, steps + 1, 100)
+        )
+    )
     (folder / "checkpoint.pt").write_bytes(b"")
     return folder
 
 
 def test_a_failed_run_does_not_look_finished_and_the_banner_offers_a_healthy_run_to_start_from(
-        qtbot, tmp_path, small_faces):
+    qtbot, tmp_path, small_faces
+):
     _begin_run(small_faces, tmp_path / "run", lr_g=0.0)  # a G that never learns: D must win
     tab = _tab(qtbot, tmp_path, small_faces, epochs=40)
     assert not tab.warning_banner.isVisibleTo(tab)
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training ended")) as ended:
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training ended")
+    ) as ended:
         tab.resume_button.click()
     assert ended.args[0] == "Training ended at step 320/320: the run has failed"
     assert tab.last_progress.step == 320
@@ -164,8 +191,9 @@ def test_a_failed_run_does_not_look_finished_and_the_banner_offers_a_healthy_run
     healthy = _healthy_run(tmp_path / "sketchbook-run", steps=6000)
     qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=30_000)
     tab.epochs_spin.setValue(41)
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training ended")):
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training ended")
+    ):
         tab.resume_button.click()
         assert not tab.start_from_button.isVisibleTo(tab)  # not while it runs
     assert tab.start_from_button.isVisibleTo(tab)
@@ -200,16 +228,22 @@ def test_the_plot_shows_how_d_rates_real_and_generated_faces_when_training(qtbot
         assert list(steps) == [10, 12] and all(0.0 <= r <= 1.0 for r in ratings)
     assert [label.text for _, label in tab.legends[tab.rating_plot].items] == ["Real faces", "Generated faces"]
     assert [label.text for _, label in tab.legends[tab.loss_plot].items] == [
-        "Judge (D)", "Generator (G)", "Judge: tags", "Generator: tags"]
+        "Judge (D)",
+        "Generator (G)",
+        "Judge: tags",
+        "Generator: tags",
+    ]
     assert not set(rated) & set(tab.loss_plot.listDataItems())
 
 
 def test_the_banner_stays_until_a_new_run_starts_when_a_failed_run_is_resumed(
-        qtbot, tmp_path, small_faces, face_folder):
+    qtbot, tmp_path, small_faces, face_folder
+):
     _begin_run(small_faces, tmp_path / "run", epochs=40, lr_g=0.0)  # fails, and stats.jsonl says so
     tab = _tab(qtbot, tmp_path, small_faces, epochs=41)
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training ended")):
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training ended")
+    ):
         tab.resume_button.click()
         # Read back from the run folder before the first resumed step.
         assert tab.warning_banner.isVisibleTo(tab) and "discriminator has won" in tab.warning_label.text()
@@ -220,8 +254,9 @@ def test_the_banner_stays_until_a_new_run_starts_when_a_failed_run_is_resumed(
     tab.folder_edit.setText(str(face_folder))
     tab.run_edit.setText(str(tmp_path / "new"))
     tab.epochs_spin.setValue(1)
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training finished")):
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training finished")
+    ):
         tab.start_button.click()
         assert not tab.warning_banner.isVisibleTo(tab) and tab.history.series == {}
     assert not tab.warning_banner.isVisibleTo(tab)
@@ -243,14 +278,16 @@ def test_a_dataset_smaller_than_the_batch_trains_with_the_batch_lowered_and_said
     tab.epochs_spin.setValue(2)
     assert "Faces per step lowered from 64 to 16: 20 faces are fewer than one step of 64." in tab.plan_notes.text()
     tab.run_edit.setText(str(tmp_path / "run"))
-    with qtbot.waitSignal(tab.status_message, timeout=30_000,
-                          check_params_cb=lambda m: m.startswith("Starting")) as started:
+    with qtbot.waitSignal(
+        tab.status_message, timeout=30_000, check_params_cb=lambda m: m.startswith("Starting")
+    ) as started:
         tab.start_button.click()
     assert "Faces per step lowered from 64 to 16" in started.args[0]
     assert "Faces per step lowered from 64 to 16" in tab.progress_label.text()
     assert tab.batch_spin.value() == 16
-    with qtbot.waitSignal(tab.status_message, timeout=240_000,
-                          check_params_cb=lambda m: m.startswith("Training finished")):
+    with qtbot.waitSignal(
+        tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training finished")
+    ):
         pass
     assert json.loads((tmp_path / "run" / "config.json").read_text())["batch"] == 16
     assert tab.progress_bar.value() == tab.progress_bar.maximum() == 2  # one step a pass
@@ -264,13 +301,16 @@ def test_starting_a_second_time_gives_a_second_run_in_a_new_folder(qtbot, tmp_pa
     assert (first / "checkpoint.pt").exists() and tab.progress_bar.value() == 3
 
     tab.epochs_spin.setValue(2)
-    with qtbot.waitSignal(tab.status_message, timeout=30_000,
-                          check_params_cb=lambda m: m.startswith("Starting")) as started:
+    with qtbot.waitSignal(
+        tab.status_message, timeout=30_000, check_params_cb=lambda m: m.startswith("Starting")
+    ) as started:
         tab.start_button.click()
         # A new run: the bar and the plots start again from nothing.
         assert tab.progress_bar.value() == 0 and tab.history.series == {}
-    assert started.args[0] == ("Starting run-2… run already holds a run, so this one goes into run-2 "
-                               "(choose the earlier folder and press Resume to continue that one).")
+    assert started.args[0] == (
+        "Starting run-2… run already holds a run, so this one goes into run-2 "
+        "(choose the earlier folder and press Resume to continue that one)."
+    )
     assert Path(tab.run_edit.text()).expanduser() == tmp_path / "run-2"
     qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=240_000)
     assert (tmp_path / "run-2" / "checkpoint.pt").exists()
@@ -287,13 +327,18 @@ def test_the_tab_names_settings_for_artists_with_the_technical_names_in_tooltips
     labels = {w.text() for w in tab.findChildren(QLabel)}
     for engineer in ("Network width", "Loss", "Attributes in G", "Batch size", "Epochs", "Resolution (px)"):
         assert engineer not in labels
-    assert {"Face size", "Training length", "Faces per step", "Network size", "Learning rule",
-            "Attributes steer"} <= labels
+    assert {
+        "Face size",
+        "Training length",
+        "Faces per step",
+        "Network size",
+        "Learning rule",
+        "Attributes steer",
+    } <= labels
     assert tab.loss_combo.currentText() == "Standard" and "dcgan" in tab.loss_combo.toolTip()
     assert tab.g_conditioning_combo.currentText() == "Throughout the drawing"
     assert "FiLM" in tab.g_conditioning_combo.toolTip()
-    for spin, name in ((tab.batch_spin, "Batch size"), (tab.width_spin, "Network width"),
-                       (tab.epochs_spin, "Epochs")):
+    for spin, name in ((tab.batch_spin, "Batch size"), (tab.width_spin, "Network width"), (tab.epochs_spin, "Epochs")):
         assert spin.toolTip().startswith(name)
     # The rarely changed ones are folded away under "Advanced", and the choice is remembered.
     assert not tab.batch_spin.isVisibleTo(tab) and tab.epochs_spin.isVisibleTo(tab)

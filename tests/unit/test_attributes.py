@@ -56,7 +56,7 @@ def test_encode_decode_round_trip_when_all_groups_known():
 def test_encode_masks_group_when_value_unknown():
     vec, mask = VOCABULARY.encode(Attributes({"hair_colour": "red"}, set()))
     eyes = VOCABULARY.offset("eye_colour")
-    assert mask[eyes:eyes + 10].sum() == 0
+    assert mask[eyes : eyes + 10].sum() == 0
     assert mask[VOCABULARY.offset("hair_colour")] == 1
 
 

@@ -54,13 +54,39 @@ def test_review_export_leaves_only_complete_image_and_tag_pairs_when_asked_to_st
         for job in cat.plan([f"/nowhere/{i}.png" for i in range(10)]):
             name = f"crops/{job.source_id:07d}.png"
             Image.new("RGB", (64, 64), (job.source_id * 20, 0, 0)).save(dataset / name)
-            cat.record(SourceResult(job.source_id, job.path, 1, 1, "0" * 64, 9, 9, None, (FaceResult(
-                0, (1, 2, 3, 4), (0, 0, 8, 8), 0.9, (1, 2, 3), (1, 2, 3), (1, 2, 3), name, 64, ("blue_hair",),
-                "detector", job.source_id),)))
+            cat.record(
+                SourceResult(
+                    job.source_id,
+                    job.path,
+                    1,
+                    1,
+                    "0" * 64,
+                    9,
+                    9,
+                    None,
+                    (
+                        FaceResult(
+                            0,
+                            (1, 2, 3, 4),
+                            (0, 0, 8, 8),
+                            0.9,
+                            (1, 2, 3),
+                            (1, 2, 3),
+                            (1, 2, 3),
+                            name,
+                            64,
+                            ("blue_hair",),
+                            "detector",
+                            job.source_id,
+                        ),
+                    ),
+                )
+            )
         cat.set_decisions(dict.fromkeys(cat.face_ids(), "keep"))
     seen = []
-    count = export_kept(dataset, tmp_path / "out", progress=lambda d, t, p: seen.append((d, t)),
-                        should_stop=_calls_then_true(4))
+    count = export_kept(
+        dataset, tmp_path / "out", progress=lambda d, t, p: seen.append((d, t)), should_stop=_calls_then_true(4)
+    )
     assert count == 4 and seen[-1] == (4, 10)
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     stems = {name.rsplit(".", 1)[0] for name in files}

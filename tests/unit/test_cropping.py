@@ -78,8 +78,9 @@ def test_same_face_when_one_box_holds_the_other_centre():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_multiscale_detection_finds_every_face_when_scene_has_three_sizes(seed):
     image, tiles, _ = make_scene(seed)
-    faces = detect_faces_multiscale(image, detection_scales(*image.size, min_face=48, detect_face_px=52,
-                                                            pyramid_step=2.0))
+    faces = detect_faces_multiscale(
+        image, detection_scales(*image.size, min_face=48, detect_face_px=52, pyramid_step=2.0)
+    )
     for x, y, w, h in tiles:
         assert any(x <= f.box[0] + f.box[2] / 2 < x + w and y <= f.box[1] + f.box[3] / 2 < y + h for f in faces)
     assert len(faces) == len(tiles)
@@ -157,8 +158,9 @@ def test_interrupted_run_resumes_with_the_rest_when_started_again(tmp_path):
         make_scene(i, tiles=(128,))[0].save(src / f"s{i}.png")
     dataset = tmp_path / "dataset"
     done: list[int] = []
-    first = crop_sources([src], dataset, small_cfg(), progress=lambda d, t, p: done.append(d),
-                         should_stop=lambda: len(done) >= 1)
+    first = crop_sources(
+        [src], dataset, small_cfg(), progress=lambda d, t, p: done.append(d), should_stop=lambda: len(done) >= 1
+    )
     assert first.stopped and 1 <= first.processed < 4
     with Catalogue(dataset) as cat:
         assert cat.source_status()["pending"] == 4 - first.processed
@@ -209,8 +211,7 @@ def test_bad_inputs_become_error_rows_when_the_run_goes_on(tmp_path):
     assert errors["one.png"].startswith("image too small")
     assert errors["bomb.png"].startswith("image too large")
     assert errors["loop.png"] == "symlink loop"
-    assert set(errors) == {"zero.png", "notes.jpg", "truncated.jpg", "truncated.png", "one.png", "bomb.png",
-                           "loop.png"}
+    assert set(errors) == {"zero.png", "notes.jpg", "truncated.jpg", "truncated.png", "one.png", "bomb.png", "loop.png"}
     assert summary.faces >= 5  # good, cmyk, 16-bit, palette and the GIF's first frame
     assert {p.name: sha(p) for p in src.iterdir() if p.is_file() and not p.is_symlink()} == before
 
@@ -252,8 +253,7 @@ def test_export_writes_kept_crops_with_tag_files_when_reviewed(scenes, tmp_path)
     assert txts[0].read_text().strip() == "aqua_hair, green_eyes"
 
 
-def test_unreviewed_faces_are_decided_by_likelihood_and_earlier_decisions_kept_when_reviewed_in_bulk(
-        scenes, tmp_path):
+def test_unreviewed_faces_are_decided_by_likelihood_and_earlier_decisions_kept_when_reviewed_in_bulk(scenes, tmp_path):
     dataset = tmp_path / "dataset"
     crop_sources([scenes], dataset, small_cfg())
     with Catalogue(dataset) as cat:

@@ -35,8 +35,13 @@ def test_stats_and_checkpoint_written_when_stopped(faces, tmp_path):
     baseline = _baseline()
     torch.set_num_threads(1)
     steps = iter(range(51))  # should_stop is polled before each step: 50 steps, then stop
-    done = baseline.train(load_face_folder(faces, 64).images, tmp_path / "run", width=4, batch=16,
-                          should_stop=lambda: next(steps, 50) >= 50)
+    done = baseline.train(
+        load_face_folder(faces, 64).images,
+        tmp_path / "run",
+        width=4,
+        batch=16,
+        should_stop=lambda: next(steps, 50) >= 50,
+    )
 
     assert done == 50
     lines = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
@@ -57,15 +62,20 @@ def test_refuses_run_folder_when_it_holds_a_run(faces, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="already holds a run"):
-        baseline.train(load_face_folder(faces, 64).images, tmp_path / "run", width=4, batch=16,
-                       should_stop=lambda: False)
+        baseline.train(
+            load_face_folder(faces, 64).images, tmp_path / "run", width=4, batch=16, should_stop=lambda: False
+        )
 
 
 @pytest.mark.slow
 def test_saves_and_exits_cleanly_when_sent_sigint(faces, tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(faces), str(run), "--threads", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(faces), str(run), "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (run / "stats.jsonl").exists() or not (run / "stats.jsonl").read_text():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -20,18 +20,56 @@ BATCH = 16
 def test_two_processes_match_one_process_when_trained_one_step_on_the_same_global_batch(tmp_path):
     faces = tmp_path / "faces"
     write_sketchbook(faces, BATCH, size=SIZE, seed=11, workers=1)  # one batch: one step per epoch
-    settings = ["--res", str(SIZE), "--width", "4", "--batch", str(BATCH), "--epochs", "1", "--seed", "2",
-                "--threads", "1", "--precision", "fp32"]
+    settings = [
+        "--res",
+        str(SIZE),
+        "--width",
+        "4",
+        "--batch",
+        str(BATCH),
+        "--epochs",
+        "1",
+        "--seed",
+        "2",
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+    ]
     # torchrun's variables must come from torchrun alone, not from whatever launched the tests.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "mangagan_app", "train", str(faces), str(tmp_path / "ddp"), *settings],
-                          capture_output=True, text=True, timeout=300, env=env)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "mangagan_app",
+            "train",
+            str(faces),
+            str(tmp_path / "ddp"),
+            *settings,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    train(TrainingConfig(data=str(faces), resolution=SIZE, width=4, batch=BATCH, epochs=1, seed=2, threads=1,
-                         precision="fp32"), tmp_path / "single")
+    train(
+        TrainingConfig(
+            data=str(faces), resolution=SIZE, width=4, batch=BATCH, epochs=1, seed=2, threads=1, precision="fp32"
+        ),
+        tmp_path / "single",
+    )
 
     two, one = load_resume_state(tmp_path / "ddp"), load_resume_state(tmp_path / "single")
     assert (two["step"], one["step"]) == (1, 1)
@@ -47,4 +85,8 @@ def test_two_processes_match_one_process_when_trained_one_step_on_the_same_globa
     generator, card = load_generator(weights)
     assert card["training"]["steps"] == 1
     assert generator(torch.zeros(2, generator.arch.z_dim), torch.zeros(2, generator.arch.cond_dim)).shape == (
-        2, 3, SIZE, SIZE)
+        2,
+        3,
+        SIZE,
+        SIZE,
+    )

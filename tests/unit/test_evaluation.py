@@ -68,8 +68,7 @@ def test_tagger_load_names_the_file_when_the_weights_are_corrupted(tmp_path):
         load_tagger(tmp_path / "tagger.safetensors")
 
 
-def test_originality_flags_exact_training_images_as_near_copies_when_fed_in_as_generated(tiny_index, tiny_data,
-                                                                                         tagger):
+def test_originality_flags_exact_training_images_as_near_copies_when_fed_in_as_generated(tiny_index, tiny_data, tagger):
     for name in ("000003.png", "000077.png"):
         face = training_face(tiny_index, list(tiny_index.names).index(name))
         result = find_closest(tiny_index, face, k=3, tagger=tagger)
@@ -131,21 +130,53 @@ def test_detector_finds_sketchbook_faces_at_twice_their_size_when_run_in_worker_
 
 @pytest.mark.slow
 def test_evaluation_runs_end_to_end_and_writes_json_card_and_index_when_the_model_is_tiny(
-        tiny_weights, tiny_data, tmp_path, capsys):
+    tiny_weights, tiny_data, tmp_path, capsys
+):
     for suffix in (".safetensors", ".json"):
         shutil.copy(tiny_weights.with_suffix(suffix), tmp_path / f"tiny{suffix}")
     weights = tmp_path / "tiny.safetensors"
-    code = main(["evaluate", str(weights), "--data", str(tiny_data), "--n", "40", "--per-value", "2",
-                 "--detect", "6", "--unseen", "40", "--workers", "1", "--json", str(tmp_path / "eval.json"),
-                 "--write-card", "--write-index", "--pairs", str(tmp_path / "pairs.png")])
+    code = main(
+        [
+            "evaluate",
+            str(weights),
+            "--data",
+            str(tiny_data),
+            "--n",
+            "40",
+            "--per-value",
+            "2",
+            "--detect",
+            "6",
+            "--unseen",
+            "40",
+            "--workers",
+            "1",
+            "--json",
+            str(tmp_path / "eval.json"),
+            "--write-card",
+            "--write-index",
+            "--pairs",
+            str(tmp_path / "pairs.png"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert Image.open(tmp_path / "pairs.png").size == (8 * 34 + 2, 2 * 34 + 2)  # 8 pairs of 32-px faces
     assert "hair_colour" in out and "memorisation rate" in out and "Inception" in out and "coverage" in out
     assert "not measured" not in out and "tagger on real training faces with that label" in out
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert {"model", "data", "settings", "tagger", "attributes", "fidelity", "originality", "detectability",
-            "goals", "seconds"} <= set(result)
+    assert {
+        "model",
+        "data",
+        "settings",
+        "tagger",
+        "attributes",
+        "fidelity",
+        "originality",
+        "detectability",
+        "goals",
+        "seconds",
+    } <= set(result)
     values = result["attributes"]["values"]
     assert len(values) == 38
     assert all(0.0 <= v["read_as_asked"] <= 1.0 for v in values.values())
@@ -186,7 +217,8 @@ def colour_tagger(tagger, tmp_path_factory):
 
 @pytest.mark.slow
 def test_evaluation_of_folder_data_measures_known_groups_and_skips_sketchbook_parts_when_given_unseen_faces(
-        tiny_weights, tiny_data, colour_tagger, tmp_path, capsys):
+    tiny_weights, tiny_data, colour_tagger, tmp_path, capsys
+):
     data, unseen = tmp_path / "faces", tmp_path / "unseen"
     shutil.copytree(tiny_data, data)
     (data / "metadata.jsonl").unlink()  # any folder of faces with sidecars, not a sketchbook
@@ -198,8 +230,24 @@ def test_evaluation_of_folder_data_measures_known_groups_and_skips_sketchbook_pa
         Image.fromarray(face).save(unseen / f"{i:03d}.png")
         if i % 2:  # half of them tagged, like the measuring part of a real set
             (unseen / f"{i:03d}.txt").write_text(tag_line(attr))
-    args = ["evaluate", str(tiny_weights), "--data", str(data), "--tagger", str(colour_tagger), "--n", "40",
-            "--per-value", "2", "--unseen", "40", "--workers", "1", "--json", str(tmp_path / "eval.json")]
+    args = [
+        "evaluate",
+        str(tiny_weights),
+        "--data",
+        str(data),
+        "--tagger",
+        str(colour_tagger),
+        "--n",
+        "40",
+        "--per-value",
+        "2",
+        "--unseen",
+        "40",
+        "--workers",
+        "1",
+        "--json",
+        str(tmp_path / "eval.json"),
+    ]
     assert main(args) == 1
     assert "--unseen-dir" in capsys.readouterr().err
     assert main([*args, "--unseen-dir", str(unseen)]) == 0
@@ -225,11 +273,17 @@ def test_evaluate_images_measures_every_metric_with_floors_when_given_arrays_of_
     real_cond = np.stack([tagger.vocabulary.encode(a)[0] for a in real_attrs])
     real_mask = np.ones_like(real_cond)
     real_mask[::2, :13] = 0.0  # half the real faces do not know their hair colour
-    result = evaluate_images(generated, real=real, training=training, tagger=tagger, asked=asked,
-                             real_cond=real_cond, real_mask=real_mask)
+    result = evaluate_images(
+        generated, real=real, training=training, tagger=tagger, asked=asked, real_cond=real_cond, real_mask=real_mask
+    )
     assert result["faces_per_side"] == 40 and result["k"] == 5
-    for name, floor in (("frechet", "frechet_floor"), ("precision", "floor_precision"), ("recall", "floor_recall"),
-                        ("density", "floor_density"), ("coverage", "floor_coverage")):
+    for name, floor in (
+        ("frechet", "frechet_floor"),
+        ("precision", "floor_precision"),
+        ("recall", "floor_recall"),
+        ("density", "floor_density"),
+        ("coverage", "floor_coverage"),
+    ):
         assert np.isfinite(result[name]) and np.isfinite(result[floor])
     assert 0.0 <= result["floor_coverage"] <= 1.0 and result["frechet_floor"] >= 0.0
     # The "generated" faces are real sketchbook faces the tagger reads well, never trained on.

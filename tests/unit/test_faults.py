@@ -77,8 +77,18 @@ def read_only_dir(tmp_path):
 def run_with_two_checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults_run")
     write_sketchbook(root / "faces", 32, size=32, seed=2, workers=1)
-    cfg = TrainingConfig(data=str(root / "faces"), resolution=32, width=4, batch=16, epochs=1, tick_steps=1,
-                         preview_steps=1000, checkpoint_minutes=60.0, checkpoint_steps=1, threads=1)
+    cfg = TrainingConfig(
+        data=str(root / "faces"),
+        resolution=32,
+        width=4,
+        batch=16,
+        epochs=1,
+        tick_steps=1,
+        preview_steps=1000,
+        checkpoint_minutes=60.0,
+        checkpoint_steps=1,
+        threads=1,
+    )
     train(cfg, root / "run")
     return cfg, root / "run"
 
@@ -93,15 +103,21 @@ def _copy_run(run: Path, to: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupted", "empty"])
 def test_resume_uses_the_previous_checkpoint_and_says_why_when_the_newest_is_damaged(
-        run_with_two_checkpoints, tmp_path, caplog, damage):
+    run_with_two_checkpoints, tmp_path, caplog, damage
+):
     cfg, run = run_with_two_checkpoints
     run = _copy_run(run, tmp_path / "run")
     newest = run / CHECKPOINT
     data = newest.read_bytes()
     prev_step = torch.load(run / PREVIOUS_CHECKPOINT, weights_only=True)["step"]
     steps_per_epoch = torch.load(newest, weights_only=True)["step"]  # the run trained one epoch
-    newest.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
-                        "corrupted": data[:100] + bytes(b ^ 0x5A for b in data[100:2000]) + data[2000:]}[damage])
+    newest.write_bytes(
+        {
+            "truncated": data[: len(data) // 2],
+            "empty": b"",
+            "corrupted": data[:100] + bytes(b ^ 0x5A for b in data[100:2000]) + data[2000:],
+        }[damage]
+    )
     with caplog.at_level(logging.WARNING):
         state = load_resume_state(run)
     assert state["step"] == prev_step
@@ -131,8 +147,9 @@ def test_atomic_write_raises_and_keeps_the_old_file_when_the_disk_is_full(small_
     assert [p.name for p in small_disk.iterdir()] == ["settings.json"]  # no half-written temporary left
 
 
-def test_weights_export_fails_cleanly_and_keeps_the_old_model_when_the_disk_is_full(run_with_two_checkpoints,
-                                                                                     small_disk):
+def test_weights_export_fails_cleanly_and_keeps_the_old_model_when_the_disk_is_full(
+    run_with_two_checkpoints, small_disk
+):
     _, run = run_with_two_checkpoints
     old, old_card = small_disk / "model.safetensors", small_disk / "model.json"
     old.write_bytes(b"the previous model")
@@ -147,9 +164,20 @@ def test_weights_export_fails_cleanly_and_keeps_the_old_model_when_the_disk_is_f
 
 
 def _face(idx: int) -> FaceResult:
-    return FaceResult(idx=idx, box=(1, 2, 3, 4), square=(0, 0, 8, 8), likelihood=0.5, hair_rgb=(1, 2, 3),
-                      eye_rgb=(1, 2, 3), skin_rgb=(1, 2, 3), crop_file=f"crops/{idx}.png", crop_size=64,
-                      tags=("blue_hair",) * 20, tags_source="detector", dhash=idx * 7919)
+    return FaceResult(
+        idx=idx,
+        box=(1, 2, 3, 4),
+        square=(0, 0, 8, 8),
+        likelihood=0.5,
+        hair_rgb=(1, 2, 3),
+        eye_rgb=(1, 2, 3),
+        skin_rgb=(1, 2, 3),
+        crop_file=f"crops/{idx}.png",
+        crop_size=64,
+        tags=("blue_hair",) * 20,
+        tags_source="detector",
+        dhash=idx * 7919,
+    )
 
 
 def test_catalogue_keeps_every_committed_source_when_the_disk_fills_during_a_crop_run(catalogue_disk):
@@ -161,8 +189,19 @@ def test_catalogue_keeps_every_committed_source_when_the_disk_fills_during_a_cro
         jobs = cat.plan([f"/nowhere/{i}.png" for i in range(200)])
         with pytest.raises(sqlite3.OperationalError, match="full"):
             for job in jobs:
-                cat.record(SourceResult(job.source_id, job.path, 1, 1, "0" * 64, 9, 9, None,
-                                        tuple(_face(job.source_id * 100 + k) for k in range(20))))
+                cat.record(
+                    SourceResult(
+                        job.source_id,
+                        job.path,
+                        1,
+                        1,
+                        "0" * 64,
+                        9,
+                        9,
+                        None,
+                        tuple(_face(job.source_id * 100 + k) for k in range(20)),
+                    )
+                )
                 committed += 1
     assert committed > 0
     ballast.unlink()  # the user frees some space (SQLite needs a little even to open: its WAL index)
@@ -192,8 +231,22 @@ def test_cropping_into_a_read_only_folder_is_refused_naming_it_and_sources_are_u
     with pytest.raises(OSError, match="Read-only file system"):
         crop_sources([tmp_path / "src"], read_only_dir / "new_dataset", CropConfig(workers=1))
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before} == before
-    cli = subprocess.run([sys.executable, "-m", "mangagan_app", "crop", str(tmp_path / "src"), "--dataset",
-                          str(dataset), "--workers", "1"], capture_output=True, text=True, timeout=120)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mangagan_app",
+            "crop",
+            str(tmp_path / "src"),
+            "--dataset",
+            str(dataset),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert "read-only" in cli.stderr and str(dataset) in cli.stderr
 
@@ -224,16 +277,24 @@ def _fuzz_files(folder: Path, mutations: int, seed: int = 0) -> tuple[dict[str, 
     face.paste(render_face(sample_attributes(rng), rng, 160), (20, 20))
     png, jpeg = _encoded(face, "PNG"), _encoded(face, "JPEG", quality=90)
     bad = {
-        "random.png": rng.bytes(3000), "zero.png": b"", "text.jpg": b"hello, not a picture\n",
-        "truncated.png": png[: len(png) // 2], "truncated.jpg": jpeg[: len(jpeg) // 3],
-        "header_only.png": png[:40], "bomb.png": _png_with_size(30_000, 30_000),
-        "bomb_just_over.png": _png_with_size(9_000, 8_000), "tiny_1x1.png": _encoded(Image.new("RGB", (1, 1)), "PNG"),
+        "random.png": rng.bytes(3000),
+        "zero.png": b"",
+        "text.jpg": b"hello, not a picture\n",
+        "truncated.png": png[: len(png) // 2],
+        "truncated.jpg": jpeg[: len(jpeg) // 3],
+        "header_only.png": png[:40],
+        "bomb.png": _png_with_size(30_000, 30_000),
+        "bomb_just_over.png": _png_with_size(9_000, 8_000),
+        "tiny_1x1.png": _encoded(Image.new("RGB", (1, 1)), "PNG"),
     }
     odd = {
-        "mode_1.png": _encoded(face.convert("1"), "PNG"), "mode_L16.png": _encoded(face.convert("I;16"), "PNG"),
-        "mode_LA.png": _encoded(face.convert("LA"), "PNG"), "mode_P.gif": _encoded(face.convert("P"), "GIF"),
+        "mode_1.png": _encoded(face.convert("1"), "PNG"),
+        "mode_L16.png": _encoded(face.convert("I;16"), "PNG"),
+        "mode_LA.png": _encoded(face.convert("LA"), "PNG"),
+        "mode_P.gif": _encoded(face.convert("P"), "GIF"),
         "mode_P_transparent.png": _encoded(face.convert("P"), "PNG", transparency=0),
-        "mode_CMYK.jpg": _encoded(face.convert("CMYK"), "JPEG"), "mode_F.tiff": _encoded(face.convert("F"), "TIFF"),
+        "mode_CMYK.jpg": _encoded(face.convert("CMYK"), "JPEG"),
+        "mode_F.tiff": _encoded(face.convert("F"), "TIFF"),
         "mode_RGBA.webp": _encoded(face.convert("RGBA"), "WEBP"),
     }
     for i in range(mutations):  # bit flips, cuts and splices of a good PNG: anything may come out
@@ -243,7 +304,7 @@ def _fuzz_files(folder: Path, mutations: int, seed: int = 0) -> tuple[dict[str, 
             for pos in rng.integers(8, len(data), size=int(rng.integers(1, 20))):
                 data[pos] ^= 1 << int(rng.integers(8))
         elif kind == 1:
-            del data[int(rng.integers(8, len(data))):]
+            del data[int(rng.integers(8, len(data))) :]
         else:
             at = int(rng.integers(8, len(data)))
             data[at:at] = rng.bytes(int(rng.integers(1, 200)))
@@ -287,14 +348,24 @@ def _recipe_png(recipe_text: str | None = None) -> bytes:
     return _encoded(image, "PNG", pnginfo=info)
 
 
-DAMAGED_RECIPES = ["", "null", "[1, 2]", '"text"', "{", '{"format": "x"}', '{"format": 99}',
-                   '{"noise_f32le": 5, "condition": []}', '{"noise_f32le": "!!!", "condition": [1]}',
-                   '{"noise_f32le": "AAA=", "condition": [1]}', '{"noise_f32le": "", "condition": {"a": 1}}',
-                   '{"noise_f32le": "", "condition": [[1], [1, 2]]}',
-                   '{"noise_f32le": "", "condition": [], "seed": 1e999}',
-                   '{"noise_f32le": "", "condition": [], "sliders": {"a": "b"}}',
-                   '{"noise_f32le": "", "condition": [], "truncation": "high"}',
-                   "[" * 100_000 + "]" * 100_000]
+DAMAGED_RECIPES = [
+    "",
+    "null",
+    "[1, 2]",
+    '"text"',
+    "{",
+    '{"format": "x"}',
+    '{"format": 99}',
+    '{"noise_f32le": 5, "condition": []}',
+    '{"noise_f32le": "!!!", "condition": [1]}',
+    '{"noise_f32le": "AAA=", "condition": [1]}',
+    '{"noise_f32le": "", "condition": {"a": 1}}',
+    '{"noise_f32le": "", "condition": [[1], [1, 2]]}',
+    '{"noise_f32le": "", "condition": [], "seed": 1e999}',
+    '{"noise_f32le": "", "condition": [], "sliders": {"a": "b"}}',
+    '{"noise_f32le": "", "condition": [], "truncation": "high"}',
+    "[" * 100_000 + "]" * 100_000,
+]
 
 
 def test_open_png_to_restore_gives_a_recipe_error_never_a_crash_when_the_file_is_fuzzed(tmp_path):
@@ -343,8 +414,19 @@ def test_review_decisions_committed_before_a_kill_survive_when_the_reviewer_is_k
     dataset = tmp_path / "ds"
     with Catalogue(dataset) as cat:
         for job in cat.plan([f"/nowhere/{i}.png" for i in range(20)]):
-            cat.record(SourceResult(job.source_id, job.path, 1, 1, "0" * 64, 9, 9, None,
-                                    tuple(_face(job.source_id * 100 + k) for k in range(20))))
+            cat.record(
+                SourceResult(
+                    job.source_id,
+                    job.path,
+                    1,
+                    1,
+                    "0" * 64,
+                    9,
+                    9,
+                    None,
+                    tuple(_face(job.source_id * 100 + k) for k in range(20)),
+                )
+            )
         order = cat.face_ids(order="source")
     proc = subprocess.Popen([sys.executable, "-c", REVIEWER, str(dataset)], stdout=subprocess.PIPE, text=True)
     confirmed = []

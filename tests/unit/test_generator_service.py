@@ -58,8 +58,9 @@ def test_slider_moves_the_face_and_truncation_zero_gives_the_mean_face_when_set(
 
 
 def test_png_round_trip_restores_identical_pixels_when_exported_and_reopened(service, tmp_path):
-    recipe = service.recipe(21, Attributes({"hair_colour": "pink"}, {"smile"}), sliders=(0.5, -1.25, 0, 3.0),
-                            truncation=0.7)
+    recipe = service.recipe(
+        21, Attributes({"hair_colour": "pink"}, {"smile"}), sliders=(0.5, -1.25, 0, 3.0), truncation=0.7
+    )
     pixels = service.render_image(recipe)
     path = save_png(tmp_path / "face.png", upscale(pixels, 4, smooth=False), recipe, service.vocabulary)
     restored = read_png_recipe(path)
@@ -181,15 +182,38 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow  # three fresh Python processes importing torch
-def test_cli_generate_then_restore_give_the_tab_s_pixels_when_given_the_same_parameters(service, tiny_weights,
-                                                                                         tmp_path):
-    made = _cli("generate", str(tiny_weights), "-n", "1", "--seed", "5", "--tags", "green_eyes, smile",
-                "--sliders", "0,1.5", "--variety", "0.8", "-o", str(tmp_path / "face.png"))
+def test_cli_generate_then_restore_give_the_tab_s_pixels_when_given_the_same_parameters(
+    service, tiny_weights, tmp_path
+):
+    made = _cli(
+        "generate",
+        str(tiny_weights),
+        "-n",
+        "1",
+        "--seed",
+        "5",
+        "--tags",
+        "green_eyes, smile",
+        "--sliders",
+        "0,1.5",
+        "--variety",
+        "0.8",
+        "-o",
+        str(tmp_path / "face.png"),
+    )
     assert made.returncode == 0, made.stderr
     recipe = service.recipe(5, Attributes({"eye_colour": "green"}, {"smile"}), sliders=(0, 1.5), truncation=0.8)
     assert read_png_recipe(tmp_path / "face.png") == recipe
-    again = _cli("restore", str(tmp_path / "face.png"), "-o", str(tmp_path / "again.png"), "--weights",
-                 str(tiny_weights), "--scale", "2")
+    again = _cli(
+        "restore",
+        str(tmp_path / "face.png"),
+        "-o",
+        str(tmp_path / "again.png"),
+        "--weights",
+        str(tiny_weights),
+        "--scale",
+        "2",
+    )
     assert again.returncode == 0, again.stderr
     expected = np.asarray(upscale(service.render_image(recipe), 2, smooth=False))
     with Image.open(tmp_path / "again.png") as im:

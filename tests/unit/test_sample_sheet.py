@@ -44,8 +44,9 @@ def test_cli_writes_the_sheet_and_refuses_a_hair_colour_tag_when_asked_for_hair_
     size = load_generator(tiny_weights)[0].arch.resolution
     with Image.open(out) as sheet:
         assert sheet.size == (5 * (size + 2) + 2, len(HAIR) * (size + 2) + 2)
-    refused = subprocess.run([*base, "--tags", "blue_hair", "-o", str(tmp_path / "no.png")], capture_output=True,
-                             text=True, timeout=120)
+    refused = subprocess.run(
+        [*base, "--tags", "blue_hair", "-o", str(tmp_path / "no.png")], capture_output=True, text=True, timeout=120
+    )
     assert refused.returncode == 2 and "hair colour" in refused.stderr and not (tmp_path / "no.png").exists()
 
 
@@ -66,8 +67,8 @@ def test_the_preview_has_a_column_per_hair_colour_with_even_gaps_and_whole_pixel
     for colour in range(13):
         for row in range(7):
             y, x = 2 + row * 66, 2 + colour * 66
-            assert (sheet[y:y + 64, x:x + 64] == (10 + colour, 100 + row, 7)).all()
-            assert (sheet[y - 2:y, x:x + 64] == 255).all() and (sheet[y:y + 64, x - 2:x] == 255).all()
+            assert (sheet[y : y + 64, x : x + 64] == (10 + colour, 100 + row, 7)).all()
+            assert (sheet[y - 2 : y, x : x + 64] == 255).all() and (sheet[y : y + 64, x - 2 : x] == 255).all()
     big = preview_sheet(_faces(13, 8, 32), 8, 1400, 900)
     assert big.shape == (8 * 98 + 2, 13 * 98 + 2, 3)  # 96 px: three times their own size, all 8 rows
 

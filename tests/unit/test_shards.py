@@ -40,8 +40,10 @@ def test_shards_give_the_batches_and_fake_conditions_of_the_faces_in_memory_when
     flips = torch.tensor([True, False, True, False, True, False, True, True])
     for ours, theirs in zip(streamed.batch(indices, flips), memory.batch(indices, flips), strict=True):
         assert torch.equal(ours, theirs)
-    assert torch.equal(streamed.sample_conditions(50, torch.Generator().manual_seed(3)),
-                       memory.sample_conditions(50, torch.Generator().manual_seed(3)))
+    assert torch.equal(
+        streamed.sample_conditions(50, torch.Generator().manual_seed(3)),
+        memory.sample_conditions(50, torch.Generator().manual_seed(3)),
+    )
     manifest = json.loads((packed / MANIFEST).read_text())
     assert [s["count"] for s in manifest["shards"]] == [7, 7, 7, 7, 7, 4]
     assert manifest["skipped"][0]["file"].endswith("000005.png")
@@ -49,9 +51,19 @@ def test_shards_give_the_batches_and_fake_conditions_of_the_faces_in_memory_when
 
 
 def test_training_on_a_shard_folder_gives_the_weights_of_training_in_memory_when_the_faces_are_the_same(
-        sketchbook, packed, tmp_path):
-    settings = dict(resolution=SIZE, width=4, batch=8, epochs=1, tick_steps=2, preview_steps=100,
-                    checkpoint_minutes=60.0, threads=1, precision="fp32")
+    sketchbook, packed, tmp_path
+):
+    settings = dict(
+        resolution=SIZE,
+        width=4,
+        batch=8,
+        epochs=1,
+        tick_steps=2,
+        preview_steps=100,
+        checkpoint_minutes=60.0,
+        threads=1,
+        precision="fp32",
+    )
     train(TrainingConfig(data=str(packed), **settings), tmp_path / "streamed")
     train(TrainingConfig(data=str(sketchbook), **settings), tmp_path / "memory")
     ours, theirs = load_resume_state(tmp_path / "streamed"), load_resume_state(tmp_path / "memory")
@@ -79,8 +91,23 @@ def test_packing_stops_and_leaves_no_files_when_asked_and_refuses_an_existing_pa
 
 
 def test_pack_command_writes_a_readable_shard_folder_when_run_from_the_command_line(sketchbook, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mangagan_app", "pack", str(sketchbook), str(tmp_path / "p"),
-                           "--res", str(SIZE), "--workers", "1"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mangagan_app",
+            "pack",
+            str(sketchbook),
+            str(tmp_path / "p"),
+            "--res",
+            str(SIZE),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "packed 39 faces (1 skipped)" in proc.stdout
     assert len(ShardSet(tmp_path / "p")) == 39

@@ -104,8 +104,15 @@ def test_sidecar_tags_equal_the_attributes_when_synth_writes_them(tmp_path):
 
 def test_synth_keeps_what_it_wrote_when_asked_to_stop(tmp_path):
     calls = []
-    result = write_sketchbook(tmp_path, 200, size=32, seed=1, workers=1,
-                              progress=lambda done, total: calls.append(done), should_stop=lambda: bool(calls))
+    result = write_sketchbook(
+        tmp_path,
+        200,
+        size=32,
+        seed=1,
+        workers=1,
+        progress=lambda done, total: calls.append(done),
+        should_stop=lambda: bool(calls),
+    )
     assert result.stopped and 0 < result.written < 200
     lines = (tmp_path / "metadata.jsonl").read_text().splitlines()
     assert len(lines) == result.written == len(list(tmp_path.glob("*.png")))

@@ -35,8 +35,11 @@ def colours_only(folder, tagged_every: int) -> None:
         if i % tagged_every:
             sidecar.unlink()
             continue
-        keep = [t.strip() for t in sidecar.read_text().split(",") if t.strip().endswith(("_hair", "_eyes"))
-                and t.strip() not in {"long_hair", "short_hair", "drill_hair"}]
+        keep = [
+            t.strip()
+            for t in sidecar.read_text().split(",")
+            if t.strip().endswith(("_hair", "_eyes")) and t.strip() not in {"long_hair", "short_hair", "drill_hair"}
+        ]
         sidecar.write_text(", ".join(["1girl", *keep]) + "\n")
 
 
@@ -57,7 +60,7 @@ def test_known_groups_are_every_group_when_sketchbook_labels_are_complete(tmp_pa
 
 def test_known_groups_leave_out_untagged_groups_and_never_seen_free_tags_when_data_is_partial(real_like):
     faces = load_face_folder(real_like / "train", 64)
-    assert bool((faces.mask[:, VOCABULARY.offset("tags"):] > 0).any())  # free tags look known to the mask...
+    assert bool((faces.mask[:, VOCABULARY.offset("tags") :] > 0).any())  # free tags look known to the mask...
     assert known_groups(faces.cond, faces.mask) == ("hair_colour", "eye_colour")  # ...but no face has one
 
 
@@ -76,9 +79,11 @@ def test_masked_loss_ignores_labels_and_logits_of_unknown_groups_when_masked():
     other_cond[3:, HAIR] = torch.eye(13)[7]
     other_logits[3:, HAIR] -= 3.0
     assert tagger_loss(other_logits, other_cond, mask=mask) == pytest.approx(
-        float(tagger_loss(logits, cond, mask=mask)), rel=1e-6)
+        float(tagger_loss(logits, cond, mask=mask)), rel=1e-6
+    )
     assert tagger_loss(logits, other_cond, mask=torch.ones_like(cond)) != pytest.approx(
-        float(tagger_loss(logits, cond)), rel=1e-3)
+        float(tagger_loss(logits, cond)), rel=1e-3
+    )
 
 
 def test_accuracy_report_counts_only_faces_that_know_a_group_when_masked():
@@ -96,10 +101,22 @@ def test_accuracy_report_counts_only_faces_that_know_a_group_when_masked():
 
 
 def test_tagger_trains_on_partial_tags_and_reports_only_the_groups_it_learnt_when_data_is_real_like(
-        real_like, tmp_path, capsys):
+    real_like, tmp_path, capsys
+):
     out = tmp_path / "tagger"
-    code = main(["train-tagger", str(real_like / "train"), str(real_like / "test"), "--out", str(out),
-                 "--epochs", "12", "--threads", "1"])
+    code = main(
+        [
+            "train-tagger",
+            str(real_like / "train"),
+            str(real_like / "test"),
+            "--out",
+            str(out),
+            "--epochs",
+            "12",
+            "--threads",
+            "1",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "learning hair_colour, eye_colour from the 180 of 360 faces" in printed

@@ -20,8 +20,18 @@ def faces(tmp_path_factory):
 
 
 def config(**overrides) -> TrainingConfig:
-    settings = dict(data="sketchbook", resolution=SIZE, width=4, batch=16, epochs=1, tick_steps=1,
-                    preview_steps=1000, checkpoint_minutes=60.0, checkpoint_steps=1, threads=1)
+    settings = dict(
+        data="sketchbook",
+        resolution=SIZE,
+        width=4,
+        batch=16,
+        epochs=1,
+        tick_steps=1,
+        preview_steps=1000,
+        checkpoint_minutes=60.0,
+        checkpoint_steps=1,
+        threads=1,
+    )
     return TrainingConfig(**{**settings, **overrides})
 
 
@@ -44,8 +54,13 @@ def test_fallback_checkpoint_is_kept_when_the_run_resumed_from_it_and_saves_agai
     damaged.write_bytes(damaged.read_bytes()[:1000])  # truncated, as by a full disk
 
     calls = []
-    result = train(config(epochs=2, checkpoint_steps=0), tmp_path, faces=faces, resume=True,
-                   should_stop=lambda: calls.append(1) or len(calls) > 1)  # one step, then one save
+    result = train(
+        config(epochs=2, checkpoint_steps=0),
+        tmp_path,
+        faces=faces,
+        resume=True,
+        should_stop=lambda: calls.append(1) or len(calls) > 1,
+    )  # one step, then one save
     assert (result.step, result.stopped) == (good_step + 1, True)
     # Before the fix the damaged file became checkpoint.prev.pt at this save.
     assert torch.load(tmp_path / PREVIOUS_CHECKPOINT, weights_only=True)["step"] == good_step

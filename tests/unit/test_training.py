@@ -33,8 +33,17 @@ def faces(sketchbook):
 
 
 def tiny_config(sketchbook, **overrides) -> TrainingConfig:
-    settings = dict(data=str(sketchbook), resolution=SIZE, width=4, batch=32, epochs=2, tick_steps=2,
-                    preview_steps=8, checkpoint_minutes=60.0, threads=1)
+    settings = dict(
+        data=str(sketchbook),
+        resolution=SIZE,
+        width=4,
+        batch=32,
+        epochs=2,
+        tick_steps=2,
+        preview_steps=8,
+        checkpoint_minutes=60.0,
+        threads=1,
+    )
     settings.update(overrides)
     return TrainingConfig(**settings)
 
@@ -66,8 +75,9 @@ def test_two_epochs_change_the_losses_and_write_previews_when_trained_on_the_ske
     assert json.loads((run / "config.json").read_text())["width"] == 4
 
 
-def test_resume_gives_the_same_counters_and_weights_when_a_run_was_stopped_midway(sketchbook, faces,
-                                                                                   finished_run, tmp_path):
+def test_resume_gives_the_same_counters_and_weights_when_a_run_was_stopped_midway(
+    sketchbook, faces, finished_run, tmp_path
+):
     calls = {"n": 0}
 
     def stop_after_five() -> bool:
@@ -88,8 +98,7 @@ def test_resume_gives_the_same_counters_and_weights_when_a_run_was_stopped_midwa
         torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_training_is_refused_when_the_folder_already_holds_a_run_or_settings_change(sketchbook, faces,
-                                                                                     finished_run):
+def test_training_is_refused_when_the_folder_already_holds_a_run_or_settings_change(sketchbook, faces, finished_run):
     run = finished_run[0]
     with pytest.raises(RunFolderError, match="already holds a training run"):
         train(tiny_config(sketchbook), run, faces=faces)
@@ -132,17 +141,38 @@ def test_exported_model_gives_identical_pixels_in_a_fresh_process_when_seed_and_
     attrs, _ = vocab.parse_tags("blue_hair, glasses")
     here = image_grid(generate(generator, attrs, 6, seed=1), 6)
     out = tmp_path / "grid.png"
-    proc = subprocess.run([sys.executable, "-m", "mangagan_app", "generate", str(exported) + ".safetensors",
-                           "-n", "6", "--tags", "blue_hair,glasses", "--seed", "1", "-o", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mangagan_app",
+            "generate",
+            str(exported) + ".safetensors",
+            "-n",
+            "6",
+            "--tags",
+            "blue_hair,glasses",
+            "--seed",
+            "1",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as im:
         assert np.array_equal(np.asarray(im.convert("RGB")), here)
 
 
 def test_generate_names_unknown_tags_when_the_vocabulary_lacks_them(exported):
-    proc = subprocess.run([sys.executable, "-m", "mangagan_app", "generate", str(exported), "--tags",
-                           "blue_hair, wings, halo"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mangagan_app", "generate", str(exported), "--tags", "blue_hair, wings, halo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "wings" in proc.stderr and "halo" in proc.stderr
 

@@ -23,8 +23,18 @@ def faces(tmp_path_factory):
 
 
 def run(faces, folder, **overrides) -> tuple[list[str], list[dict]]:
-    cfg = TrainingConfig(data=faces.source, resolution=SIZE, width=8, batch=16, epochs=40, tick_steps=5,
-                         preview_steps=1000, threads=1, checkpoint_minutes=60.0, **overrides)
+    cfg = TrainingConfig(
+        data=faces.source,
+        resolution=SIZE,
+        width=8,
+        batch=16,
+        epochs=40,
+        tick_steps=5,
+        preview_steps=1000,
+        threads=1,
+        checkpoint_minutes=60.0,
+        **overrides,
+    )
     warnings: list[str] = []
     train(cfg, folder, faces=faces, progress=lambda p: warnings.append(p.warning) if p.warning else None)
     records = [json.loads(line) for line in (folder / "stats.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -60,15 +70,28 @@ def test_collapse_is_reported_when_faces_from_different_noise_are_alike():
 def test_d_won_warns_once_and_again_only_after_a_recovery():
     monitor = HealthMonitor(warmup_steps=0, ticks=3)
     won, fair = {"r_t": 1.0, "d_fake": 0.001, "d_real": 0.99}, {"r_t": 0.5, "d_fake": 0.3, "d_real": 0.7}
-    kinds = [getattr(monitor.tick(step, means), "kind", None)
-             for step, means in enumerate([won] * 5 + [fair] + [won] * 3 + [fair] * 3 + [won] * 3, start=1)]
+    kinds = [
+        getattr(monitor.tick(step, means), "kind", None)
+        for step, means in enumerate([won] * 5 + [fair] + [won] * 3 + [fair] * 3 + [won] * 3, start=1)
+    ]
     assert kinds == [None, None, D_WON] + [None] * 9 + [None, None, D_WON]
 
 
 def test_cli_progress_prints_the_warning_on_a_line_of_its_own(capsys):
     line, show = _train_progress_printer(25)
-    show(TrainProgress("training", 300, 1000, 1, 10, 50.0, 20.0, {"d_real": 1.0, "d_fake": 0.0},
-                       "the discriminator has won at step 300"))
+    show(
+        TrainProgress(
+            "training",
+            300,
+            1000,
+            1,
+            10,
+            50.0,
+            20.0,
+            {"d_real": 1.0, "d_fake": 0.0},
+            "the discriminator has won at step 300",
+        )
+    )
     line.close()
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "warning: the discriminator has won at step 300"

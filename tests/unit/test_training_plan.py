@@ -39,22 +39,26 @@ def test_suggested_settings_lengthen_a_run_when_the_data_fills_too_few_steps():
     batch, epochs = suggested_settings(49, defaults)
     assert (batch, epochs) == (32, MIN_STEPS)  # one step a pass
     assert suggested_settings(1000, defaults) == (64, 134)  # 15 steps a pass
-    assert fit_note(49, defaults) == ("Fitted to 49 faces: 32 faces per step (fewer than the usual 64) and "
-                                      "2,000 passes (more than the usual 40) for 2,000 steps.")
+    assert fit_note(49, defaults) == (
+        "Fitted to 49 faces: 32 faces per step (fewer than the usual 64) and "
+        "2,000 passes (more than the usual 40) for 2,000 steps."
+    )
     assert fit_note(4000, defaults) == ""
 
 
 def test_a_plan_for_few_faces_says_the_batch_was_lowered_and_that_scratch_is_risky_when_planned():
-    plan = plan_training(TrainingConfig(epochs=900, leave_core_for_gui=True), FaceCount(49, "kept faces"),
-                         images_per_second=100.0)
+    plan = plan_training(
+        TrainingConfig(epochs=900, leave_core_for_gui=True), FaceCount(49, "kept faces"), images_per_second=100.0
+    )
     assert (plan.batch, plan.asked_batch, plan.steps) == (32, 64, 900) and plan.batch_lowered
     assert plan.seconds == pytest.approx(900 * 32 / 100.0) and plan.measured
     assert plan.summary() == "Trains on 49 kept faces: 900 steps of 32 faces (900 passes), about 5 min."
     lowered, few_steps, scratch = plan.notes
     assert lowered == "Faces per step lowered from 64 to 32: 49 faces are fewer than one step of 64."
     assert few_steps.startswith("900 steps are few") and '"Start from"' in scratch
-    fine_tune = plan_training(TrainingConfig(epochs=2000, init_from="runs/a"), FaceCount(49, "kept faces"),
-                              images_per_second=100.0)
+    fine_tune = plan_training(
+        TrainingConfig(epochs=2000, init_from="runs/a"), FaceCount(49, "kept faces"), images_per_second=100.0
+    )
     assert fine_tune.notes == (lowered,)
 
 
@@ -76,8 +80,9 @@ def test_the_speed_of_an_earlier_run_with_the_same_networks_is_used_when_there_i
         folder = tmp_path / name
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps(TrainingConfig(width=width).to_dict()))
-        (folder / "stats.jsonl").write_text("".join(json.dumps({"step": i, "img_per_sec": r}) + "\n"
-                                                    for i, r in enumerate(rates)))
+        (folder / "stats.jsonl").write_text(
+            "".join(json.dumps({"step": i, "img_per_sec": r}) + "\n" for i, r in enumerate(rates))
+        )
 
     assert measured_images_per_second(tmp_path / "none", TrainingConfig()) is None
     run("narrow", 16, [300.0, 310.0, 320.0])

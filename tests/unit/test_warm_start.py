@@ -29,8 +29,17 @@ def faces(sketchbook):
 
 
 def config(sketchbook, **overrides) -> TrainingConfig:
-    settings = dict(data=str(sketchbook), resolution=SIZE, width=4, batch=32, epochs=2, tick_steps=2,
-                    preview_steps=100, checkpoint_minutes=60.0, threads=1)
+    settings = dict(
+        data=str(sketchbook),
+        resolution=SIZE,
+        width=4,
+        batch=32,
+        epochs=2,
+        tick_steps=2,
+        preview_steps=100,
+        checkpoint_minutes=60.0,
+        threads=1,
+    )
     settings.update(overrides)
     return TrainingConfig(**settings)
 
@@ -60,8 +69,9 @@ def test_film_generator_draws_exactly_the_input_generator_when_grown_from_it(inp
         torch.testing.assert_close(grown.eval()(z, conditions(6)), old.eval()(z, conditions(6)))
 
 
-def test_warm_started_film_run_learns_its_film_layers_and_records_the_earlier_steps(sketchbook, faces, input_run,
-                                                                                  tmp_path):
+def test_warm_started_film_run_learns_its_film_layers_and_records_the_earlier_steps(
+    sketchbook, faces, input_run, tmp_path
+):
     run = tmp_path / "film"
     result = train(config(sketchbook, g_conditioning="film", init_from=str(input_run), epochs=1), run, faces=faces)
     assert (result.step, result.stopped) == (4, False)
@@ -83,8 +93,7 @@ def test_warm_started_film_run_learns_its_film_layers_and_records_the_earlier_st
         assert generator(torch.randn(2, 128), conditions(2)).shape == (2, 3, SIZE, SIZE)
 
 
-def test_warm_start_is_refused_naming_the_source_when_the_networks_do_not_fit(sketchbook, faces, input_run,
-                                                                           tmp_path):
+def test_warm_start_is_refused_naming_the_source_when_the_networks_do_not_fit(sketchbook, faces, input_run, tmp_path):
     with pytest.raises(RunFolderError, match=f"{input_run}.*does not fit"):
         train(config(sketchbook, width=8, init_from=str(input_run)), tmp_path / "wide", faces=faces)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -94,8 +103,13 @@ def test_warm_start_is_refused_naming_the_source_when_the_networks_do_not_fit(sk
 
 def test_learning_rates_fall_linearly_to_zero_over_the_last_steps_when_decay_is_set(sketchbook, faces, tmp_path):
     seen = []
-    train(config(sketchbook, epochs=2, lr_decay_steps=4, lr_g=1e-3, lr_d=2e-3), tmp_path, faces=faces,
-          should_stop=lambda: False, progress=lambda p: None)
+    train(
+        config(sketchbook, epochs=2, lr_decay_steps=4, lr_g=1e-3, lr_d=2e-3),
+        tmp_path,
+        faces=faces,
+        should_stop=lambda: False,
+        progress=lambda p: None,
+    )
     state = load_resume_state(tmp_path)
     # The last of 8 steps ran with factor (8 - 7) / 4.
     seen.append(state["opt_g"]["param_groups"][0]["lr"])

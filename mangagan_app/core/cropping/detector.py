@@ -54,13 +54,15 @@ def detect_faces(image: Image.Image) -> list[DetectedFace]:
     for hit in hits:
         box = hit.face.pos
         eye = hit.left_eye.color
-        faces.append(DetectedFace(
-            box=(box.x, box.y, box.width, box.height),
-            likelihood=float(hit.likelihood),
-            hair_rgb=(hit.hair.color.r, hit.hair.color.g, hit.hair.color.b),
-            eye_rgb=(eye.r, eye.g, eye.b),
-            skin_rgb=(hit.skin.color.r, hit.skin.color.g, hit.skin.color.b),
-        ))
+        faces.append(
+            DetectedFace(
+                box=(box.x, box.y, box.width, box.height),
+                likelihood=float(hit.likelihood),
+                hair_rgb=(hit.hair.color.r, hit.hair.color.g, hit.hair.color.b),
+                eye_rgb=(eye.r, eye.g, eye.b),
+                skin_rgb=(hit.skin.color.r, hit.skin.color.g, hit.skin.color.b),
+            )
+        )
     return faces
 
 
@@ -116,10 +118,13 @@ def draw_reference_face(size: int = 128) -> Image.Image:
     hair, skin, line = (90, 60, 40), (255, 228, 210), (60, 40, 30)
     draw.ellipse(px(0.12, 0.08, 0.88, 0.80), fill=hair)
     draw.rectangle(px(0.14, 0.40, 0.86, 0.95), fill=hair)
-    draw.polygon(pts((0.22, 0.35), (0.78, 0.35), (0.76, 0.62), (0.5, 0.86), (0.24, 0.62)),
-                 fill=skin, outline=line)
-    draw.polygon(pts((0.16, 0.22), (0.84, 0.22), (0.86, 0.45), (0.7, 0.36), (0.55, 0.44),
-                     (0.45, 0.36), (0.3, 0.44), (0.14, 0.45)), fill=hair)
+    draw.polygon(pts((0.22, 0.35), (0.78, 0.35), (0.76, 0.62), (0.5, 0.86), (0.24, 0.62)), fill=skin, outline=line)
+    draw.polygon(
+        pts(
+            (0.16, 0.22), (0.84, 0.22), (0.86, 0.45), (0.7, 0.36), (0.55, 0.44), (0.45, 0.36), (0.3, 0.44), (0.14, 0.45)
+        ),
+        fill=hair,
+    )
     for cx in (0.36, 0.64):
         draw.ellipse(px(cx - 0.07, 0.45, cx + 0.07, 0.62), fill=(255, 255, 255))
         draw.ellipse(px(cx - 0.055, 0.47, cx + 0.055, 0.62), fill=(40, 80, 170))

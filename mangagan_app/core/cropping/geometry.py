@@ -19,8 +19,9 @@ DETECTOR_MIN_FACE_PX = 45
 _MIN_PASS_SIDE = 64
 
 
-def detection_scales(width: int, height: int, *, min_face: int, detect_face_px: int,
-                     pyramid_step: float) -> list[float]:
+def detection_scales(
+    width: int, height: int, *, min_face: int, detect_face_px: int, pyramid_step: float
+) -> list[float]:
     """The scales (largest first) at which to run the detector on a ``width`` x ``height`` image.
 
     The first pass maps a face of ``min_face`` source pixels to ``detect_face_px``

@@ -145,8 +145,9 @@ def process_source(job: SourceJob, cfg: CropConfig, dataset_dir: str) -> SourceR
         width, height = rgb.size
         if min(width, height) < cfg.min_face:
             raise ValueError(f"image too small to hold a face ({width}x{height} px)")
-        scales = detection_scales(width, height, min_face=cfg.min_face, detect_face_px=cfg.detect_face_px,
-                                  pyramid_step=cfg.pyramid_step)
+        scales = detection_scales(
+            width, height, min_face=cfg.min_face, detect_face_px=cfg.detect_face_px, pyramid_step=cfg.pyramid_step
+        )
         detected = detect_faces_multiscale(rgb, scales)
     except Exception as exc:  # noqa: BLE001 - any failure of one image is that image's error row
         return SourceResult(job.source_id, job.path, size, mtime, sha, width, height, _describe_error(exc))
@@ -166,10 +167,22 @@ def process_source(job: SourceJob, cfg: CropConfig, dataset_dir: str) -> SourceR
         crop.save(buffer, "PNG")
         atomic_write_bytes(out, buffer.getvalue())
         tags, origin = face_tags(sidecar, face.hair_rgb, face.eye_rgb)
-        faces.append(FaceResult(
-            idx=len(faces), box=face.box, square=square, likelihood=face.likelihood, hair_rgb=face.hair_rgb,
-            eye_rgb=face.eye_rgb, skin_rgb=face.skin_rgb, crop_file=name, crop_size=cfg.size, tags=tuple(tags),
-            tags_source=origin, dhash=dhash(crop)))
+        faces.append(
+            FaceResult(
+                idx=len(faces),
+                box=face.box,
+                square=square,
+                likelihood=face.likelihood,
+                hair_rgb=face.hair_rgb,
+                eye_rgb=face.eye_rgb,
+                skin_rgb=face.skin_rgb,
+                crop_file=name,
+                crop_size=cfg.size,
+                tags=tuple(tags),
+                tags_source=origin,
+                dhash=dhash(crop),
+            )
+        )
     return SourceResult(job.source_id, job.path, size, mtime, sha, width, height, None, tuple(faces), small)
 
 
@@ -212,8 +225,14 @@ def _reason_key(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def crop_sources(sources: Sequence[str | os.PathLike], dataset_dir: str | os.PathLike, cfg: CropConfig, *,
-                 progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> CropSummary:
+def crop_sources(
+    sources: Sequence[str | os.PathLike],
+    dataset_dir: str | os.PathLike,
+    cfg: CropConfig,
+    *,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> CropSummary:
     """Crop every face in ``sources`` (files and folders) into ``dataset_dir``.
 
     Resumable: sources already recorded unchanged are skipped. ``progress(done,
@@ -246,8 +265,15 @@ def _record(catalogue: Catalogue, result: SourceResult, summary: CropSummary) ->
     summary.small_faces += result.small_faces
 
 
-def _run_jobs(jobs: list[SourceJob], catalogue: Catalogue, cfg: CropConfig, workers: int, summary: CropSummary,
-              progress: ProgressFn | None, should_stop: StopFn) -> None:
+def _run_jobs(
+    jobs: list[SourceJob],
+    catalogue: Catalogue,
+    cfg: CropConfig,
+    workers: int,
+    summary: CropSummary,
+    progress: ProgressFn | None,
+    should_stop: StopFn,
+) -> None:
     total = len(jobs)
     queue = list(reversed(jobs))
     context = multiprocessing.get_context("spawn")
@@ -279,12 +305,22 @@ def _run_jobs(jobs: list[SourceJob], catalogue: Catalogue, cfg: CropConfig, work
                     # A crash inside the C detector kills its process and the pool;
                     # the images then in flight are marked (which one crashed is
                     # unknowable) and a fresh pool goes on with the rest.
-                    result = SourceResult(job.source_id, job.path, None, None, None, None, None,
-                                          "the detector process crashed on this image (or beside it)")
+                    result = SourceResult(
+                        job.source_id,
+                        job.path,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        "the detector process crashed on this image (or beside it)",
+                    )
                     crashes_in_a_row += 1
                     if crashes_in_a_row > 2 * workers + 2:
-                        raise RuntimeError("the detector worker processes keep dying; is the main module "
-                                           "importable (spawn needs an `if __name__ == '__main__'` guard)?") from None
+                        raise RuntimeError(
+                            "the detector worker processes keep dying; is the main module "
+                            "importable (spawn needs an `if __name__ == '__main__'` guard)?"
+                        ) from None
                     if job_pool is pool:
                         pool.shutdown(wait=False, cancel_futures=True)
                         pool = new_pool()
@@ -298,8 +334,13 @@ def _run_jobs(jobs: list[SourceJob], catalogue: Catalogue, cfg: CropConfig, work
 
 
 # ---- using the reviewed crops --------------------------------------------------------
-def export_kept(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, progress: ProgressFn | None = None,
-                should_stop: StopFn | None = None) -> int:
+def export_kept(
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> int:
     """Copy the kept crops into ``out_dir`` as ``NNNNNNN.png`` + kohya ``NNNNNNN.txt`` tag files.
 
     That folder is what the trainer reads (created only when a crop is kept). Returns

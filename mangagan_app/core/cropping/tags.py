@@ -28,15 +28,31 @@ log = logging.getLogger(__name__)
 # sketchbook crops (seed 99, not the scenes the benchmark measures on); on real
 # illustrations expect the mapping to be less accurate than the benchmark says.
 HAIR_REFERENCE_RGB: dict[str, tuple[int, int, int]] = {
-    "aqua": (44, 174, 168), "black": (20, 21, 25), "blonde": (242, 208, 17), "blue": (31, 74, 148),
-    "brown": (80, 53, 31), "green": (36, 105, 34), "grey": (86, 83, 82), "orange": (206, 104, 16),
-    "pink": (243, 34, 122), "purple": (94, 47, 125), "red": (141, 23, 25), "silver": (109, 130, 180),
+    "aqua": (44, 174, 168),
+    "black": (20, 21, 25),
+    "blonde": (242, 208, 17),
+    "blue": (31, 74, 148),
+    "brown": (80, 53, 31),
+    "green": (36, 105, 34),
+    "grey": (86, 83, 82),
+    "orange": (206, 104, 16),
+    "pink": (243, 34, 122),
+    "purple": (94, 47, 125),
+    "red": (141, 23, 25),
+    "silver": (109, 130, 180),
     "white": (169, 184, 203),
 }
 EYE_REFERENCE_RGB: dict[str, tuple[int, int, int]] = {
-    "aqua": (16, 97, 91), "black": (86, 75, 71), "blue": (22, 45, 89), "brown": (82, 65, 33),
-    "green": (18, 75, 19), "orange": (110, 57, 12), "pink": (132, 17, 72), "purple": (65, 26, 84),
-    "red": (86, 15, 16), "yellow": (109, 88, 11),
+    "aqua": (16, 97, 91),
+    "black": (86, 75, 71),
+    "blue": (22, 45, 89),
+    "brown": (82, 65, 33),
+    "green": (18, 75, 19),
+    "orange": (110, 57, 12),
+    "pink": (132, 17, 72),
+    "purple": (65, 26, 84),
+    "red": (86, 15, 16),
+    "yellow": (109, 88, 11),
 }
 _COLOUR_GROUPS = {"hair_colour": HAIR_REFERENCE_RGB, "eye_colour": EYE_REFERENCE_RGB}
 
@@ -66,8 +82,12 @@ def nearest_colour(rgb: Sequence[int], group: str, candidates: Iterable[str] | N
 
 def find_sidecar(source: Path) -> Path | None:
     """The tag file beside ``source`` (``a.txt``, ``a.png.txt``, ``a.png.json``, ``a.json``), if any."""
-    for candidate in (source.with_suffix(".txt"), source.with_name(source.name + ".txt"),
-                      source.with_name(source.name + ".json"), source.with_suffix(".json")):
+    for candidate in (
+        source.with_suffix(".txt"),
+        source.with_name(source.name + ".txt"),
+        source.with_name(source.name + ".json"),
+        source.with_suffix(".json"),
+    ):
         if candidate != source and candidate.is_file():
             return candidate
     return None

@@ -52,8 +52,7 @@ def check_face_size(size: int) -> None:
         raise ValueError(f"size must be 16 to 1024 px, not {size}")
 
 
-def contact_sheet(seed: int = 0, count: int = 64, size: int = 64, columns: int = 8,
-                  first: int = 0) -> Image.Image:
+def contact_sheet(seed: int = 0, count: int = 64, size: int = 64, columns: int = 8, first: int = 0) -> Image.Image:
     """A grid of sketchbook faces ``first .. first+count-1`` (the same faces ``synth`` writes).
 
     Raises ``ValueError`` for a non-positive count or column number, or a size
@@ -95,9 +94,16 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def write_sketchbook(out_dir: str | os.PathLike, count: int, *, size: int = 128, seed: int = 0,
-                     workers: int | None = None, progress: ProgressFn | None = None,
-                     should_stop: StopFn | None = None) -> SynthResult:
+def write_sketchbook(
+    out_dir: str | os.PathLike,
+    count: int,
+    *,
+    size: int = 128,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> SynthResult:
     """Write ``count`` faces to ``out_dir`` (created if needed) with tag sidecars and metadata.
 
     Files are ``NNNNNN.png`` + ``NNNNNN.txt``; ``metadata.jsonl`` holds one record per
@@ -113,15 +119,28 @@ def write_sketchbook(out_dir: str | os.PathLike, count: int, *, size: int = 128,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chunks = [(str(out), seed, list(range(i, min(i + CHUNK, count))), size) for i in range(0, count, CHUNK)]
-    records, stopped = run_chunks(_write_chunk, chunks, workers=workers or default_workers(), total=count,
-                                  progress=progress, should_stop=should_stop)
+    records, stopped = run_chunks(
+        _write_chunk,
+        chunks,
+        workers=workers or default_workers(),
+        total=count,
+        progress=progress,
+        should_stop=should_stop,
+    )
     atomic_write_text(out / "metadata.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     log.debug("wrote %d sketchbook faces to %s", len(records), out)
     return SynthResult(out, len(records), stopped)
 
 
-def ensure_sketchbook(out_dir: str | os.PathLike, count: int, *, size: int, seed: int,
-                      progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> SynthResult:
+def ensure_sketchbook(
+    out_dir: str | os.PathLike,
+    count: int,
+    *,
+    size: int,
+    seed: int,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> SynthResult:
     """The sketchbook folder ``out_dir`` with ``count`` faces, drawing it only if it is not complete.
 
     A folder counts as complete when its ``metadata.jsonl`` (written last) lists

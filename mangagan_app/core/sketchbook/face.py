@@ -27,8 +27,9 @@ def supersample(size: int) -> int:
 class _Painter:
     """Draws the parts of one character onto ``image`` in face units via ``pose``."""
 
-    def __init__(self, image: Image.Image, pose: Pose, attrs: Attributes, look: Look,
-                 coverage: Image.Image | None = None):
+    def __init__(
+        self, image: Image.Image, pose: Pose, attrs: Attributes, look: Look, coverage: Image.Image | None = None
+    ):
         self.im = image
         self.d = ImageDraw.Draw(image, "RGBA")
         # Opaque parts are also drawn into ``coverage`` (mode L) so that a character drawn on
@@ -126,8 +127,7 @@ class _Painter:
             # Shadow along the inner side and one strand line make it read as a tail of hair.
             inner = bezier((side * 1.25, -0.9), (side * 1.75, -0.5), (side * 1.7, 1.0), (side * 1.5, 2.4), 10)
             self.line(inner, self.hair_dark, self.lw * 2.5)
-            self.poly(ellipse(root[0], root[1] + 0.05, 0.2, 0.2, 16), hls_rgb(*self.k.accent2),
-                      self.hair_line)
+            self.poly(ellipse(root[0], root[1] + 0.05, 0.2, 0.2, 16), hls_rgb(*self.k.accent2), self.hair_line)
 
     def ponytail(self) -> None:
         side = self.k.tail_side
@@ -154,13 +154,20 @@ class _Painter:
                 lobe = ellipse(cu, cv, r, 0.28, 20, angle=side * 0.35)
                 self.poly(lobe, self.hair, self.hair_line)
                 # The spiral's shadow edge: a dark crescent on each coil.
-                crescent = ellipse(cu, cv + 0.04, r * 0.85, 0.2, 10, angle=side * 0.35,
-                                   start=0.15 * math.pi, stop=0.85 * math.pi)
+                crescent = ellipse(
+                    cu, cv + 0.04, r * 0.85, 0.2, 10, angle=side * 0.35, start=0.15 * math.pi, stop=0.85 * math.pi
+                )
                 self.line(crescent, self.hair_dark, self.lw * 2.2)
-                self.line(ellipse(cu - side * 0.1, cv - 0.1, r * 0.5, 0.08, 6, start=math.pi, stop=1.6 * math.pi),
-                          self.hair_light, self.lw * 1.6)
-            tip = [(top_u + side * 0.0, top_v + 2.0), (top_u + side * 0.33, top_v + 1.85),
-                   (top_u + side * 0.05, top_v + 2.35)]
+                self.line(
+                    ellipse(cu - side * 0.1, cv - 0.1, r * 0.5, 0.08, 6, start=math.pi, stop=1.6 * math.pi),
+                    self.hair_light,
+                    self.lw * 1.6,
+                )
+            tip = [
+                (top_u + side * 0.0, top_v + 2.0),
+                (top_u + side * 0.33, top_v + 1.85),
+                (top_u + side * 0.05, top_v + 2.35),
+            ]
             self.poly(tip, self.hair, self.hair_line)
 
     # ---- body and face ----------------------------------------------------------------
@@ -243,7 +250,7 @@ class _Painter:
         light_iris = shade(k.eye, +0.18, 0.0)
 
         def irises() -> None:
-            for (_, _, (cu, w, h)) in shapes:
+            for _, _, (cu, w, h) in shapes:
                 iu, iv = cu + k.gaze[0] * w, 0.02 + k.gaze[1] * h * 2 + 0.04
                 ru, rv = w * 0.68, h * 0.62
                 self.poly(ellipse(iu, iv, ru, rv, 24), dark_iris, shade(k.eye, -0.35), z=1.0)
@@ -252,10 +259,10 @@ class _Painter:
                 self.poly(ellipse(iu, iv - rv * 0.05, ru * 0.36, rv * 0.42, 16), shade(k.eye, -0.38, 0.0), z=1.0)
                 self.poly(ellipse(iu, iv - rv * 0.9, ru * 1.1, rv * 0.35, 18), (0, 0, 0, 70), z=1.0)
                 hl = -k.light
-                self.poly(ellipse(iu + hl * ru * 0.38, iv - rv * 0.38, ru * 0.34, rv * 0.26, 14),
-                          (255, 255, 255), z=1.0)
-                self.poly(ellipse(iu - hl * ru * 0.4, iv + rv * 0.42, ru * 0.14, rv * 0.1, 10),
-                          (255, 255, 255), z=1.0)
+                self.poly(
+                    ellipse(iu + hl * ru * 0.38, iv - rv * 0.38, ru * 0.34, rv * 0.26, 14), (255, 255, 255), z=1.0
+                )
+                self.poly(ellipse(iu - hl * ru * 0.4, iv + rv * 0.42, ru * 0.14, rv * 0.1, 10), (255, 255, 255), z=1.0)
 
         self.clipped(scleras, irises)
         lash = shade(self.k.hair, -0.45, -0.2) if self.k.hair[1] > 0.5 else (25, 18, 22)
@@ -266,15 +273,23 @@ class _Painter:
             self.poly(ribbon(upper, widths), lash, z=1.0)
             outer = upper[-1] if side > 0 else upper[0]
             inner_end = upper[0] if side > 0 else upper[-1]
-            flick = [(outer[0] - side * 0.06, outer[1] - 0.05), (outer[0] + side * 0.1, outer[1] - 0.1),
-                     (outer[0] + side * 0.02, outer[1] + 0.05)]
+            flick = [
+                (outer[0] - side * 0.06, outer[1] - 0.05),
+                (outer[0] + side * 0.1, outer[1] - 0.1),
+                (outer[0] + side * 0.02, outer[1] + 0.05),
+            ]
             self.poly(flick, lash, z=1.0)
             self.line([inner_end, (inner_end[0] - side * 0.01, inner_end[1] + 0.03)], lash, self.lw, z=1.0)
             self.line(lower[1:6], shade(self.k.skin, -0.4, -0.1), self.lw * 0.9, z=1.0)
             # Eyebrow: a thin curve well above the eye, hair-tinted.
             bv = -h * 1.05 - 0.16
-            brow = bezier((cu - side * w * 0.9, bv + 0.05), (cu - side * w * 0.3, bv - 0.05),
-                          (cu + side * w * 0.5, bv - 0.05), (cu + side * w * 1.1, bv + 0.04), 8)
+            brow = bezier(
+                (cu - side * w * 0.9, bv + 0.05),
+                (cu - side * w * 0.3, bv - 0.05),
+                (cu + side * w * 0.5, bv - 0.05),
+                (cu + side * w * 1.1, bv + 0.04),
+                8,
+            )
             self.line(brow, self.hair_line, self.lw * 1.1, z=1.0)
 
     def nose_mouth(self) -> None:
@@ -293,8 +308,12 @@ class _Painter:
         elif "smile" in self.a.tags:
             # Wider than the neutral mouth and curved up at the corners, so it reads at 64 px.
             sw = mw * 1.25
-            self.line(bezier((-sw, mv - 0.05), (-sw * 0.5, mv + 0.11), (sw * 0.5, mv + 0.11), (sw, mv - 0.05), 10),
-                      line, self.lw * 1.4, z=1.0)
+            self.line(
+                bezier((-sw, mv - 0.05), (-sw * 0.5, mv + 0.11), (sw * 0.5, mv + 0.11), (sw, mv - 0.05), 10),
+                line,
+                self.lw * 1.4,
+                z=1.0,
+            )
         else:
             self.line([(-mw * 0.6, mv + 0.02), (mw * 0.6, mv + 0.01)], line, self.lw * 1.1, z=1.0)
 
@@ -359,9 +378,14 @@ class _Painter:
         end += 0.4 * k.lock_length
         for side in (-1.0, 1.0):
             # The root starts under the bangs so only the hanging part shows.
-            path = bezier((side * 0.95 * k.face_width, -1.05), (side * 1.1, -0.1),
-                          (side * 0.98, end * 0.7), (side * 0.86, end), 14)
-            widths = [0.2 - 0.18 * t ** 1.5 for t in np.linspace(0, 1, 14)]
+            path = bezier(
+                (side * 0.95 * k.face_width, -1.05),
+                (side * 1.1, -0.1),
+                (side * 0.98, end * 0.7),
+                (side * 0.86, end),
+                14,
+            )
+            widths = [0.2 - 0.18 * t**1.5 for t in np.linspace(0, 1, 14)]
             self.poly(ribbon(path, widths), self.hair, self.hair_line, z=0.15)
             self.line(path[4:11], self.hair_dark, self.lw * 0.9, z=0.15)
 
@@ -375,8 +399,12 @@ class _Painter:
             if self.k.glasses_round:
                 rim = ellipse(cu, 0.0, w * 1.3, h * 0.9, 28)
             else:
-                rim = [(cu - w * 1.35, -h * 0.6), (cu + w * 1.35, -h * 0.6), (cu + w * 1.25, h * 0.75),
-                       (cu - w * 1.25, h * 0.75)]
+                rim = [
+                    (cu - w * 1.35, -h * 0.6),
+                    (cu + w * 1.35, -h * 0.6),
+                    (cu + w * 1.25, h * 0.75),
+                    (cu - w * 1.25, h * 0.75),
+                ]
             self.poly(rim, (200, 230, 255, 45), colour, self.lw * 1.3, z=1.0)
             self.line([(cu - w * 0.7, h * 0.3), (cu - w * 0.2, -h * 0.3)], (255, 255, 255, 170), self.lw, z=1.0)
             temple_u = side * (self.k.eye_spacing + w * 1.3)
@@ -391,9 +419,11 @@ class _Painter:
             base_in, base_out = (side * 0.35 * vol, -1.6 * vol), (side * 1.05 * vol, -1.15 * vol)
             tip = (side * 1.05 * vol, -2.05 * vol)
             self.poly([base_in, tip, base_out], self.hair, self.hair_line, z=0.2)
-            cin = [(base_in[0] * 0.8 + tip[0] * 0.2 + side * 0.08, base_in[1] * 0.8 + tip[1] * 0.2),
-                   (tip[0] * 0.85 + base_out[0] * 0.15 - side * 0.02, tip[1] * 0.8 + base_out[1] * 0.2),
-                   (base_out[0] * 0.75 + base_in[0] * 0.25, base_out[1] * 0.8 + base_in[1] * 0.2 - 0.05)]
+            cin = [
+                (base_in[0] * 0.8 + tip[0] * 0.2 + side * 0.08, base_in[1] * 0.8 + tip[1] * 0.2),
+                (tip[0] * 0.85 + base_out[0] * 0.15 - side * 0.02, tip[1] * 0.8 + base_out[1] * 0.2),
+                (base_out[0] * 0.75 + base_in[0] * 0.25, base_out[1] * 0.8 + base_in[1] * 0.2 - 0.05),
+            ]
             self.poly(cin, inner_col, z=0.2)
 
     def hat(self) -> None:
@@ -403,12 +433,14 @@ class _Painter:
         if self.k.hat_kind == 0:
             # Wide-brimmed sun/witch-style hat: a dome and a brim wider than the head.
             brim = ellipse(0.0, -1.25 * vol, 1.85 * vol, 0.32, 36)
-            crown = bezier((-1.0 * vol, -1.3 * vol), (-0.95 * vol, -2.3), (0.95 * vol, -2.3),
-                           (1.0 * vol, -1.3 * vol), 14)
+            crown = bezier(
+                (-1.0 * vol, -1.3 * vol), (-0.95 * vol, -2.3), (0.95 * vol, -2.3), (1.0 * vol, -1.3 * vol), 14
+            )
             self.poly(brim, colour, line, z=0.2)
             self.poly(crown, colour, line, z=0.2)
-            band = bezier((-0.98 * vol, -1.42 * vol), (-0.6, -1.6 * vol), (0.6, -1.6 * vol),
-                          (0.98 * vol, -1.42 * vol), 10)
+            band = bezier(
+                (-0.98 * vol, -1.42 * vol), (-0.6, -1.6 * vol), (0.6, -1.6 * vol), (0.98 * vol, -1.42 * vol), 10
+            )
             self.line(band, hls_rgb(*self.k.accent2), self.lw * 4, z=0.2)
         else:
             # Beret pushed to one side: a puffy cap that covers the crown, with a darker band.
@@ -417,8 +449,12 @@ class _Painter:
             self.poly(beret, colour, line, z=0.2)
             band = ellipse(s * 0.05, -1.12 * vol, 1.0 * vol, 0.16, 24, angle=s * 0.08)
             self.poly(band, shade(self.k.accent, -0.15), line, z=0.2)
-            self.line(ellipse(s * 0.35, -1.6 * vol, 0.8, 0.25, 10, angle=s * 0.12, start=3.6, stop=5.4),
-                      shade(self.k.accent, +0.12), self.lw * 2, z=0.2)
+            self.line(
+                ellipse(s * 0.35, -1.6 * vol, 0.8, 0.25, 10, angle=s * 0.12, start=3.6, stop=5.4),
+                shade(self.k.accent, +0.12),
+                self.lw * 2,
+                z=0.2,
+            )
 
     def ribbon(self) -> None:
         s = self.k.ribbon_side
@@ -461,8 +497,15 @@ class _Painter:
             self.ribbon()
 
 
-def draw_character(image: Image.Image, pose: Pose, attrs: Attributes, look: Look, *,
-                   body_bottom: float | None = 3.6, coverage: Image.Image | None = None) -> None:
+def draw_character(
+    image: Image.Image,
+    pose: Pose,
+    attrs: Attributes,
+    look: Look,
+    *,
+    body_bottom: float | None = 3.6,
+    coverage: Image.Image | None = None,
+) -> None:
     """Draw one character onto the RGB ``image`` in place at ``pose``.
 
     The neck, shoulders and torso reach down to ``body_bottom`` (face units below
@@ -507,8 +550,12 @@ CROP_EYE_Y = 0.52
 def crop_pose(size: int, look: Look) -> Pose:
     """The pose that frames a face as a training crop of ``size`` pixels."""
     return Pose(
-        cx=size * (0.5 + look.offset[0]), cy=size * (CROP_EYE_Y + look.offset[1]),
-        unit=size * CROP_UNIT * look.zoom, roll=look.roll, yaw=look.yaw, pitch=look.pitch,
+        cx=size * (0.5 + look.offset[0]),
+        cy=size * (CROP_EYE_Y + look.offset[1]),
+        unit=size * CROP_UNIT * look.zoom,
+        roll=look.roll,
+        yaw=look.yaw,
+        pitch=look.pitch,
     )
 
 

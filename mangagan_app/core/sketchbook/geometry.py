@@ -56,12 +56,20 @@ def bezier(p0: Point, p1: Point, p2: Point, p3: Point, n: int = 12) -> list[Poin
     """``n`` points on the cubic Bézier curve p0→p3 (both ends included)."""
     t = np.linspace(0.0, 1.0, n)[:, None]
     a, b, c, d = (np.asarray(p, float) for p in (p0, p1, p2, p3))
-    curve = (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t ** 2 * c + t ** 3 * d
+    curve = (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t**2 * c + t**3 * d
     return [(float(x), float(y)) for x, y in curve]
 
 
-def ellipse(cu: float, cv: float, ru: float, rv: float, n: int = 28, angle: float = 0.0,
-            start: float = 0.0, stop: float = 2 * math.pi) -> list[Point]:
+def ellipse(
+    cu: float,
+    cv: float,
+    ru: float,
+    rv: float,
+    n: int = 28,
+    angle: float = 0.0,
+    start: float = 0.0,
+    stop: float = 2 * math.pi,
+) -> list[Point]:
     """Points on an ellipse (optionally an arc from ``start`` to ``stop``) rotated by ``angle``."""
     closed = abs((stop - start) - 2 * math.pi) < 1e-9
     t = np.linspace(start, stop, n, endpoint=not closed)

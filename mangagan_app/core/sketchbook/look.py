@@ -29,8 +29,14 @@ RGB = tuple[int, int, int]
 
 # Accessory colours: named, saturated, and never skin-like.
 ACCENT_HLS = (
-    (0.99, 0.45, 0.80), (0.60, 0.40, 0.70), (0.93, 0.70, 0.75), (0.0, 0.95, 0.0), (0.0, 0.15, 0.0),
-    (0.75, 0.45, 0.55), (0.40, 0.35, 0.55), (0.13, 0.55, 0.85),
+    (0.99, 0.45, 0.80),
+    (0.60, 0.40, 0.70),
+    (0.93, 0.70, 0.75),
+    (0.0, 0.95, 0.0),
+    (0.0, 0.15, 0.0),
+    (0.75, 0.45, 0.55),
+    (0.40, 0.35, 0.55),
+    (0.13, 0.55, 0.85),
 )
 BACKGROUND_KINDS = ("flat", "gradient", "stripes", "dots", "checker")
 PITCH_OF_TAG = {"looking_up": 0.22, "looking_down": -0.22}
@@ -46,36 +52,36 @@ class Look:
     accent: HLS
     accent2: HLS
     clothes: HLS
-    face_width: float      # horizontal scale of the face outline
-    chin: float            # v of the chin point
-    jaw: float             # half-width of the jaw at the chin's shoulder
+    face_width: float  # horizontal scale of the face outline
+    chin: float  # v of the chin point
+    jaw: float  # half-width of the jaw at the chin's shoulder
     eye_size: float
-    eye_spacing: float     # u of each eye centre
-    eye_height: float      # eye height / width
-    eye_tilt: float        # outer corner raised by this much
-    line: float            # line weight multiplier
-    light: float           # -1 light from the left, +1 from the right
+    eye_spacing: float  # u of each eye centre
+    eye_height: float  # eye height / width
+    eye_tilt: float  # outer corner raised by this much
+    line: float  # line weight multiplier
+    light: float  # -1 light from the left, +1 from the right
     bang_count: int
-    bang_depth: float      # v of the bang tips (negative: above the eyes)
-    bang_style: int        # 0 pointed strands, 1 blunt cut, 2 parted
-    parting: float         # u of the parting of parted bangs
-    lock_length: float     # v where the side locks end
-    volume: float          # scale of the hair mass
-    roll: float            # head tilt, radians
+    bang_depth: float  # v of the bang tips (negative: above the eyes)
+    bang_style: int  # 0 pointed strands, 1 blunt cut, 2 parted
+    parting: float  # u of the parting of parted bangs
+    lock_length: float  # v where the side locks end
+    volume: float  # scale of the hair mass
+    roll: float  # head tilt, radians
     yaw: float
     pitch: float
     gaze: tuple[float, float]
     mouth_width: float
-    ribbon_side: float     # -1 left, +1 right, 0 top
-    tail_side: float       # ponytail side
+    ribbon_side: float  # -1 left, +1 right, 0 top
+    tail_side: float  # ponytail side
     hat_kind: int
-    collar: int            # 0 sailor collar, 1 round neckline, 2 shirt collar
+    collar: int  # 0 sailor collar, 1 round neckline, 2 shirt collar
     glasses_round: bool
     background: str
     bg_colours: tuple[RGB, RGB]
     bg_param: float
     offset: tuple[float, float]  # framing offset, fraction of the crop
-    zoom: float                  # framing scale jitter
+    zoom: float  # framing scale jitter
 
 
 def sample_look(attrs: Attributes, rng: np.random.Generator, *, max_roll_deg: float = 35.0) -> Look:
@@ -101,18 +107,40 @@ def sample_look(attrs: Attributes, rng: np.random.Generator, *, max_roll_deg: fl
     base = (u[6], between(7, 0.55, 0.95), between(8, 0.0, 0.6))
     other = (base[0] + between(9, -0.15, 0.15), base[1] + between(10, -0.2, 0.1), base[2])
     return Look(
-        hair=hair, eye=eye, skin=skin, accent=accent, accent2=accent2, clothes=clothes,
-        face_width=between(11, 0.9, 1.04), chin=between(12, 1.02, 1.22), jaw=between(13, 0.45, 0.66),
-        eye_size=between(14, 0.9, 1.15), eye_spacing=between(15, 0.40, 0.49),
-        eye_height=between(16, 1.1, 1.45), eye_tilt=between(17, -0.04, 0.08),
-        line=between(18, 0.8, 1.3), light=-1.0 if u[19] < 0.5 else 1.0,
-        bang_count=5 + int(u[20] * 4), bang_depth=between(21, -0.42, -0.22),
-        bang_style=0 if u[34] < 0.5 else 1 if u[34] < 0.75 else 2, parting=between(35, -0.35, 0.35),
-        lock_length=between(22, 0.0, 1.0), volume=between(23, 1.0, 1.12),
-        roll=roll, yaw=between(24, -0.16, 0.16), pitch=pitch, gaze=gaze,
-        mouth_width=between(25, 0.8, 1.25), ribbon_side=float(int(u[26] * 3) - 1),
-        tail_side=-1.0 if u[27] < 0.5 else 1.0, hat_kind=int(u[28] * 2), collar=int(u[36] * 3),
+        hair=hair,
+        eye=eye,
+        skin=skin,
+        accent=accent,
+        accent2=accent2,
+        clothes=clothes,
+        face_width=between(11, 0.9, 1.04),
+        chin=between(12, 1.02, 1.22),
+        jaw=between(13, 0.45, 0.66),
+        eye_size=between(14, 0.9, 1.15),
+        eye_spacing=between(15, 0.40, 0.49),
+        eye_height=between(16, 1.1, 1.45),
+        eye_tilt=between(17, -0.04, 0.08),
+        line=between(18, 0.8, 1.3),
+        light=-1.0 if u[19] < 0.5 else 1.0,
+        bang_count=5 + int(u[20] * 4),
+        bang_depth=between(21, -0.42, -0.22),
+        bang_style=0 if u[34] < 0.5 else 1 if u[34] < 0.75 else 2,
+        parting=between(35, -0.35, 0.35),
+        lock_length=between(22, 0.0, 1.0),
+        volume=between(23, 1.0, 1.12),
+        roll=roll,
+        yaw=between(24, -0.16, 0.16),
+        pitch=pitch,
+        gaze=gaze,
+        mouth_width=between(25, 0.8, 1.25),
+        ribbon_side=float(int(u[26] * 3) - 1),
+        tail_side=-1.0 if u[27] < 0.5 else 1.0,
+        hat_kind=int(u[28] * 2),
+        collar=int(u[36] * 3),
         glasses_round=bool(u[29] < 0.4),
-        background=kind, bg_colours=(hls_rgb(*base), hls_rgb(*other)), bg_param=float(u[30]),
-        offset=(between(31, -0.035, 0.035), between(32, -0.03, 0.03)), zoom=between(33, 0.93, 1.07),
+        background=kind,
+        bg_colours=(hls_rgb(*base), hls_rgb(*other)),
+        bg_param=float(u[30]),
+        offset=(between(31, -0.035, 0.035), between(32, -0.03, 0.03)),
+        zoom=between(33, 0.93, 1.07),
     )

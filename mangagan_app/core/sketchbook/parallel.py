@@ -22,8 +22,15 @@ def ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_chunks(task: Callable[..., list], chunks: Sequence[tuple[Any, ...]], *, workers: int, total: int,
-               progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> tuple[list, bool]:
+def run_chunks(
+    task: Callable[..., list],
+    chunks: Sequence[tuple[Any, ...]],
+    *,
+    workers: int,
+    total: int,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> tuple[list, bool]:
     """Call ``task(*chunk)`` for each chunk; return (all records in chunk order, stopped).
 
     ``task`` must be a module-level function returning a list of records, one per

@@ -95,8 +95,11 @@ def busy_background(rng: np.random.Generator, width: int, height: int) -> Image.
             d.ellipse((x - r, y - r, x + r, y + r), fill=colour)
         elif kind == 2:
             a = rng.uniform(0, math.pi)
-            d.line((x - r * math.cos(a), y - r * math.sin(a), x + r * math.cos(a), y + r * math.sin(a)),
-                   fill=colour, width=max(1, int(r * rng.uniform(0.02, 0.15))))
+            d.line(
+                (x - r * math.cos(a), y - r * math.sin(a), x + r * math.cos(a), y + r * math.sin(a)),
+                fill=colour,
+                width=max(1, int(r * rng.uniform(0.02, 0.15))),
+            )
         else:
             pts = [(x + r * math.cos(a), y + r * math.sin(a)) for a in np.sort(rng.uniform(0, 2 * math.pi, 5))]
             d.polygon(pts, fill=colour)
@@ -133,8 +136,9 @@ def _place_faces(rng: np.random.Generator, width: int, height: int) -> list[tupl
     return placed
 
 
-def _draw_figure(canvas: Image.Image, attrs: Attributes, look: Look, centre: tuple[float, float],
-                 box_width: float) -> tuple[float, float, float, float]:
+def _draw_figure(
+    canvas: Image.Image, attrs: Attributes, look: Look, centre: tuple[float, float], box_width: float
+) -> tuple[float, float, float, float]:
     """Draw one character whose face box is ``box_width`` wide at ``centre``; return its true box."""
     unit = box_width / (BOX_WIDTH * look.face_width)
     ss = 3 if box_width < 100 else 2 if box_width < 300 else 1
@@ -201,10 +205,16 @@ def _write_scene_chunk(out_dir: str, seed: int, indices: list[int]) -> list[dict
         quality = int(rng.integers(70, 96))
         name = f"scene_{index:06d}." + ("jpg" if fmt == "jpeg" else "png")
         atomic_write_bytes(Path(out_dir) / name, encode_scene(scene.image, fmt, quality))
-        records.append({
-            "file": name, "index": index, "width": scene.image.width, "height": scene.image.height,
-            "format": fmt, "faces": [f.to_dict() for f in scene.faces],
-        })
+        records.append(
+            {
+                "file": name,
+                "index": index,
+                "width": scene.image.width,
+                "height": scene.image.height,
+                "format": fmt,
+                "faces": [f.to_dict() for f in scene.faces],
+            }
+        )
     return records
 
 
@@ -215,8 +225,15 @@ class ScenesResult:
     stopped: bool
 
 
-def write_scenes(out_dir: str | os.PathLike, count: int, *, seed: int = 0, workers: int = 1,
-                 progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> ScenesResult:
+def write_scenes(
+    out_dir: str | os.PathLike,
+    count: int,
+    *,
+    seed: int = 0,
+    workers: int = 1,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> ScenesResult:
     """Write ``count`` scenes (``scene_NNNNNN.jpg``/``.png``) and ``scenes.json`` to ``out_dir``.
 
     ``scenes.json`` (written last, atomically) lists for every written scene its file,
@@ -229,10 +246,13 @@ def write_scenes(out_dir: str | os.PathLike, count: int, *, seed: int = 0, worke
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chunks = [(str(out), seed, list(range(i, min(i + 4, count)))) for i in range(0, count, 4)]
-    records, stopped = run_chunks(_write_scene_chunk, chunks, workers=workers, total=count,
-                                  progress=progress, should_stop=should_stop)
-    manifest = {"seed": seed, "box": "animeface-style face box, see mangagan_app/core/sketchbook/scenes.py",
-                "scenes": records}
+    records, stopped = run_chunks(
+        _write_scene_chunk, chunks, workers=workers, total=count, progress=progress, should_stop=should_stop
+    )
+    manifest = {
+        "seed": seed,
+        "box": "animeface-style face box, see mangagan_app/core/sketchbook/scenes.py",
+        "scenes": records,
+    }
     atomic_write_text(out / "scenes.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return ScenesResult(out, len(records), stopped)
-
