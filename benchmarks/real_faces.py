@@ -1,7 +1,7 @@
 """The old trainer, the current trainer and a plain DCGAN on real anime faces, at the same CPU budget.
 
     python benchmarks/real_faces.py DATA --tagger TAGGER [--minutes 30] [--sizes 30k,3k]
-        [--variants old,new,new-noaug,baseline] [--out FOLDER] [--old-commit 85777a9] [--n 2000] [--no-eval]
+        [--variants old,new,new-noaug,new-nocolour,baseline] [--out FOLDER] [--old-commit 85777a9] [--n 2000] [--no-eval]
 
 DATA is the real-faces development set (its tar or extracted folder), split by
 ``real_faces_data.split_real_faces`` into linked folders under ``--out``: size ``30k`` trains on
@@ -12,6 +12,7 @@ the metrics compare against. The variants:
   of ``--old-commit`` (made under ``--out``);
 * ``new``: the same command with this checkout's code and defaults;
 * ``new-noaug``: ``new`` with ``--augment none`` (what the adaptive augmentation does);
+* ``new-nocolour``: ``new`` with ``--augment-ops translation,cutout`` (what altering colours does);
 * ``baseline``: ``benchmarks/dcgan_baseline.py`` (a plain unconditional DCGAN, fp32).
 
 DATA may also be a sketchbook folder (``mangagan synth``): it splits by the same rule (size
@@ -74,6 +75,7 @@ APP_VARIANT_FLAGS = {
     "old": [],
     "new": [],
     "new-noaug": ["--augment", "none"],
+    "new-nocolour": ["--augment-ops", "translation,cutout"],
 }
 VARIANTS = (*APP_VARIANT_FLAGS, "baseline")
 # Points of the run (fractions of its steps) where the D(real)/D(fake) trajectory is read, and

@@ -27,7 +27,14 @@ from importlib import metadata
 from pathlib import Path
 
 from mangagan_app import __version__
-from mangagan_app.config import AUGMENTS, D_NORMS, G_UPSAMPLES, LOSSES
+from mangagan_app.config import (
+    AUGMENT_OPERATIONS,
+    AUGMENTS,
+    D_NORMS,
+    G_UPSAMPLES,
+    LOSSES,
+    parse_augment_operations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,13 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
     return value
+
+
+def _augment_operations(text: str) -> str:
+    try:
+        return ",".join(parse_augment_operations(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _number_type(parse, accept, rule: str):
@@ -544,6 +558,7 @@ def _training_config(args: argparse.Namespace, run_dir: Path):
             "lr_d": args.lr,
             "augment": args.augment,
             "augment_p": args.augment_p,
+            "augment_operations": args.augment_ops,
             "ada_target": args.ada_target,
             "g_upsample": args.g_upsample,
             "d_norm": args.d_norm,
@@ -1032,6 +1047,11 @@ def build_parser() -> argparse.ArgumentParser:
         "default), always --augment-p (fixed), or not at all (none)",
     )
     train.add_argument("--augment-p", type=_finite, help="augmentation probability: fixed, or where ada starts (0)")
+    train.add_argument(
+        "--augment-ops",
+        type=_augment_operations,
+        help=f"which alterations, comma-separated, of {', '.join(AUGMENT_OPERATIONS)} (default: all)",
+    )
     train.add_argument("--ada-target", type=_finite, help="r_t = E[sign(D(real))] that ada steers towards (0.6)")
     train.add_argument(
         "--g-upsample",

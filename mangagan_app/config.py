@@ -71,16 +71,33 @@ class CropConfig:
 
 LOSSES = ("dcgan", "hinge", "dragan")
 AUGMENTS = ("ada", "fixed", "none")
+# The alterations ml.augment can make, in the order it makes them.
+AUGMENT_OPERATIONS = ("colour", "translation", "cutout")
 G_UPSAMPLES = ("resize", "transpose")
 D_NORMS = ("spectral", "none")
 # What a run saved before each setting existed did: G conditioned at the input only
-# (before FiLM), transposed convolutions, no normalisation in D, no augmentation.
+# (before FiLM), transposed convolutions, no normalisation in D, no augmentation; and
+# a run augmented before the alterations could be chosen made all three.
 SETTINGS_BEFORE_THEY_EXISTED = {
     "g_conditioning": "input",
     "g_upsample": "transpose",
     "d_norm": "none",
     "augment": "none",
+    "augment_operations": "colour,translation,cutout",
 }
+
+
+def parse_augment_operations(text: str) -> tuple[str, ...]:
+    """``"cutout, translation"`` → ("translation", "cutout"), in :data:`AUGMENT_OPERATIONS` order.
+
+    Raises ``ValueError`` naming an unknown operation, or when none is named.
+    """
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if unknown := sorted(names - set(AUGMENT_OPERATIONS)):
+        raise ValueError(f"unknown augmentation {', '.join(unknown)}; choose from {', '.join(AUGMENT_OPERATIONS)}")
+    if not names:
+        raise ValueError(f"name at least one augmentation of {', '.join(AUGMENT_OPERATIONS)}")
+    return tuple(name for name in AUGMENT_OPERATIONS if name in names)
 
 
 @dataclass
@@ -119,6 +136,7 @@ class TrainingConfig:
     loss: str = "dcgan"
     augment: str = "ada"
     augment_p: float = 0.0
+    augment_operations: str = "colour,translation,cutout"
     ada_target: float = 0.6
     ada_kimg: float = 100.0
     batch: int = 64
@@ -153,6 +171,7 @@ class TrainingConfig:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, not {self.augment!r}")
+        self.augment_operations = ",".join(parse_augment_operations(self.augment_operations))
         if not 0.0 <= self.augment_p <= 1.0:
             raise ValueError(f"augment_p must be between 0 and 1, not {self.augment_p}")
         if not 0.0 < self.ada_target < 1.0 or self.ada_kimg <= 0:

@@ -18,21 +18,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mangagan_app.config import AUGMENT_OPERATIONS
+
 TRANSLATION = 1 / 8
 CUTOUT = 1 / 2
 
 
-def augment(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """``x`` (B, 3, H, W) in [-1, 1] with colour, translation and cutout, each per image with probability ``p``.
+def augment(
+    x: torch.Tensor, p: float, generator: torch.Generator, operations: tuple[str, ...] = AUGMENT_OPERATIONS
+) -> torch.Tensor:
+    """``x`` (B, 3, H, W) in [-1, 1] with each of ``operations`` applied per image with probability ``p``.
 
     The draws come from ``generator`` (on the CPU), so the same seed alters the same
     images the same way. Returns ``x`` itself when ``p`` is 0.
     """
     if p <= 0.0:
         return x
-    for alteration in (_colour, _translation, _cutout):
+    for name in operations:
         chosen = (torch.rand(len(x), generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
-        x = torch.where(chosen, alteration(x, generator), x)
+        x = torch.where(chosen, _ALTERATIONS[name](x, generator), x)
     return x
 
 
@@ -74,6 +78,9 @@ def _cutout(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     inside = (ys >= top) & (ys < top + ch) & (xs >= left) & (xs < left + cw)  # (B, H, W)
     return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+_ALTERATIONS = {"colour": _colour, "translation": _translation, "cutout": _cutout}
 
 
 class AdaptiveProbability:

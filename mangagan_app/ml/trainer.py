@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mangagan_app.config import TrainingConfig
+from mangagan_app.config import TrainingConfig, parse_augment_operations
 from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json, new_folders
 from mangagan_app.ml import distributed, losses
@@ -223,14 +223,15 @@ def train_step(
     taught = faces.known_columns.to(device).expand_as(fake_cond)
     d_loss, g_loss = losses.ADVERSARIAL[cfg.loss]
     p = models.augment.p
+    alterations = parse_augment_operations(cfg.augment_operations)
     use_aux = models.d.aux is not None
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
     stats: dict[str, float] = {}
 
     with autocast:
         fake = models.g_train(z, fake_cond)  # (B, 3, H, W)
-        real_logit, real_aux = models.d_train(augment(x, p, g), cond, mask)
-        fake_logit, _ = models.d_train(augment(fake.detach(), p, g), fake_cond, fake_mask)
+        real_logit, real_aux = models.d_train(augment(x, p, g, alterations), cond, mask)
+        fake_logit, _ = models.d_train(augment(fake.detach(), p, g, alterations), fake_cond, fake_mask)
         real_logit, fake_logit = real_logit.float(), fake_logit.float()
         loss_d = d_loss(real_logit, fake_logit)
         stats["d_adv"] = loss_d.item()
@@ -248,7 +249,7 @@ def train_step(
     models.opt_d.step()
 
     with autocast:
-        fake_logit_g, fake_aux = models.d_train(augment(fake, p, g), fake_cond, fake_mask)
+        fake_logit_g, fake_aux = models.d_train(augment(fake, p, g, alterations), fake_cond, fake_mask)
         loss_g = g_loss(fake_logit_g.float())
         stats["g_adv"] = loss_g.item()
         if use_aux:

@@ -1,7 +1,9 @@
 """DiffAugment-style augmentation: identity at p = 0, differentiable, seeded, and adaptive."""
 
+import pytest
 import torch
 
+from mangagan_app.config import TrainingConfig
 from mangagan_app.ml.augment import AdaptiveProbability, _cutout, _translation, augment
 
 
@@ -71,3 +73,27 @@ def test_adaptive_probability_continues_from_its_saved_state():
     ada.observe(1.0)
     again.observe(1.0)
     assert again.p == ada.p
+
+
+def test_augment_keeps_every_colour_when_colour_is_left_out_of_the_operations():
+    # Hair and eye colour are conditions: without the colour alteration, D sees only pixels the face has.
+    x = images(4, 16)
+    values = set(x.flatten().tolist()) | {0.0}
+    y = augment(x, 1.0, torch.Generator().manual_seed(6), ("translation", "cutout"))
+    assert set(y.flatten().tolist()) <= values and not torch.equal(y, x)
+    with_colour = augment(x, 1.0, torch.Generator().manual_seed(6))
+    assert not set(with_colour.flatten().tolist()) <= values
+
+
+def test_augmentation_operations_are_read_in_their_own_order_and_an_unknown_one_is_named():
+    assert TrainingConfig(augment_operations="cutout, translation").augment_operations == "translation,cutout"
+    with pytest.raises(ValueError, match="unknown augmentation hue; choose from colour, translation, cutout"):
+        TrainingConfig(augment_operations="translation,hue")
+    with pytest.raises(ValueError, match="at least one"):
+        TrainingConfig(augment_operations=" , ")
+
+
+def test_a_run_augmented_before_the_operations_could_be_chosen_resumes_with_all_three():
+    saved = {**TrainingConfig().to_dict(), "augment": "ada"}
+    del saved["augment_operations"]
+    assert TrainingConfig.from_dict(saved).augment_operations == "colour,translation,cutout"
