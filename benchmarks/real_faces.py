@@ -1,7 +1,8 @@
 """The old trainer, the current trainer and a plain DCGAN on real anime faces, at the same CPU budget.
 
     python benchmarks/real_faces.py DATA --tagger TAGGER [--minutes 30] [--sizes 30k,3k]
-        [--variants old,new,new-noaug,new-nocolour,baseline] [--out FOLDER] [--old-commit 85777a9] [--n 2000] [--no-eval]
+        [--variants old,new,new-noaug,new-nocolour,baseline] [--out FOLDER] [--old-commit 85777a9]
+        [--n 2000] [--no-eval]
 
 DATA is the real-faces development set (its tar or extracted folder), split by
 ``real_faces_data.split_real_faces`` into linked folders under ``--out``: size ``30k`` trains on
