@@ -26,8 +26,9 @@ from mangagan_app.core.attributes import VOCABULARY, Attributes
 from mangagan_app.ml import losses
 from mangagan_app.ml.dataset import FaceSet, load_face_folder
 from mangagan_app.ml.networks import Architecture, Discriminator, Generator
+from mangagan_app.ml.resume_state import load_resume_state
 from mangagan_app.ml.sampling import complete_condition, noise
-from mangagan_app.ml.trainer import load_resume_state, train
+from mangagan_app.ml.trainer import train
 
 
 def subset(faces: FaceSet, rows: slice) -> FaceSet:

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 
 from mangagan_app.core.sketchbook.dataset import write_sketchbook  # noqa: E402
-from mangagan_app.gui.app import create_application  # noqa: E402
+from mangagan_app.gui.application import create_application  # noqa: E402
 from mangagan_app.gui.main_window import MainWindow  # noqa: E402
 
 INTERVAL_MS = 5

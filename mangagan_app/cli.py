@@ -18,12 +18,10 @@ import argparse
 import logging
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 
 from mangagan_app import __version__
@@ -35,6 +33,7 @@ from mangagan_app.config import (
     LOSSES,
     parse_augment_operations,
 )
+from mangagan_app.environment import environment_report
 
 log = logging.getLogger(__name__)
 
@@ -61,33 +60,6 @@ def describe_os_error(exc: OSError) -> str:
     elif isinstance(exc, (FileExistsError, NotADirectoryError)):
         reason = "a file is in the way where a folder is needed"
     return f"{exc.filename}: {reason}"
-
-
-def _package_version(*names: str) -> str:
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "not installed"
-
-
-def environment_report() -> list[tuple[str, str]]:
-    """(name, version) rows shown by ``mangagan doctor`` and Help → About."""
-    import PIL
-    import torch
-
-    from mangagan_app.ml.device import choose_device
-
-    return [
-        ("MangaGAN Studio", __version__),
-        ("Python", platform.python_version()),
-        ("torch", torch.__version__),
-        ("Qt for Python", _package_version("PySide6-Essentials", "PySide6")),
-        ("Pillow", PIL.__version__),
-        ("animeface", _package_version("animeface")),
-        ("device", choose_device().description),
-    ]
 
 
 # ---- argument types: a wrong value is refused before anything starts -------------------
@@ -593,7 +565,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import signal
 
     from mangagan_app.ml.device import DeviceUnavailableError, choose_device
-    from mangagan_app.ml.trainer import RunFinishedError, RunFolderError, train
+    from mangagan_app.ml.resume_state import RunFolderError
+    from mangagan_app.ml.trainer import RunFinishedError, train
 
     run_dir = Path(args.run_dir)
     cfg = _training_config(args, run_dir)
@@ -675,7 +648,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from mangagan_app.ml.checkpoint import export_run, read_card, training_steps
     from mangagan_app.ml.generator_service import store_directions
-    from mangagan_app.ml.trainer import CHECKPOINT, PREVIOUS_CHECKPOINT, RunFolderError
+    from mangagan_app.ml.resume_state import CHECKPOINT, PREVIOUS_CHECKPOINT, RunFolderError
 
     run = Path(args.run_dir)
     if not run.is_dir():

@@ -12,28 +12,13 @@ import sys
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths
-from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QMessageBox
 
-from mangagan_app import __version__
-from mangagan_app.config import APP_ICON
-
-ORGANISATION = "MangaGAN"
-APPLICATION = "MangaGAN Studio"
+from mangagan_app.gui.application import APPLICATION, create_application
+from mangagan_app.gui.paths import log_file_path
 
 log = logging.getLogger(__name__)
-
-
-def app_data_dir() -> Path:
-    """The user's data folder for the app (runs, exported models, favourites, the log), created if needed."""
-    folder = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def log_file_path() -> Path:
-    return app_data_dir() / "mangagan-studio.log"
 
 
 def _configure_logging() -> Path:
@@ -56,15 +41,6 @@ def _install_excepthook(log_path: Path) -> None:
         )
 
     sys.excepthook = report
-
-
-def create_application(argv: list[str]) -> QApplication:
-    app = QApplication.instance() or QApplication(argv)
-    app.setOrganizationName(ORGANISATION)
-    app.setApplicationName(APPLICATION)
-    app.setApplicationVersion(__version__)
-    app.setWindowIcon(QIcon(str(APP_ICON)))
-    return app
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,10 +54,10 @@ from mangagan_app.core.face_recipe import (
     read_png_recipe,
 )
 from mangagan_app.core.files import atomic_write_bytes
-from mangagan_app.gui.app import app_data_dir
 from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
 from mangagan_app.gui.generate_worker import ModelLoader, RenderWorker
 from mangagan_app.gui.originality_dialog import OriginalityDialog
+from mangagan_app.gui.paths import app_data_dir
 from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.wheel_guard import take_wheel_only_when_focused
 from mangagan_app.ml.generator_service import (

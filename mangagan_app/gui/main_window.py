@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(about_action)
 
     def about_text(self) -> str:
-        from mangagan_app.cli import environment_report
+        from mangagan_app.environment import environment_report
 
         rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in environment_report())
         log_line = f"<p>Log file: {self.log_path}</p>" if self.log_path else ""

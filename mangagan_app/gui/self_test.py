@@ -63,7 +63,7 @@ def _steps(args: argparse.Namespace, out: Callable[[str], None]) -> None:
     from PySide6 import __version__ as pyside_version
 
     from mangagan_app.core.files import atomic_write_bytes
-    from mangagan_app.gui.app import create_application
+    from mangagan_app.gui.application import create_application
 
     app = create_application([sys.argv[0]])  # kept referenced until the steps are done
     out(f"Qt {pyside_version} started on the {app.platformName()} platform: ok")

@@ -39,8 +39,8 @@ from PySide6.QtWidgets import (
 
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.attributes import VOCABULARY
-from mangagan_app.gui.app import app_data_dir
 from mangagan_app.gui.path_fields import fit_for_paths, shown_path
+from mangagan_app.gui.paths import app_data_dir
 from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
 from mangagan_app.ml.checkpoint import export_run

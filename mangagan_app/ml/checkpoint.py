@@ -26,7 +26,7 @@ from safetensors.torch import save as save_safetensors
 from mangagan_app.core.attributes import VOCABULARY, Vocabulary
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json, new_folders
 from mangagan_app.ml.networks import Architecture, Generator
-from mangagan_app.ml.trainer import load_resume_state
+from mangagan_app.ml.resume_state import load_resume_state
 
 CARD_FORMAT = "mangagan-generator/1"
 

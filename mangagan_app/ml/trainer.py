@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,13 +33,19 @@ from mangagan_app.ml.dataset import TrainingFaces, load_face_folder
 from mangagan_app.ml.device import choose_device
 from mangagan_app.ml.health import HealthMonitor
 from mangagan_app.ml.networks import Architecture, Discriminator, Generator
+from mangagan_app.ml.resume_state import (
+    CHECKPOINT,
+    RunFolderError,
+    load_newest,
+    load_resume_state,
+    save_checkpoint,
+)
 from mangagan_app.ml.sampling import hair_colour_rows, image_grid, noise, to_uint8
 from mangagan_app.ml.shards import ShardSet, is_shard_folder
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
-PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+
 PREVIEW_COLUMNS = 8
 # Settings that may change when a run is resumed; the others define the run.
 RESUMABLE_CHANGES = frozenset(
@@ -96,10 +101,6 @@ class TrainResult:
     epoch: int
     stopped: bool
     checkpoint: Path
-
-
-class RunFolderError(RuntimeError):
-    """The run folder cannot be used as asked (checkpoint present/missing/incompatible)."""
 
 
 class RunFinishedError(RunFolderError):
@@ -293,50 +294,6 @@ def _cpu_has_native_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def _save_checkpoint(run_dir: Path, state: dict, *, keep_current: bool = True) -> Path:
-    """Write the resume state atomically, keeping the previous one as a fallback.
-
-    ``keep_current`` False overwrites ``checkpoint.pt`` without moving it to
-    ``checkpoint.prev.pt`` (it is known to be unreadable; the fallback stays).
-    """
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    path = run_dir / CHECKPOINT
-    if path.exists() and keep_current:
-        os.replace(path, run_dir / PREVIOUS_CHECKPOINT)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def load_resume_state(run_dir: str | Path) -> dict:
-    """The newest readable resume state of ``run_dir`` (falls back to the previous one).
-
-    Raises ``RunFolderError`` naming each file and why it could not be read.
-    """
-    return _load_newest(run_dir)[0]
-
-
-def _load_newest(run_dir: str | Path) -> tuple[dict, Path]:
-    """(state, the file it came from); see :func:`load_resume_state`."""
-    run_dir = Path(run_dir)
-    reasons = []
-    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
-        path = run_dir / name
-        if not path.exists():
-            reasons.append(f"{path}: missing")
-            continue
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or "G_ema" not in state or "step" not in state:
-                raise ValueError("not a MangaGAN checkpoint")
-            if reasons:
-                log.warning("using the previous checkpoint %s (%s)", path, "; ".join(reasons))
-            return state, path
-        except Exception as exc:  # noqa: BLE001 — any unreadable file falls back to the previous one
-            reasons.append(f"{path}: {type(exc).__name__}: {exc}")
-    raise RunFolderError("no usable checkpoint: " + "; ".join(reasons))
-
-
 def _write_preview(
     models: GanModels, run_dir: Path, step: int, fixed_z: torch.Tensor, fixed_cond: torch.Tensor
 ) -> Preview:
@@ -410,7 +367,7 @@ def train(
         # A checkpoint.pt that failed to load is overwritten by the next save, not kept as the fallback.
         keep_current = True
         if resume:
-            state, loaded_from = _load_newest(run_dir)
+            state, loaded_from = load_newest(run_dir)
             keep_current = loaded_from.name == CHECKPOINT
             _check_resume_config(state["config"], cfg)
             if int(state["epoch"]) >= cfg.epochs:
@@ -587,7 +544,7 @@ def _train(
         path = run_dir / CHECKPOINT
         if not ranks.is_main:
             return path
-        path = _save_checkpoint(
+        path = save_checkpoint(
             run_dir,
             {
                 "format": 1,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
-from mangagan_app.ml.trainer import CHECKPOINT, load_resume_state
+from mangagan_app.ml.resume_state import CHECKPOINT, load_resume_state
 
 FACES, BATCH = 64, 16
 STEPS_PER_EPOCH = FACES // BATCH

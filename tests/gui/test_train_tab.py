@@ -93,7 +93,7 @@ def test_stop_then_resume_continues_the_run_when_asked(qtbot, tmp_path, face_fol
 
 
 def test_a_new_run_fine_tunes_an_earlier_one_with_film_and_the_choices_are_remembered(qtbot, tmp_path, face_folder):
-    from mangagan_app.ml.trainer import load_resume_state
+    from mangagan_app.ml.resume_state import load_resume_state
 
     tab = _tab(qtbot, tmp_path, face_folder, epochs=1)
     tab.g_conditioning_combo.setCurrentIndex(tab.g_conditioning_combo.findData("input"))

@@ -10,7 +10,8 @@ import torch
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.checkpoint import export_run, load_generator
-from mangagan_app.ml.trainer import load_resume_state, train
+from mangagan_app.ml.resume_state import load_resume_state
+from mangagan_app.ml.trainer import train
 
 SIZE = 32
 BATCH = 16

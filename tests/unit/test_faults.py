@@ -29,7 +29,8 @@ from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.core.sketchbook import render_face, sample_attributes
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.checkpoint import export_run
-from mangagan_app.ml.trainer import CHECKPOINT, PREVIOUS_CHECKPOINT, RunFolderError, load_resume_state, train
+from mangagan_app.ml.resume_state import CHECKPOINT, PREVIOUS_CHECKPOINT, RunFolderError, load_resume_state
+from mangagan_app.ml.trainer import train
 
 
 # ---- mounts (root only; skipped elsewhere) ------------------------------------------------

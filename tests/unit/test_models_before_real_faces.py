@@ -19,8 +19,9 @@ from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.checkpoint import export_run, load_generator, read_card
 from mangagan_app.ml.networks import Architecture, Generator
+from mangagan_app.ml.resume_state import load_resume_state
 from mangagan_app.ml.sampling import noise, to_uint8
-from mangagan_app.ml.trainer import load_resume_state, train
+from mangagan_app.ml.trainer import train
 
 OLD = Path(__file__).resolve().parent.parent / "data" / "pre_issue14"
 SHIPPED = WEIGHTS_DIR / "mangagan-sketchbook64.safetensors"

@@ -10,8 +10,9 @@ import torch
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.dataset import load_face_folder
+from mangagan_app.ml.resume_state import load_resume_state
 from mangagan_app.ml.shards import MANIFEST, ShardSet, pack_faces, shard_name
-from mangagan_app.ml.trainer import load_resume_state, train
+from mangagan_app.ml.trainer import train
 
 SIZE = 32
 

@@ -7,7 +7,8 @@ from mangagan_app.config import TrainingConfig
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.dataset import load_face_folder
 from mangagan_app.ml.device import DeviceUnavailableError
-from mangagan_app.ml.trainer import CHECKPOINT, PREVIOUS_CHECKPOINT, RunFinishedError, train
+from mangagan_app.ml.resume_state import CHECKPOINT, PREVIOUS_CHECKPOINT
+from mangagan_app.ml.trainer import RunFinishedError, train
 
 SIZE = 32
 

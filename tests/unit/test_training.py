@@ -15,7 +15,8 @@ from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.checkpoint import WeightsError, export_run, load_generator, read_card, weights_files
 from mangagan_app.ml.dataset import load_face_folder
-from mangagan_app.ml.trainer import RunFolderError, load_resume_state, train
+from mangagan_app.ml.resume_state import RunFolderError, load_resume_state
+from mangagan_app.ml.trainer import train
 
 SIZE = 32
 

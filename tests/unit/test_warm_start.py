@@ -11,7 +11,8 @@ from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.checkpoint import export_run, load_generator, read_card, training_steps
 from mangagan_app.ml.dataset import load_face_folder
 from mangagan_app.ml.networks import Architecture, Generator
-from mangagan_app.ml.trainer import RunFolderError, load_resume_state, train
+from mangagan_app.ml.resume_state import RunFolderError, load_resume_state
+from mangagan_app.ml.trainer import train
 
 SIZE = 32
 
