@@ -285,12 +285,16 @@ def accuracy_report(
 
 # ---- training -----------------------------------------------------------------------------------
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random flips, shifts of up to 3 px, softening and noise (what separates GAN faces from crisp ones)."""
-    b = x.shape[0]
-    flip = torch.rand(b, generator=generator) < 0.5
+    """Random flips, shifts of up to 3 px, softening and noise."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
     dx, dy = (int(v) for v in torch.randint(-3, 4, (2,), generator=generator))
-    x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    return soften(torch.roll(x, shifts=(dy, dx), dims=(2, 3)), generator)
+
+
+def soften(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Half the faces blurred, all with a little noise: what separates GAN faces from crisp ones."""
+    b = x.shape[0]
     soft = (torch.rand(b, generator=generator) < 0.5).view(-1, 1, 1, 1)
     blurred = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
     x = torch.where(soft, blurred, x)

@@ -19,7 +19,8 @@ from PIL import Image
 
 from mangagan_app.core.attributes import VOCABULARY, Attributes
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_text
-from mangagan_app.core.sketchbook.face import render_face
+from mangagan_app.core.sketchbook.face import render_face, render_look
+from mangagan_app.core.sketchbook.look import LOOK_FACTORS, Look, look_factors, sample_look
 from mangagan_app.core.sketchbook.parallel import ProgressFn, StopFn, run_chunks
 from mangagan_app.core.sketchbook.priors import sample_attributes
 
@@ -33,6 +34,14 @@ def sketchbook_face(seed: int, index: int, size: int = 128) -> tuple[Attributes,
     rng = np.random.default_rng([seed, index])
     attrs = sample_attributes(rng)
     return attrs, render_face(attrs, rng, size)
+
+
+def sketchbook_face_with_look(seed: int, index: int, size: int = 128) -> tuple[Attributes, Look, Image.Image]:
+    """:func:`sketchbook_face` with the :class:`Look` it was drawn with (the same pixels)."""
+    rng = np.random.default_rng([seed, index])
+    attrs = sample_attributes(rng)
+    look = sample_look(attrs, rng)
+    return attrs, look, render_look(attrs, look, size)
 
 
 def tag_line(attrs: Attributes) -> str:
@@ -79,6 +88,41 @@ def _write_chunk(out_dir: str, seed: int, indices: list[int], size: int) -> list
         atomic_write_text(Path(out_dir) / f"{index:06d}.txt", tag_line(attrs) + "\n")
         records.append({"file": name, "index": index, "seed": seed, "size": size, **attrs.to_dict()})
     return records
+
+
+def _look_chunk(seed: int, indices: list[int], size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image (size, size, 3) uint8, factors) of ``indices`` (runs in a worker)."""
+    records = []
+    for index in indices:
+        _, look, image = sketchbook_face_with_look(seed, index, size)
+        records.append((np.asarray(image, np.uint8), look_factors(look)))
+    return records
+
+
+def draw_look_faces(
+    count: int,
+    *,
+    seed: int,
+    size: int = 64,
+    workers: int = 1,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` sketchbook faces of ``seed`` in memory with the factors they were drawn with:
+    images (N, size, size, 3) uint8 and factors (N, len(LOOK_FACTORS)) float32.
+
+    When ``should_stop()`` turns true, the faces drawn so far are returned.
+    """
+    if count <= 0:
+        raise ValueError(f"count must be positive, got {count}")
+    check_face_size(size)
+    chunks = [(seed, list(range(i, min(i + CHUNK, count))), size) for i in range(0, count, CHUNK)]
+    records, _ = run_chunks(
+        _look_chunk, chunks, workers=workers, total=count, progress=progress, should_stop=should_stop
+    )
+    if not records:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, len(LOOK_FACTORS)), np.float32)
+    return np.stack([image for image, _ in records]), np.stack([factors for _, factors in records])
 
 
 @dataclass(frozen=True)

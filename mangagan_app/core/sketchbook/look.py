@@ -10,6 +10,7 @@ templates.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,3 +145,50 @@ def sample_look(attrs: Attributes, rng: np.random.Generator, *, max_roll_deg: fl
         offset=(between(31, -0.035, 0.035), between(32, -0.03, 0.03)),
         zoom=between(33, 0.93, 1.07),
     )
+
+
+@dataclass(frozen=True)
+class LookFactor:
+    """One continuous choice of a :class:`Look` an artist can name, read off a look as a number."""
+
+    key: str
+    name: str  # what an artist calls it: the slider's label
+    read: Callable[[Look], float]
+
+
+def _lightness(rgb: RGB) -> float:
+    return sum(rgb) / (3 * 255)
+
+
+# The factors a named slider can move. Hue and the tags' own features are not here:
+# the attributes are the conditions, and a slider must leave them as they are.
+LOOK_FACTORS = (
+    LookFactor("roll", "Head tilt", lambda look: look.roll),
+    LookFactor("yaw", "Turn left / right", lambda look: look.yaw),
+    LookFactor("pitch", "Look up / down", lambda look: look.pitch),
+    LookFactor("gaze_x", "Glance left / right", lambda look: look.gaze[0]),
+    LookFactor("face_width", "Face width", lambda look: look.face_width),
+    LookFactor("chin", "Chin length", lambda look: look.chin),
+    LookFactor("jaw", "Jaw width", lambda look: look.jaw),
+    LookFactor("eye_size", "Eye size", lambda look: look.eye_size),
+    LookFactor("eye_spacing", "Eye spacing", lambda look: look.eye_spacing),
+    LookFactor("eye_height", "Eye height", lambda look: look.eye_height),
+    LookFactor("eye_tilt", "Eye tilt", lambda look: look.eye_tilt),
+    LookFactor("mouth_width", "Smile width", lambda look: look.mouth_width),
+    LookFactor("bang_depth", "Fringe length", lambda look: look.bang_depth),
+    LookFactor("lock_length", "Hair length", lambda look: look.lock_length),
+    LookFactor("volume", "Hair volume", lambda look: look.volume),
+    LookFactor("line", "Line weight", lambda look: look.line),
+    LookFactor("light", "Light from left / right", lambda look: look.light),
+    LookFactor("hair_lightness", "Hair lightness", lambda look: look.hair[1]),
+    LookFactor("skin_lightness", "Skin lightness", lambda look: look.skin[1]),
+    LookFactor("background_lightness", "Background lightness", lambda look: _lightness(look.bg_colours[0])),
+    LookFactor("zoom", "Zoom", lambda look: look.zoom),
+    LookFactor("offset_x", "Shift left / right", lambda look: look.offset[0]),
+    LookFactor("offset_y", "Shift up / down", lambda look: look.offset[1]),
+)
+
+
+def look_factors(look: Look) -> np.ndarray:
+    """(len(LOOK_FACTORS),) float32: every factor of ``look``, in :data:`LOOK_FACTORS` order."""
+    return np.array([factor.read(look) for factor in LOOK_FACTORS], np.float32)
