@@ -695,15 +695,24 @@ def _generate_checks(args: argparse.Namespace) -> tuple:
         sliders = tuple(_finite(v) for v in args.sliders.split(",")) if args.sliders else ()
     except argparse.ArgumentTypeError:
         raise _usage(f'--sliders takes comma-separated numbers, e.g. "1.5,0,-2", not {args.sliders!r}') from None
-    single_face_options = args.sliders or args.variety is not None or args.scale != 1 or args.smooth
+    named = {}
+    for item in args.slider:
+        name, sep, value = item.rpartition("=")
+        try:
+            named[name.strip().casefold()] = _finite(value)
+        except argparse.ArgumentTypeError:
+            sep = ""
+        if not sep or not name.strip():
+            raise _usage(f'--slider takes NAME=VALUE, e.g. "Eye size=1.5", not {item!r}') from None
+    single_face_options = args.sliders or named or args.variety is not None or args.scale != 1 or args.smooth
     if args.hair_rows and (single_face_options or "hair_colour" in attrs.choices):
         raise _usage(
             "--hair-rows draws a sheet with every hair colour: drop the hair colour tag and the one-face options"
         )
     if single_face_options and args.n != 1:
-        raise _usage("--sliders, --variety, --scale and --smooth apply to one face: add -n 1")
+        raise _usage("--sliders, --slider, --variety, --scale and --smooth apply to one face: add -n 1")
     _check_output_file(args.output)
-    return attrs, sliders
+    return attrs, sliders, named
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -714,10 +723,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from mangagan_app.ml.checkpoint import load_generator
     from mangagan_app.ml.sampling import generate, hair_colour_sheet, image_grid
 
-    attrs, sliders = _generate_checks(args)
+    attrs, sliders, named = _generate_checks(args)
     weights = _model_path(args.weights)
     if args.n == 1 and not args.hair_rows:
-        return _generate_one(args, weights, attrs, sliders)
+        return _generate_one(args, weights, attrs, sliders, named)
     generator, _ = load_generator(weights)
     if args.hair_rows:
         columns = args.columns or 8
@@ -732,7 +741,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_one(args: argparse.Namespace, weights: str, attrs, sliders: tuple[float, ...]) -> int:
+def _generate_one(
+    args: argparse.Namespace, weights: str, attrs, sliders: tuple[float, ...], named: dict[str, float]
+) -> int:
     """One face with its parameters in the PNG (what the Generate tab exports)."""
     from mangagan_app.core.face_recipe import Enlargement, png_bytes
     from mangagan_app.ml.generator_service import GeneratorService, upscale
@@ -740,6 +751,7 @@ def _generate_one(args: argparse.Namespace, weights: str, attrs, sliders: tuple[
     service = GeneratorService.load(weights)
     if len(sliders) > len(service.directions):
         raise _usage(f"the model has {len(service.directions)} slider directions, {len(sliders)} values given")
+    sliders = _with_named_sliders(service.directions, sliders, named)
     recipe = service.recipe(args.seed, attrs, sliders=sliders, truncation=1.0 if args.variety is None else args.variety)
     enlargement = Enlargement(args.scale, args.smooth)
     image = upscale(service.render_image(recipe), enlargement.scale, smooth=enlargement.smooth)
@@ -749,6 +761,22 @@ def _generate_one(args: argparse.Namespace, weights: str, attrs, sliders: tuple[
         "-o AGAIN.png"
     )
     return 0
+
+
+def _with_named_sliders(directions, sliders: tuple[float, ...], named: dict[str, float]) -> tuple[float, ...]:
+    """``sliders`` with the values of ``named`` (casefolded names) set at their directions' places."""
+    if not named:
+        return sliders
+    index = {directions.name(i).casefold(): i for i in range(len(directions)) if directions.name(i)}
+    if unknown := sorted(set(named) - set(index)):
+        known = (
+            ", ".join(directions.name(i) for i in sorted(index.values())) or "none (this model has no named sliders)"
+        )
+        raise _usage(f"no slider named {', '.join(unknown)}; the model's named sliders: {known}")
+    values = list(sliders) + [0.0] * (len(directions) - len(sliders))
+    for name, value in named.items():
+        values[index[name]] = value
+    return tuple(values)
 
 
 def _restored_enlargement(args: argparse.Namespace, stored, resolution: int):
@@ -1040,6 +1068,31 @@ def _cmd_train_look_reader(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_name_sliders(args: argparse.Namespace) -> int:
+    import torch
+
+    from mangagan_app.ml.look_reader import LookReaderError, load_look_reader
+    from mangagan_app.ml.named_sliders import store_named_sliders, table
+    from mangagan_app.ml.tagger import TaggerError, load_tagger
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    weights = _model_path(args.weights)
+    try:
+        reader, tagger = load_look_reader(args.look_reader), load_tagger(args.tagger)
+    except (LookReaderError, TaggerError) as exc:
+        raise CommandError(str(exc)) from exc
+    line = _StageLine("name-sliders")
+    try:
+        result = store_named_sliders(
+            weights, reader, tagger, samples=args.samples, faces=args.faces, seed=args.seed, progress=line
+        )
+    finally:
+        line.close()
+    print(table(result))
+    print(f"stored {len(result.kept)} named sliders in the card of {weights}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mangagan",
@@ -1172,6 +1225,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", default="grid.png", help="PNG to write (default grid.png; its folder is created if missing)"
     )
     gen.add_argument("--sliders", default="", help='-n 1: slider offsets in σ, direction 1 first, e.g. "1.5,0,-2"')
+    gen.add_argument(
+        "--slider",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help='-n 1: a named slider\'s offset in σ, e.g. "Eye size=1.5" (repeat for more)',
+    )
     gen.add_argument("--variety", type=_non_negative_float, help="-n 1: truncation factor for the noise (default 1.0)")
     gen.add_argument("--scale", type=int, default=1, choices=range(1, 9), metavar="1-8", help="-n 1: enlarge")
     gen.add_argument("--smooth", action="store_true", help="-n 1: enlarge with Lanczos instead of nearest")
@@ -1304,6 +1364,20 @@ def build_parser() -> argparse.ArgumentParser:
     reader.add_argument("--workers", type=_positive_int, default=1, help="processes drawing faces (1)")
     reader.add_argument("--threads", type=_natural, default=1, help="CPU threads (1; 0 = all cores)")
     reader.set_defaults(func=_cmd_train_look_reader)
+
+    name_sliders = sub.add_parser(
+        "name-sliders",
+        help="find and measure sliders an artist can name (head tilt, eye size…) for a model trained on the "
+        "sketchbook, and store them in its card",
+    )
+    name_sliders.add_argument("weights", nargs="?", help="NAME.safetensors (default: the default model in weights/)")
+    name_sliders.add_argument("--look-reader", help="look reader .safetensors (default: the shipped one)")
+    name_sliders.add_argument("--tagger", help="tagger .safetensors (default: the shipped one)")
+    name_sliders.add_argument("--samples", type=_positive_int, default=6000, help="faces read to fit (6000)")
+    name_sliders.add_argument("--faces", type=_positive_int, default=100, help="faces each slider is measured on")
+    name_sliders.add_argument("--seed", type=_seed, default=0)
+    name_sliders.add_argument("--threads", type=_natural, default=1, help="CPU threads (1; 0 = all cores)")
+    name_sliders.set_defaults(func=_cmd_name_sliders)
 
     review = sub.add_parser(
         "review",

@@ -462,6 +462,7 @@ class GenerateTab(QWidget):
         self.variety_label = QLabel("1.00")
         self.reset_sliders_button = QPushButton("Reset sliders")
         self.direction_sliders: list[DirectionSlider] = []
+        self.slider_headings: list[QLabel] = []
         # The variety row and the reset button stay for the tab's life; a model brings only
         # its own direction rows (rebuilding the whole box deleted the shared widgets).
         variety_row = QHBoxLayout()
@@ -731,7 +732,10 @@ class GenerateTab(QWidget):
         self.new_grid()
         self._refresh_favourites()
         self._fit_panel_width()
-        summary = f"{service.resolution} px, {len(service.directions)} slider directions"
+        named = sum(1 for i in range(len(service.directions)) if service.directions.name(i))
+        unnamed = len(service.directions) - named
+        sliders = f"{named} named sliders and {unnamed} more" if named else f"{unnamed} slider directions"
+        summary = f"{service.resolution} px, {sliders}"
         self.model_label.setText(f"<b>{service.name}</b><br>{summary}")
         self.model_label.setToolTip(f"{_metrics_summary(service.card)}<br>sha256 {service.sha256}")
         self.status_message.emit(f"Model {service.name}: {summary}")
@@ -810,25 +814,38 @@ class GenerateTab(QWidget):
             self.attributes_layout.addWidget(box)
 
     def _build_slider_controls(self) -> None:
-        for row in self.direction_sliders:
-            self.directions_layout.removeWidget(row)
-            row.deleteLater()
-        self.direction_sliders = []
-        for i in range(len(self.service.directions)):
-            name = setting(self.settings, self._direction_key(i), f"Direction {i + 1}")
-            row = DirectionSlider(i, str(name))
-            row.slider.valueChanged.connect(lambda _v, row=row: self._direction_moved(row))
-            row.slider.sliderReleased.connect(self._commit_sliders)
-            row.name_edit.editingFinished.connect(lambda row=row: self._rename_direction(row))
-            self.direction_sliders.append(row)
-            self.directions_layout.addWidget(row)
-            take_wheel_only_when_focused(row)
+        for widget in [*self.direction_sliders, *self.slider_headings]:
+            self.directions_layout.removeWidget(widget)
+            widget.deleteLater()
+        self.direction_sliders, self.slider_headings = [], []
+        directions = self.service.directions
+        named = [i for i in range(len(directions)) if directions.name(i)]
+        unnamed = [i for i in range(len(directions)) if not directions.name(i)]
+        # Named sliders first: each moves one thing an artist can name; the unsupervised ones
+        # (GANSpace) follow for exploring, numbered as they always were.
+        for heading, indices in (("Named", named), ("Found by exploring the model", unnamed)):
+            if named and indices:
+                label = QLabel(heading)
+                label.setStyleSheet("QLabel { color: palette(mid); }")
+                self.slider_headings.append(label)
+                self.directions_layout.addWidget(label)
+            for i in indices:
+                self._add_direction_row(i, directions.name(i) or f"Direction {i + 1}")
+
+    def _add_direction_row(self, index: int, default_name: str) -> None:
+        row = DirectionSlider(index, str(setting(self.settings, self._direction_key(index), default_name)))
+        row.slider.valueChanged.connect(lambda _v, row=row: self._direction_moved(row))
+        row.slider.sliderReleased.connect(self._commit_sliders)
+        row.name_edit.editingFinished.connect(lambda row=row: self._rename_direction(row, default_name))
+        self.direction_sliders.append(row)
+        self.directions_layout.addWidget(row)
+        take_wheel_only_when_focused(row)
 
     def _direction_key(self, index: int) -> str:
         return f"generate/direction_names/{self.service.sha256[:16]}/{index}"
 
-    def _rename_direction(self, row: DirectionSlider) -> None:
-        name = row.name_edit.text().strip() or f"Direction {row.index + 1}"
+    def _rename_direction(self, row: DirectionSlider, default_name: str) -> None:
+        name = row.name_edit.text().strip() or default_name
         row.name_edit.setText(name)
         self.settings.setValue(self._direction_key(row.index), name)
 
@@ -856,9 +873,10 @@ class GenerateTab(QWidget):
 
     def _with_controls(self, recipe: FaceRecipe) -> FaceRecipe:
         """``recipe`` with the variety and slider values the controls show."""
-        return recipe.with_(
-            truncation=self.variety.value() / 100, sliders=tuple(s.sigma() for s in self.direction_sliders)
-        )
+        sliders = [0.0] * len(self.direction_sliders)
+        for row in self.direction_sliders:
+            sliders[row.index] = row.sigma()
+        return recipe.with_(truncation=self.variety.value() / 100, sliders=tuple(sliders))
 
     def _push(self, recipe: FaceRecipe, label: str) -> None:
         self._preview = None

@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,8 @@ class SliderDirections:
     explained: np.ndarray
     layer: str = "stem"
     samples: int = 0
+    # One per direction: an artist's name for a named slider, "" for an unsupervised one.
+    names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
@@ -64,6 +66,29 @@ class SliderDirections:
     @property
     def sha256(self) -> str:
         return array_sha256(self.vectors, self.sigmas)
+
+    def sha256_of_first(self, count: int) -> str:
+        """The fingerprint the first ``count`` directions had on their own: a recipe made before
+        named sliders were added after them still moves exactly those."""
+        return array_sha256(self.vectors[:count], self.sigmas[:count])
+
+    def name(self, index: int) -> str:
+        return self.names[index] if index < len(self.names) else ""
+
+    def with_named(self, named: dict) -> SliderDirections:
+        """These directions followed by the named sliders of a card's ``named_sliders`` entry
+        (appended, so the indices of recipes made without them keep their meaning)."""
+        sliders = named.get("sliders", [])
+        if not sliders:
+            return self
+        vectors = np.asarray([s["vector"] for s in sliders], np.float32)
+        return replace(
+            self,
+            vectors=np.concatenate([self.vectors, vectors]),
+            sigmas=np.concatenate([self.sigmas, np.ones(len(sliders), np.float32)]),
+            explained=np.concatenate([self.explained, np.zeros(len(sliders), np.float32)]),
+            names=(*(self.name(i) for i in range(len(self))), *(str(s["name"]) for s in sliders)),
+        )
 
     def to_card(self) -> dict:
         """JSON for the model card's ``directions`` key (float32 values round-trip exactly)."""
@@ -293,7 +318,8 @@ class GeneratorService:
         self.sha256: str = str(card.get("sha256", ""))
         if directions is None and card.get("directions"):
             directions = SliderDirections.from_card(card["directions"])
-        self.directions = directions if directions is not None else compute_directions(generator, self.vocabulary)
+        self.unsupervised = directions if directions is not None else compute_directions(generator, self.vocabulary)
+        self.directions = self.unsupervised.with_named(card.get("named_sliders", {}))
         self._vectors = torch.from_numpy(self.directions.vectors * self.directions.sigmas[:, None]).to(self.device)
 
     @classmethod
@@ -318,7 +344,7 @@ class GeneratorService:
         service = cls(generator, card, directions=directions, name=path.stem)
         if not card.get("directions") and directions is None and cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(cache, service.directions.to_card())
+            atomic_write_json(cache, service.unsupervised.to_card())
         return service
 
     # ---- recipes --------------------------------------------------------------------------
@@ -362,7 +388,8 @@ class GeneratorService:
                 f"(noise {recipe.noise.size}, condition {recipe.condition.size})"
             )
         warnings = []
-        if any(recipe.sliders) and recipe.directions_sha256 and recipe.directions_sha256 != self.directions.sha256:
+        made_with = {self.directions.sha256, self.directions.sha256_of_first(len(recipe.sliders))}
+        if any(recipe.sliders) and recipe.directions_sha256 and recipe.directions_sha256 not in made_with:
             warnings.append("the slider directions changed since this face was made; it may look different")
         if len(recipe.sliders) > len(self.directions):
             warnings.append(f"{len(recipe.sliders) - len(self.directions)} slider value(s) have no direction here")
