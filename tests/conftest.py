@@ -68,6 +68,23 @@ def tiny_weights(tmp_path_factory):
 
 
 @pytest.fixture
+def named_tiny_weights(tiny_weights, tmp_path):
+    """A copy of the tiny model whose card names one slider, "Eye size", along its first
+    unsupervised direction: ``<tmp>/named/tiny.safetensors``."""
+    import json
+    import shutil
+
+    weights = tmp_path / "named" / "tiny.safetensors"
+    weights.parent.mkdir()
+    shutil.copy(tiny_weights, weights)
+    card = json.loads(tiny_weights.with_suffix(".json").read_text())
+    vector = card["directions"]["vectors"][0]
+    card["named_sliders"] = {"sliders": [{"key": "eye_size", "name": "Eye size", "vector": vector, "measure": {}}]}
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    return weights
+
+
+@pytest.fixture
 def three_face_art(tmp_path):
     """``<tmp>/art`` holding one illustration with three reference faces side by side, tagged
     ``1girl, brown_hair, blue_eyes`` in its kohya sidecar."""

@@ -734,7 +734,8 @@ class GenerateTab(QWidget):
         self._fit_panel_width()
         named = sum(1 for i in range(len(service.directions)) if service.directions.name(i))
         unnamed = len(service.directions) - named
-        sliders = f"{named} named sliders and {unnamed} more" if named else f"{unnamed} slider directions"
+        plural = "" if named == 1 else "s"
+        sliders = f"{named} named slider{plural} and {unnamed} more" if named else f"{unnamed} slider directions"
         summary = f"{service.resolution} px, {sliders}"
         self.model_label.setText(f"<b>{service.name}</b><br>{summary}")
         self.model_label.setToolTip(f"{_metrics_summary(service.card)}<br>sha256 {service.sha256}")

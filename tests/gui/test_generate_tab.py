@@ -361,3 +361,18 @@ def test_the_seed_box_shows_the_largest_seed_whole_when_the_window_is_narrow(qtb
     edit = tab.seed_box.lineEdit()
     assert edit.text() == f"Seed {MAX_SEED}"
     assert edit.fontMetrics().horizontalAdvance(edit.text()) <= edit.contentsRect().width() - 4
+
+
+def test_named_sliders_come_first_under_their_names_and_move_the_face(qtbot, tmp_path, named_tiny_weights):
+    tab = _open_tab(qtbot, tmp_path, named_tiny_weights.parent)
+    qtbot.waitUntil(lambda: tab.service is not None, timeout=30000)
+    before = _settle(qtbot, tab)
+    first = tab.direction_sliders[0]
+    assert first.name_edit.text() == "Eye size" and first.index == len(tab.service.directions) - 1
+    assert [h.text() for h in tab.slider_headings] == ["Named", "Found by exploring the model"]
+    assert tab.direction_sliders[1].name_edit.text() == "Direction 1"
+    first.slider.setValue(first.slider.maximum())
+    after = _settle(qtbot, tab)
+    assert tab.current_recipe().slider(first.index) == 3.0 and not np.array_equal(before, after)
+    assert "1 named slider and 12 more" in tab.model_label.text()
+    tab.shutdown()

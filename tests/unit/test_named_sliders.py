@@ -92,20 +92,11 @@ def test_named_sliders_are_stored_measured_or_dropped_with_a_reason_for_every_fa
     assert len(result.kept) == len(card["sliders"])
 
 
-def _with_a_named_slider(tiny_weights, tmp_path, name: str):
-    """A copy of the tiny model whose card names one slider, along its first unsupervised direction."""
-    weights = tmp_path / "named.safetensors"
-    shutil.copy(tiny_weights, weights)
-    card = json.loads(tiny_weights.with_suffix(".json").read_text())
-    vector = card["directions"]["vectors"][0]
-    card["named_sliders"] = {"sliders": [{"key": "eye_size", "name": name, "vector": vector, "measure": {}}]}
-    weights.with_suffix(".json").write_text(json.dumps(card))
-    return weights
-
-
-def test_named_sliders_follow_the_unsupervised_ones_so_an_earlier_recipe_keeps_its_meaning(tiny_weights, tmp_path):
+def test_named_sliders_follow_the_unsupervised_ones_so_an_earlier_recipe_keeps_its_meaning(
+    tiny_weights, named_tiny_weights
+):
     plain = GeneratorService.load(tiny_weights)
-    named = GeneratorService.load(_with_a_named_slider(tiny_weights, tmp_path, "Eye size"))
+    named = GeneratorService.load(named_tiny_weights)
     assert len(named.directions) == len(plain.directions) + 1
     assert named.directions.name(len(plain.directions)) == "Eye size" and named.directions.name(0) == ""
     earlier = plain.recipe(3, sliders=(1.5, 0.0, -1.0) + (0.0,) * (len(plain.directions) - 3))
@@ -113,8 +104,10 @@ def test_named_sliders_follow_the_unsupervised_ones_so_an_earlier_recipe_keeps_i
     assert np.array_equal(named.render([earlier]), plain.render([earlier]))
 
 
-def test_generate_moves_a_named_slider_by_name_and_refuses_an_unknown_name_listing_the_known(tiny_weights, tmp_path):
-    weights = _with_a_named_slider(tiny_weights, tmp_path, "Eye size")
+def test_generate_moves_a_named_slider_by_name_and_refuses_an_unknown_name_listing_the_known(
+    named_tiny_weights, tmp_path
+):
+    weights = named_tiny_weights
 
     def generate(*options):
         out = tmp_path / f"face{len(list(tmp_path.glob('face*')))}.png"
