@@ -1076,6 +1076,8 @@ def _cmd_name_sliders(args: argparse.Namespace) -> int:
     from mangagan_app.ml.tagger import TaggerError, load_tagger
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
+    if args.sheet:
+        _check_output_file(args.sheet)
     weights = _model_path(args.weights)
     try:
         reader, tagger = load_look_reader(args.look_reader), load_tagger(args.tagger)
@@ -1090,7 +1092,25 @@ def _cmd_name_sliders(args: argparse.Namespace) -> int:
         line.close()
     print(table(result))
     print(f"stored {len(result.kept)} named sliders in the card of {weights}")
+    if args.sheet:
+        _write_slider_sheet(weights, args.sheet, args.sheet_seed)
     return 0
+
+
+def _write_slider_sheet(weights: str, sheet: str, seed: int) -> None:
+    import io
+
+    from PIL import Image
+
+    from mangagan_app.ml.generator_service import GeneratorService
+    from mangagan_app.ml.named_sliders import SLIDER_VALUES, slider_sheet
+
+    service = GeneratorService.load(weights)
+    buf = io.BytesIO()
+    Image.fromarray(slider_sheet(service, service.recipe(seed))).save(buf, format="PNG")
+    _write_output(sheet, buf.getvalue())
+    values = ", ".join(f"{v:+g}" for v in SLIDER_VALUES)
+    print(f"wrote {sheet}: one row per named slider (strongest first), columns {values}, seed {seed}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1376,6 +1396,8 @@ def build_parser() -> argparse.ArgumentParser:
     name_sliders.add_argument("--samples", type=_positive_int, default=6000, help="faces read to fit (6000)")
     name_sliders.add_argument("--faces", type=_positive_int, default=100, help="faces each slider is measured on")
     name_sliders.add_argument("--seed", type=_seed, default=0)
+    name_sliders.add_argument("--sheet", help="also write a PNG: one row per named slider, -3 … +3")
+    name_sliders.add_argument("--sheet-seed", type=_seed, default=42, help="the face of the sheet (seed 42)")
     name_sliders.add_argument("--threads", type=_natural, default=1, help="CPU threads (1; 0 = all cores)")
     name_sliders.set_defaults(func=_cmd_name_sliders)
 

@@ -28,7 +28,7 @@ from mangagan_app.core.attributes import Vocabulary
 from mangagan_app.core.sketchbook.look import LOOK_FACTORS
 from mangagan_app.ml.generator_service import random_conditions
 from mangagan_app.ml.look_reader import LookReader
-from mangagan_app.ml.sampling import to_uint8
+from mangagan_app.ml.sampling import image_grid, to_uint8
 from mangagan_app.ml.tagger import AttributeTagger, decide
 
 FIT_SAMPLES = 6000
@@ -245,3 +245,16 @@ def table(result: NamedSliders) -> str:
         )
     lines += [f"dropped {key}: {why}" for key, why in result.dropped.items()]
     return "\n".join(lines)
+
+
+def slider_sheet(service, recipe, values: tuple[float, ...] = SLIDER_VALUES) -> np.ndarray:
+    """One row per named slider of ``service`` (a GeneratorService), one column per slider value:
+    ``recipe`` moved along that slider alone. (rows·(H+2)+2, columns·(W+2)+2, 3) uint8."""
+    directions = service.directions
+    rows = []
+    for index in (i for i in range(len(directions)) if directions.name(i)):
+        for value in values:
+            sliders = [0.0] * len(directions)
+            sliders[index] = value
+            rows.append(recipe.with_(sliders=tuple(sliders)))
+    return image_grid(service.render(rows), len(values))
