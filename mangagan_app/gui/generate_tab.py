@@ -44,13 +44,12 @@ from PySide6.QtWidgets import (
 
 from mangagan_app.config import WEIGHTS_DIR
 from mangagan_app.core.attributes import Attributes
-from mangagan_app.core.face_history import EditHistory, FavouritesStore, HistoriesByModel
+from mangagan_app.core.face_history import EditHistory, FavouritesStore
 from mangagan_app.core.face_recipe import (
     Enlargement,
     FaceRecipe,
     RecipeError,
     png_bytes,
-    random_attributes,
     read_png_recipe,
 )
 from mangagan_app.core.files import atomic_write_bytes
@@ -60,24 +59,17 @@ from mangagan_app.gui.originality_dialog import OriginalityDialog
 from mangagan_app.gui.paths import app_data_dir
 from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.wheel_guard import take_wheel_only_when_focused
-from mangagan_app.ml.generator_service import (
-    GeneratorService,
-    frame_strip,
-    gif_bytes,
-    morph,
-    morph_frames,
-    upscale,
-    weights_by_preference,
-)
+from mangagan_app.ml.generate_session import GRID_FACES, MAX_SEED, VARIATION_MODES, GenerateSession
+from mangagan_app.ml.generator_service import GeneratorService, frame_strip, gif_bytes, upscale, weights_by_preference
 from mangagan_app.ml.sampling import image_grid
 
 log = logging.getLogger(__name__)
 
-GRID = 4
+GRID = 4  # GRID × GRID = GRID_FACES cells
 SLIDER_STEPS = 100  # slider ticks per σ
 SLIDER_RANGE = 3  # ±3σ
-MAX_SEED = 2**31 - 1
 STRIP_LENGTH = 40
+CHOOSE_MORPH_ENDS = "Choose A and B first (the buttons, or right-click a history face)"
 SYNC_RENDER_MS = 8.0  # faces that render faster than this are drawn on the GUI thread
 
 # Swatch colours for the hair and eye colour values (anime palettes, not physics).
@@ -97,7 +89,6 @@ SWATCHES = {
     "grey": "#8c8c8c",
     "yellow": "#f2d93a",
 }
-VARIATION_MODES = (("Similar faces", 0.45), ("Cousins", 0.75), ("New faces", 1.0))
 
 
 def _icon(image: QImage) -> QIcon:
@@ -289,11 +280,7 @@ class GenerateTab(QWidget):
         if data_dir is None:
             data_dir = app_data_dir()
         self.data_dir = Path(data_dir)
-        self.favourites = FavouritesStore(self.data_dir / "favourites.json")
-        # Each model keeps its own edits: switching models and back finds them again.
-        self.histories = HistoriesByModel()
-        self.history = EditHistory()  # the loaded model's, from self.histories
-        self.service: GeneratorService | None = None
+        self.session = GenerateSession(FavouritesStore(self.data_dir / "favourites.json"))
         self.worker: RenderWorker | None = None
         self._loader: ModelLoader | None = None
         # A loader superseded by a newer request keeps running until its thread ends; it must stay
@@ -306,18 +293,23 @@ class GenerateTab(QWidget):
         self._render_ms = float(SYNC_RENDER_MS)  # until measured: the worker thread
         self._face_pixels: np.ndarray | None = None  # what the canvas shows, (H, W, 3)
         self._preview: FaceRecipe | None = None  # a dragged slider / morph position not yet an edit
-        self._grid_seed = 0
         self._grid_token = 0
-        self._grid_items: list[tuple[np.ndarray, int | None]] = []
         self._grid_pixels: np.ndarray | None = None
         self._thumbs: dict[int, QIcon] = {}
-        self.morph_a: FaceRecipe | None = None
-        self.morph_b: FaceRecipe | None = None
         self.setAcceptDrops(True)
         self._build()
         self._build_actions()
         self._set_enabled(False)
         self.load_default_model()
+
+    @property
+    def service(self) -> GeneratorService | None:
+        return self.session.service
+
+    @property
+    def history(self) -> EditHistory:
+        """The loaded model's undo history."""
+        return self.session.history
 
     # ---- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -380,7 +372,7 @@ class GenerateTab(QWidget):
         cells = QGridLayout()
         cells.setSpacing(4)
         self.grid_buttons: list[QToolButton] = []
-        for i in range(GRID * GRID):
+        for i in range(GRID_FACES):
             cell = QToolButton()
             cell.setIconSize(QSize(68, 68))
             cell.setFixedSize(76, 76)
@@ -712,8 +704,8 @@ class GenerateTab(QWidget):
     def set_service(self, service: GeneratorService) -> None:
         """Use an already loaded model (the loader thread and the benchmark call this)."""
         self.shutdown()
-        previous_model = self.service.name if self.service is not None else ""
-        self.service = service
+        first_seed = setting(self.settings, "generate/last_seed", 0)
+        self.session.use_model(service, first_seed=first_seed, truncation=self.variety.value() / 100)
         self.worker = RenderWorker(service)
         self.worker.rendered.connect(self._rendered)
         self.worker.failed.connect(self.status_message.emit)
@@ -721,14 +713,9 @@ class GenerateTab(QWidget):
         self._build_attribute_controls()
         self._build_slider_controls()
         self._set_enabled(True)
-        previous = self.current_recipe()
-        self.history = self.histories.for_model(service.sha256)
-        self._clear_morph_ends()  # they were drawn by the previous model
-        if self.history.current is None:
-            self._push(*self._first_face(service, previous, previous_model))
-        else:  # back to a model used before: its edits and its current face, as they were left
-            self._show_recipe(self.history.current.recipe)
-            self._refresh_history()
+        self._clear_morph_labels()  # the session dropped the ends: the previous model drew them
+        self._show_recipe(self.current_recipe())
+        self._refresh_history()
         self.new_grid()
         self._refresh_favourites()
         self._fit_panel_width()
@@ -741,26 +728,7 @@ class GenerateTab(QWidget):
         self.model_label.setToolTip(f"{_metrics_summary(service.card)}<br>sha256 {service.sha256}")
         self.status_message.emit(f"Model {service.name}: {summary}")
 
-    def _first_face(
-        self, service: GeneratorService, previous: FaceRecipe | None, previous_model: str
-    ) -> tuple[FaceRecipe, str]:
-        """(recipe, history label) of the first face of a model opened for the first time: the face
-        on the canvas drawn by the new model when its noise and attributes fit it (the same character,
-        to compare the two), otherwise the last seed."""
-        if (
-            previous is not None
-            and previous.noise.shape == (service.z_dim,)
-            and previous.condition.shape == (service.vocabulary.dim,)
-        ):
-            recipe = previous.with_(
-                sliders=(), model_sha256=service.sha256, directions_sha256=service.directions.sha256
-            )
-            return recipe, f"The face of {previous_model}"
-        start = setting(self.settings, "generate/last_seed", 0)
-        return self._with_controls(service.recipe(start)), f"Seed {start}"
-
-    def _clear_morph_ends(self) -> None:
-        self.morph_a = self.morph_b = None
+    def _clear_morph_labels(self) -> None:
         self.morph_a_label.setText("A")
         self.morph_b_label.setText("B")
 
@@ -865,8 +833,7 @@ class GenerateTab(QWidget):
 
     # ---- state -------------------------------------------------------------------------------
     def current_recipe(self) -> FaceRecipe | None:
-        entry = self.history.current
-        return entry.recipe if entry else None
+        return self.session.current
 
     def current_pixels(self) -> np.ndarray | None:
         """The pixels the canvas shows now ((H, W, 3) uint8), None before the first render."""
@@ -880,13 +847,17 @@ class GenerateTab(QWidget):
         return recipe.with_(truncation=self.variety.value() / 100, sliders=tuple(sliders))
 
     def _push(self, recipe: FaceRecipe, label: str) -> None:
+        self._after_edit(self.session.push(recipe, label))
+
+    def _after_edit(self, changed: bool) -> None:
+        """Show the session's current face; when an edit made a new one, refresh the grid and history."""
         self._preview = None
-        if self.history.push(recipe, label):
-            self._show_recipe(recipe)
+        if self.current_recipe() is None:
+            return
+        self._show_recipe(self.current_recipe())
+        if changed:
             self._refresh_grid()
             self._refresh_history()
-        else:
-            self._show_recipe(recipe)
 
     def _show_recipe(self, recipe: FaceRecipe) -> None:
         """Bring every control in line with ``recipe`` and ask for its render."""
@@ -903,7 +874,7 @@ class GenerateTab(QWidget):
         self.variety_label.setText(f"{recipe.truncation:.2f}")
         for row in self.direction_sliders:
             row.show_sigma(recipe.slider(row.index))
-        self.star_button.setChecked(self.favourites.find(recipe) is not None)
+        self.star_button.setChecked(self.session.is_starred(recipe))
         self.star_button.setText("★" if self.star_button.isChecked() else "☆")
         self.undo_button.setEnabled(self.history.can_undo())
         self.redo_button.setEnabled(self.history.can_redo())
@@ -953,27 +924,17 @@ class GenerateTab(QWidget):
         """New face: fresh noise (unless locked) and the groups marked Random redrawn."""
         if self.service is None:
             return
-        current = self.current_recipe()
         seed = int(np.random.default_rng().integers(MAX_SEED))
-        rng = np.random.default_rng(seed)
-        drawn = random_attributes(self.service.vocabulary, rng)
-        attrs = Attributes()
+        keep, random_groups = Attributes(), []
         for box in self.group_boxes:
-            if not box.random_box.isChecked():
-                box.read_into(attrs)
-            elif box.group.exclusive:
-                attrs.choices[box.group.name] = drawn.choices[box.group.name]
+            if box.random_box.isChecked():
+                random_groups.append(box.group)
             else:
-                attrs.tags.update(t for t in drawn.tags if t in box.group.values)
-        condition = self.service.vocabulary.encode(attrs)[0]
-        if self.lock_noise.isChecked() and current is not None:
-            recipe = current.with_(condition=condition)
-            label = "Randomize attributes"
-        else:
-            recipe = self._with_controls(self.service.recipe(seed)).with_(condition=condition)
+                box.read_into(keep)
+        locked = self.lock_noise.isChecked() and self.current_recipe() is not None
+        if not locked:
             self.settings.setValue("generate/last_seed", seed)
-            label = f"Seed {seed}"
-        self._push(recipe, label)
+        self._after_edit(self.session.randomize(seed, keep=keep, random_groups=random_groups, lock_noise=locked))
         self.new_grid()
 
     def _seed_edited(self) -> None:
@@ -982,7 +943,7 @@ class GenerateTab(QWidget):
         if self.service is None or current is None or seed < 0 or seed == current.seed:
             return
         self.settings.setValue("generate/last_seed", seed)
-        self._push(current.with_(noise=self.service.seed_noise(seed), seed=seed), f"Seed {seed}")
+        self._after_edit(self.session.set_seed(seed))
 
     def set_seed(self, seed: int) -> None:
         """Type ``seed`` into the seed box (same as the user doing it)."""
@@ -990,14 +951,10 @@ class GenerateTab(QWidget):
         self._seed_edited()
 
     def _attributes_edited(self, label: str) -> None:
-        current = self.current_recipe()
-        if current is None:
-            return
         attrs = Attributes()
         for box in self.group_boxes:
             box.read_into(attrs)
-        # Same noise, new condition: the character stays, the attribute changes.
-        self._push(current.with_(condition=self.service.vocabulary.encode(attrs)[0]), label)
+        self._after_edit(self.session.set_attributes(attrs, label))
 
     def _direction_moved(self, row: DirectionSlider) -> None:
         row.value_label.setText(f"{row.sigma():+.2f}")
@@ -1029,21 +986,15 @@ class GenerateTab(QWidget):
             self._push(self._with_controls(current), "Sliders")
 
     def reset_sliders(self) -> None:
-        current = self.current_recipe()
-        if current is not None:
-            self._push(current.with_(sliders=(0.0,) * len(self.direction_sliders)), "Reset sliders")
+        self._after_edit(self.session.reset_sliders())
 
     def undo(self) -> None:
-        if self.history.undo() is not None:
-            self._show_recipe(self.history.current.recipe)
-            self._refresh_grid()
-            self._refresh_history()
+        if self.session.undo():
+            self._after_edit(True)
 
     def redo(self) -> None:
-        if self.history.redo() is not None:
-            self._show_recipe(self.history.current.recipe)
-            self._refresh_grid()
-            self._refresh_history()
+        if self.session.redo():
+            self._after_edit(True)
 
     def _set_smooth(self, on: bool) -> None:
         self.canvas.set_smooth(on)
@@ -1056,35 +1007,19 @@ class GenerateTab(QWidget):
 
     def new_grid(self) -> None:
         """Sixteen new relatives of the current face (how related: the mode box)."""
-        current = self.current_recipe()
-        if current is None:
-            return
-        self._grid_seed += 1
-        strength = VARIATION_MODES[self.variation_mode.currentIndex()][1]
-        if strength >= 1.0:
-            base = int(np.random.default_rng(self._grid_seed + (current.seed or 0)).integers(MAX_SEED - 16))
-            self._grid_items = [(self.service.seed_noise(base + i), base + i) for i in range(GRID * GRID)]
-        else:
-            variants = self.service.variations(current, GRID * GRID, seed=self._grid_seed, strength=strength)
-            self._grid_items = [(v.noise, None) for v in variants]
+        self.session.new_grid(VARIATION_MODES[self.variation_mode.currentIndex()][1])
         self._refresh_grid()
 
-    def _grid_recipes(self) -> list[FaceRecipe]:
-        current = self.current_recipe()
-        return [current.with_(noise=noise, seed=seed) for noise, seed in self._grid_items]
-
     def _refresh_grid(self) -> None:
-        # The grid shares the current attributes and sliders, so ticking "glasses" puts
-        # glasses on all sixteen.
-        if self.current_recipe() is None or not self._grid_items:
-            return
-        self._grid_token += 1
-        self.worker.request("grid", self._grid_token, self._grid_recipes())
+        recipes = self.session.grid_recipes()
+        if recipes:
+            self._grid_token += 1
+            self.worker.request("grid", self._grid_token, recipes)
 
     def pick_variation(self, index: int) -> None:
         """Make grid face ``index`` the current face."""
-        if index < len(self._grid_items):
-            self._push(self._grid_recipes()[index], f"Variation {index + 1}")
+        if index < len(self.session.grid):
+            self._after_edit(self.session.pick(index))
 
     # ---- history & favourites -----------------------------------------------------------------
     def _thumbnail(self, entry_id: int, recipe: FaceRecipe, *, current: bool) -> QIcon:
@@ -1110,32 +1045,28 @@ class GenerateTab(QWidget):
             if i == self.history.index:
                 item.setSelected(True)
         self.history_strip.scrollToBottom()
-        live = {id(e) for e in self.histories.all_entries()}  # other models' thumbnails are kept for their return
+        live = {
+            id(e) for e in self.session.histories.all_entries()
+        }  # other models' thumbnails are kept for their return
         for key in [k for k in self._thumbs if k not in live]:
             del self._thumbs[key]
 
     def _refresh_favourites(self) -> None:
         self.favourites_strip.clear()
-        if self.service is None:
-            return
-        favs = self.favourites.all(self.service.sha256)
-        images = self.service.render([f.recipe for f in favs]) if favs else []
-        for fav, pixels in zip(favs, images, strict=True):
+        favourites = self.session.favourite_recipes()
+        images = self.service.render([recipe for _, recipe, _ in favourites]) if favourites else []
+        for (fav_id, _, name), pixels in zip(favourites, images, strict=True):
             item = QListWidgetItem(_icon(qimage_from_array(pixels)), "")
-            item.setToolTip(fav.name or "Favourite")
-            item.setData(Qt.ItemDataRole.UserRole, fav.id)
+            item.setToolTip(name or "Favourite")
+            item.setData(Qt.ItemDataRole.UserRole, fav_id)
             self.favourites_strip.addItem(item)
 
     def _history_clicked(self, item: QListWidgetItem) -> None:
-        entry = self.history.entries[item.data(Qt.ItemDataRole.UserRole)]
-        if entry is not self.history.current:
-            self._push(entry.recipe, f"Back to: {entry.label}")
-
-    def _favourite_recipe(self, fav_id: str) -> FaceRecipe | None:
-        return next((f.recipe for f in self.favourites.all() if f.id == fav_id), None)
+        if self.session.back_to(item.data(Qt.ItemDataRole.UserRole)):
+            self._after_edit(True)
 
     def _favourite_clicked(self, item: QListWidgetItem) -> None:
-        recipe = self._favourite_recipe(item.data(Qt.ItemDataRole.UserRole))
+        recipe = self.session.favourite(item.data(Qt.ItemDataRole.UserRole))
         if recipe is not None:
             self._push(recipe, "Favourite")
 
@@ -1144,7 +1075,7 @@ class GenerateTab(QWidget):
         if item is None:
             return
         key = item.data(Qt.ItemDataRole.UserRole)
-        recipe = self.history.entries[key].recipe if strip is self.history_strip else self._favourite_recipe(key)
+        recipe = self.history.entries[key].recipe if strip is self.history_strip else self.session.favourite(key)
         if recipe is None:
             return
         menu = QMenu(self)
@@ -1160,22 +1091,18 @@ class GenerateTab(QWidget):
 
     def toggle_favourite(self) -> None:
         """Star or unstar the current face (favourites are kept between runs)."""
-        current = self.current_recipe()
-        if current is None:
+        if self.current_recipe() is None:
             return
-        if self.favourites.find(current) is None:
-            self.favourites.add(current)
+        if self.session.toggle_favourite():
             self.status_message.emit("Starred: the face is in Favourites")
-        else:
-            self.favourites.remove(current)
-        self._unstarred_refresh(current)
+        self._unstarred_refresh(self.current_recipe())
 
     def _unstar(self, recipe: FaceRecipe) -> None:
-        self.favourites.remove(recipe)
+        self.session.favourites.remove(recipe)
         self._unstarred_refresh(self.current_recipe())
 
     def _unstarred_refresh(self, current: FaceRecipe | None) -> None:
-        starred = current is not None and self.favourites.find(current) is not None
+        starred = self.session.is_starred(current)
         self.star_button.setChecked(starred)
         self.star_button.setText("★" if starred else "☆")
         self._refresh_favourites()
@@ -1184,11 +1111,8 @@ class GenerateTab(QWidget):
     def set_morph_end(self, end: str, recipe: FaceRecipe | None) -> None:
         if recipe is None or self.service is None:
             return
+        self.session.set_morph_end(end, recipe)
         label = self.morph_a_label if end == "a" else self.morph_b_label
-        if end == "a":
-            self.morph_a = recipe
-        else:
-            self.morph_b = recipe
         pixmap = QPixmap.fromImage(qimage_from_array(self.service.render([recipe])[0]))
         label.setPixmap(
             pixmap.scaled(68, 68, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
@@ -1199,22 +1123,23 @@ class GenerateTab(QWidget):
         self._morph_moved(self.morph_slider.value())
 
     def _morph_moved(self, value: int) -> None:
-        if self.morph_a is None or self.morph_b is None:
-            self.status_message.emit("Choose A and B first (the buttons, or right-click a history face)")
+        frame = self.session.morph_at(value / 100)
+        if frame is None:
+            self.status_message.emit(CHOOSE_MORPH_ENDS)
             return
-        self._preview = morph(self.morph_a, self.morph_b, value / 100)
-        self._request_face(self._preview)
+        self._preview = frame
+        self._request_face(frame)
         self.canvas.set_caption(f"Morph A → B   t = {value / 100:.2f}   (Keep this face to edit it)")
 
     def keep_morph_frame(self) -> None:
-        if self._preview is not None and self.morph_a is not None and self.morph_b is not None:
+        if self._preview is not None and self.session.morph_at(0.0) is not None:
             self._push(self._preview, f"Morph t={self.morph_slider.value() / 100:.2f}")
 
-    def _morph_frames(self) -> list[Image.Image] | None:
-        if self.morph_a is None or self.morph_b is None:
-            self.status_message.emit("Choose A and B first (the buttons, or right-click a history face)")
-            return None
-        return morph_frames(self.service, self.morph_a, self.morph_b, self.frames_box.value())
+    def _morph_frames(self) -> list[Image.Image]:
+        frames = self.session.morph_frames(self.frames_box.value())
+        if not frames:
+            self.status_message.emit(CHOOSE_MORPH_ENDS)
+        return frames
 
     def export_morph_gif(self, path: Path) -> None:
         frames = self._morph_frames()
@@ -1260,7 +1185,7 @@ class GenerateTab(QWidget):
         self.status_message.emit(f"Saved {path} (open or drop it here to get this face back)")
 
     def export_grid_sheet(self, path: Path) -> None:
-        images = self.service.render(self._grid_recipes())
+        images = self.service.render(self.session.grid_recipes())
         sheet = Image.fromarray(image_grid(images, GRID))
         factor = max(1, min(8, self.scale_box.value()))
         atomic_write_bytes(path, png_bytes(upscale(sheet, factor, smooth=self.method_box.currentIndex() == 1)))

@@ -157,7 +157,7 @@ def test_favourite_is_kept_when_the_tab_is_reopened(qtbot, tab, tmp_path, tiny_w
     again = _open_tab(qtbot, tmp_path, tiny_weights.parent)
     qtbot.waitUntil(lambda: again.service is not None, timeout=30000)
     assert again.favourites_strip.count() == 1
-    assert again.favourites.all()[0].recipe == starred
+    assert again.session.favourites.all()[0].recipe == starred
     again.shutdown()
 
 
