@@ -823,6 +823,96 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _service_and_faces(faces: list[str], weights: str | None):
+    """The model and a recipe for each of ``faces`` (an exported PNG, or a seed of the model).
+
+    The model is ``weights`` if given, else the one in ``weights/`` that made the first PNG,
+    else the default model.
+    """
+    from mangagan_app.config import WEIGHTS_DIR
+    from mangagan_app.core.face_recipe import RecipeError, read_png_recipe
+    from mangagan_app.ml.generator_service import GeneratorService, find_weights_by_sha256
+
+    try:
+        stored = {face: read_png_recipe(face) for face in faces if not face.isdigit()}
+    except RecipeError as exc:
+        raise CommandError(str(exc)) from exc
+    if weights is None and stored:
+        made_by = next(iter(stored.values())).model_sha256
+        found = find_weights_by_sha256(WEIGHTS_DIR, made_by)
+        if found is None:
+            raise CommandError(
+                f"no model in {WEIGHTS_DIR} has sha256 {made_by[:12]}…; pass the one that made it with --weights"
+            )
+        weights = str(found)
+    service = GeneratorService.load(_model_path(weights))
+    recipes = []
+    for face in faces:
+        if face in stored:
+            try:
+                for warning in service.check(stored[face], face):
+                    log.warning("%s", warning)
+            except RecipeError as exc:
+                raise CommandError(str(exc)) from exc
+            recipes.append(stored[face])
+        else:
+            recipes.append(service.recipe(int(face)))
+    return service, recipes
+
+
+def _cmd_morph(args: argparse.Namespace) -> int:
+    from mangagan_app.core.face_history import FavouritesStore
+    from mangagan_app.core.face_recipe import png_bytes
+    from mangagan_app.ml.generate_session import GenerateSession
+    from mangagan_app.ml.generator_service import frame_strip, gif_bytes, upscale
+
+    gif = _output_kind(args.output) == ".gif"
+    service, (a, b) = _service_and_faces([args.a, args.b], args.weights)
+    session = GenerateSession(FavouritesStore(os.devnull))
+    session.use_model(service, first_seed=0)
+    session.set_morph_end("a", a)
+    session.set_morph_end("b", b)
+    frames = [upscale(f, args.scale, smooth=args.smooth) for f in session.morph_frames(args.frames)]
+    _write_output(args.output, gif_bytes(frames) if gif else png_bytes(frame_strip(frames)))
+    print(f"wrote {args.output}: {args.frames} frames from A to B ({'GIF' if gif else 'a strip'})")
+    return 0
+
+
+def _cmd_variations(args: argparse.Namespace) -> int:
+    import io
+
+    from PIL import Image
+
+    from mangagan_app.core.face_history import FavouritesStore
+    from mangagan_app.ml.generate_session import VARIATION_MODES, GenerateSession
+    from mangagan_app.ml.sampling import image_grid
+
+    _output_kind(args.output)
+    service, (face,) = _service_and_faces([args.face], args.weights)
+    session = GenerateSession(FavouritesStore(os.devnull))
+    session.use_model(service, first_seed=0)
+    session.push(face, "the face given")
+    strength = dict((label.split()[0].lower(), value) for label, value in VARIATION_MODES)[args.mode]
+    recipes = []
+    while len(recipes) < args.n:
+        recipes += session.new_grid(strength)
+    images = service.render(recipes[: args.n])
+    buf = io.BytesIO()
+    Image.fromarray(image_grid(images, args.columns or min(args.n, 4))).save(buf, format="PNG")
+    _write_output(args.output, buf.getvalue())
+    print(f"wrote {len(images)} {args.mode} variations to {args.output}")
+    return 0
+
+
+def _output_kind(path: str) -> str:
+    """The output's suffix (.png or .gif), checked before any work starts."""
+    _check_output_file(path)
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".png", ".gif"):
+        raise _usage(f"-o {path}: write a .png (or a .gif for a morph)")
+    return suffix
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
     import shlex
@@ -1384,6 +1474,32 @@ def build_parser() -> argparse.ArgumentParser:
     reader.add_argument("--workers", type=_positive_int, default=1, help="processes drawing faces (1)")
     reader.add_argument("--threads", type=_natural, default=1, help="CPU threads (1; 0 = all cores)")
     reader.set_defaults(func=_cmd_train_look_reader)
+
+    morph_cmd = sub.add_parser("morph", help="morph one face into another: a GIF or a strip of frames")
+    morph_cmd.add_argument("a", help="face A: a PNG exported by MangaGAN Studio, or a seed")
+    morph_cmd.add_argument("b", help="face B: a PNG or a seed")
+    morph_cmd.add_argument("-o", "--output", default="morph.gif", help="morph.gif (a .png writes a strip)")
+    morph_cmd.add_argument(
+        "--frames", type=_number_type(_whole, lambda n: n >= 2, "a morph needs at least 2 frames"), default=24
+    )
+    morph_cmd.add_argument("--weights", help="the model (default: the one that made A, else the default model)")
+    morph_cmd.add_argument("--scale", type=int, default=1, choices=range(1, 9), metavar="1-8", help="enlarge")
+    morph_cmd.add_argument("--smooth", action="store_true", help="enlarge with Lanczos instead of nearest")
+    morph_cmd.set_defaults(func=_cmd_morph)
+
+    variations = sub.add_parser("variations", help="a grid of relatives of a face (the Generate tab's grid)")
+    variations.add_argument("face", help="a PNG exported by MangaGAN Studio, or a seed")
+    variations.add_argument("-o", "--output", default="variations.png", help="variations.png")
+    variations.add_argument("-n", type=_positive_int, default=16, help="faces (16)")
+    variations.add_argument(
+        "--mode",
+        choices=("similar", "cousins", "new"),
+        default="similar",
+        help="how related: similar faces (default), cousins, or new faces",
+    )
+    variations.add_argument("--columns", type=_positive_int, help="grid columns (default 4)")
+    variations.add_argument("--weights", help="the model (default: the one that made the PNG, else the default)")
+    variations.set_defaults(func=_cmd_variations)
 
     name_sliders = sub.add_parser(
         "name-sliders",
