@@ -12,24 +12,24 @@ their mean and spread on the sketchbook, and R² per factor on unseen faces).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
 from mangagan_app.config import WEIGHTS_DIR
-from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
 from mangagan_app.core.sketchbook.look import LOOK_FACTORS
-from mangagan_app.ml.tagger import TaggerArchitecture, TaggerNet, soften, to_tagger_input
+from mangagan_app.ml.tagger import (
+    TaggerArchitecture,
+    TaggerNet,
+    fit_one_cycle,
+    read_net_with_card,
+    soften,
+    to_tagger_input,
+    write_net_with_card,
+)
 
 LOOK_READER_FORMAT = "mangagan-look-reader/1"
 DEFAULT_LOOK_READER = WEIGHTS_DIR / "look_reader" / "look_reader.safetensors"
@@ -99,52 +99,32 @@ def train_look_reader(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     net = TaggerNet(TaggerArchitecture(width=width, cond_dim=len(FACTOR_KEYS)))
-    steps_per_epoch = max(1, len(faces) // batch)
-    total = epochs * steps_per_epoch
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.2)
-    net.train()
-    step = 0
-    for _ in range(epochs):
-        order = torch.randperm(len(faces), generator=generator)
-        for k in range(steps_per_epoch):
-            if should_stop and should_stop():
-                return LookReader(net, mean, std)
-            rows = order[k * batch : (k + 1) * batch]
-            _, predicted = net(soften(to_tagger_input(faces[rows]), generator))
-            loss = F.mse_loss(predicted, targets[rows])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if progress and (step % 20 == 0 or step == total):
-                progress(step, total, float(loss.detach()))
+
+    def loss_of(rows: torch.Tensor) -> torch.Tensor:
+        _, predicted = net(soften(to_tagger_input(faces[rows]), generator))
+        return F.mse_loss(predicted, targets[rows])
+
+    fit_one_cycle(
+        net,
+        torch.arange(len(faces)),
+        loss_of,
+        generator,
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        progress=progress,
+        should_stop=should_stop,
+    )
     return LookReader(net.requires_grad_(False), mean, std)
 
 
 def save_look_reader(reader: LookReader, path: str | Path, *, training: dict, r2: np.ndarray) -> tuple[Path, Path]:
     """Write ``path`` (.safetensors) and its card (.json) atomically; returns both paths."""
-    path = Path(path).with_suffix(".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in reader.net.state_dict().items()}
-    data = save_safetensors(tensors, metadata={"format": LOOK_READER_FORMAT})
-    atomic_write_bytes(path, data)
-    card = {
-        "format": LOOK_READER_FORMAT,
-        "weights_file": path.name,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "architecture": asdict(reader.net.arch),
-        "factors": [
-            {"key": f.key, "name": f.name, "mean": float(m), "std": float(s), "r2_unseen": float(r)}
-            for f, m, s, r in zip(LOOK_FACTORS, reader.mean, reader.std, r2, strict=True)
-        ],
-        "training": training,
-        "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    card_path = path.with_suffix(".json")
-    atomic_write_json(card_path, card)
-    return path, card_path
+    factors = [
+        {"key": f.key, "name": f.name, "mean": float(m), "std": float(s), "r2_unseen": float(r)}
+        for f, m, s, r in zip(LOOK_FACTORS, reader.mean, reader.std, r2, strict=True)
+    ]
+    return write_net_with_card(reader.net, path, LOOK_READER_FORMAT, factors=factors, training=training)
 
 
 def load_look_reader(path: str | Path | None = None) -> LookReader:
@@ -153,26 +133,17 @@ def load_look_reader(path: str | Path | None = None) -> LookReader:
     Raises :class:`LookReaderError` naming the file when the weights or card are missing,
     corrupted, made for other factors or do not fit the card's architecture.
     """
-    st_path = Path(path or DEFAULT_LOOK_READER).with_suffix(".safetensors")
-    card_path = st_path.with_suffix(".json")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        data = st_path.read_bytes()
-    except FileNotFoundError as exc:
-        raise LookReaderError(exc.filename, "missing (the look reader needs its .safetensors and .json)") from None
-    except (OSError, ValueError) as exc:
-        raise LookReaderError(card_path, f"unreadable: {exc}") from None
-    if not isinstance(card, dict) or card.get("format") != LOOK_READER_FORMAT:
-        raise LookReaderError(card_path, f"not a {LOOK_READER_FORMAT} card")
-    if hashlib.sha256(data).hexdigest() != card.get("sha256"):
-        raise LookReaderError(st_path, "sha256 does not match the card: the file is corrupted or was replaced")
-    if [f.get("key") for f in card.get("factors", [])] != list(FACTOR_KEYS):
-        raise LookReaderError(card_path, "the reader was trained for other look factors")
-    try:
-        net = TaggerNet(TaggerArchitecture.from_dict(card["architecture"]))
-        net.load_state_dict(load_safetensors(data), strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise LookReaderError(st_path, f"does not fit the card's architecture: {str(exc).splitlines()[0]}") from None
+    net, card = read_net_with_card(
+        Path(path or DEFAULT_LOOK_READER).with_suffix(".safetensors"),
+        LOOK_READER_FORMAT,
+        LookReaderError,
+        "the look reader",
+        check=lambda card: (
+            None
+            if [f.get("key") for f in card.get("factors", [])] == list(FACTOR_KEYS)
+            else "the reader was trained for other look factors"
+        ),
+    )
     mean = np.array([f["mean"] for f in card["factors"]], np.float32)
     std = np.array([f["std"] for f in card["factors"]], np.float32)
-    return LookReader(net.requires_grad_(False), mean, std, card)
+    return LookReader(net, mean, std, card)

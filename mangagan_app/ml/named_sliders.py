@@ -208,26 +208,16 @@ def to_card(result: NamedSliders, reader: LookReader) -> dict:
     }
 
 
-def store_named_sliders(
-    weights_path,
-    reader: LookReader,
-    tagger: AttributeTagger,
-    *,
-    samples: int = FIT_SAMPLES,
-    faces: int = MEASURE_FACES,
-    seed: int = 0,
-    progress: ProgressFn | None = None,
-) -> NamedSliders:
-    """Find the named sliders of the exported model at ``weights_path`` and write them into its
-    card under ``named_sliders``. Raises what :func:`~mangagan_app.ml.checkpoint.load_generator` raises."""
+def store_named_sliders(weights_path, reader: LookReader, tagger: AttributeTagger, **options) -> NamedSliders:
+    """Find the named sliders of the exported model at ``weights_path`` (``options`` as for
+    :func:`find_named_sliders`) and write them into its card under ``named_sliders``. Raises what
+    :func:`~mangagan_app.ml.checkpoint.load_generator` raises."""
     from mangagan_app.ml.checkpoint import load_generator, update_card
 
     generator, card = load_generator(weights_path)
     vocabulary = Vocabulary.from_json(card["vocabulary"])
     with torch.inference_mode():
-        result = find_named_sliders(
-            generator, vocabulary, reader, tagger, samples=samples, faces=faces, seed=seed, progress=progress
-        )
+        result = find_named_sliders(generator, vocabulary, reader, tagger, **options)
     update_card(weights_path, named_sliders=to_card(result, reader))
     return result
 

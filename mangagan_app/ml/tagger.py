@@ -341,21 +341,46 @@ def train_tagger(
     generator = torch.Generator().manual_seed(seed)
     net = init if init is not None else TaggerNet(arch)
     net.requires_grad_(True)
-    steps_per_epoch = max(1, len(usable) // batch)
+
+    def loss_of(rows: torch.Tensor) -> torch.Tensor:
+        _, logits = net(_augment(to_tagger_input(images[rows]), generator))
+        return tagger_loss(logits, cond[rows], mask=mask[rows])
+
+    fit_one_cycle(
+        net, usable, loss_of, generator, epochs=epochs, batch=batch, lr=lr, progress=progress, should_stop=should_stop
+    )
+    return net.eval()
+
+
+def fit_one_cycle(
+    net: nn.Module,
+    rows: torch.Tensor,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    generator: torch.Generator,
+    *,
+    epochs: int,
+    batch: int,
+    lr: float,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> None:
+    """Train ``net`` in place with AdamW and a one-cycle learning rate: ``epochs`` passes over
+    ``rows`` (shuffled by ``generator``) in batches, each step minimising ``loss_of(batch rows)``.
+
+    ``progress(step, total, loss)`` every 20 steps; stops between steps when ``should_stop()``.
+    """
+    steps_per_epoch = max(1, len(rows) // batch)
     total = epochs * steps_per_epoch
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.2)
     net.train()
     step = 0
     for _ in range(epochs):
-        order = usable[torch.randperm(len(usable), generator=generator)]
+        order = rows[torch.randperm(len(rows), generator=generator)]
         for k in range(steps_per_epoch):
             if should_stop and should_stop():
-                return net.eval()
-            rows = order[k * batch : (k + 1) * batch]
-            x = _augment(to_tagger_input(images[rows]), generator)
-            _, logits = net(x)
-            loss = tagger_loss(logits, cond[rows], mask=mask[rows])
+                return
+            loss = loss_of(order[k * batch : (k + 1) * batch])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -363,7 +388,6 @@ def train_tagger(
             step += 1
             if progress and (step % 20 == 0 or step == total):
                 progress(step, total, float(loss.detach()))
-    return net.eval()
 
 
 # ---- files ----------------------------------------------------------------------------------------
@@ -380,21 +404,32 @@ def save_tagger(
 
     The card's ``known_groups`` are the ``groups`` the net learnt (default: every group).
     """
+    return write_net_with_card(
+        net,
+        path,
+        TAGGER_FORMAT,
+        input_size=TAGGER_SIZE,
+        vocabulary=vocabulary.to_json(),
+        known_groups=list(groups) if groups is not None else [g.name for g in vocabulary.groups],
+        training=training,
+        accuracy_unseen=accuracy,
+    )
+
+
+def write_net_with_card(net: TaggerNet, path: str | Path, fmt: str, **card_entries) -> tuple[Path, Path]:
+    """Write ``net`` to ``path`` (.safetensors) and a card (.json) holding ``fmt``, the sha256, the
+    architecture and ``card_entries``, both atomically; returns both paths."""
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    data = save_safetensors(tensors, metadata={"format": TAGGER_FORMAT})
+    data = save_safetensors(tensors, metadata={"format": fmt})
     atomic_write_bytes(path, data)
     card = {
-        "format": TAGGER_FORMAT,
+        "format": fmt,
         "weights_file": path.name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "architecture": asdict(net.arch),
-        "input_size": TAGGER_SIZE,
-        "vocabulary": vocabulary.to_json(),
-        "known_groups": list(groups) if groups is not None else [g.name for g in vocabulary.groups],
-        "training": training,
-        "accuracy_unseen": accuracy,
+        **card_entries,
         "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     card_path = path.with_suffix(".json")
@@ -409,23 +444,47 @@ def load_tagger(path: str | Path | None = None, vocabulary: Vocabulary = VOCABUL
     corrupted, made for another vocabulary or do not fit the card's architecture.
     """
     st_path = Path(path or DEFAULT_TAGGER).with_suffix(".safetensors")
+    net, card = read_net_with_card(
+        st_path,
+        TAGGER_FORMAT,
+        TaggerError,
+        "the tagger",
+        check=lambda card: (
+            None
+            if card.get("vocabulary") == vocabulary.to_json()
+            else "the tagger was trained for another attribute vocabulary"
+        ),
+    )
+    return AttributeTagger(net, card, vocabulary)
+
+
+def read_net_with_card(
+    st_path: Path, fmt: str, error: type[ValueError], what: str, check: Callable[[dict], str | None]
+) -> tuple[TaggerNet, dict]:
+    """The net stored at ``st_path`` (frozen, eval mode) and its card, as :func:`write_net_with_card`
+    wrote them. ``check(card)`` names what else makes the card unusable (None: nothing).
+
+    Raises ``error(path, reason)`` naming the file when either file is missing or
+    unreadable, the card is not ``fmt``, the sha256 does not match, ``check`` objects,
+    or the weights do not fit the card's architecture.
+    """
     card_path = st_path.with_suffix(".json")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
         data = st_path.read_bytes()
     except FileNotFoundError as exc:
-        raise TaggerError(exc.filename, "missing (the tagger needs its .safetensors and .json)") from None
+        raise error(exc.filename, f"missing ({what} needs its .safetensors and .json)") from None
     except (OSError, ValueError) as exc:
-        raise TaggerError(card_path, f"unreadable: {exc}") from None
-    if not isinstance(card, dict) or card.get("format") != TAGGER_FORMAT:
-        raise TaggerError(card_path, f"not a {TAGGER_FORMAT} card")
+        raise error(card_path, f"unreadable: {exc}") from None
+    if not isinstance(card, dict) or card.get("format") != fmt:
+        raise error(card_path, f"not a {fmt} card")
     if hashlib.sha256(data).hexdigest() != card.get("sha256"):
-        raise TaggerError(st_path, "sha256 does not match the card: the file is corrupted or was replaced")
-    if card.get("vocabulary") != vocabulary.to_json():
-        raise TaggerError(card_path, "the tagger was trained for another attribute vocabulary")
+        raise error(st_path, "sha256 does not match the card: the file is corrupted or was replaced")
+    if reason := check(card):
+        raise error(card_path, reason)
     try:
         net = TaggerNet(TaggerArchitecture.from_dict(card["architecture"]))
         net.load_state_dict(load_safetensors(data), strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise TaggerError(st_path, f"does not fit the card's architecture: {str(exc).splitlines()[0]}") from None
-    return AttributeTagger(net.requires_grad_(False), card, vocabulary)
+        raise error(st_path, f"does not fit the card's architecture: {str(exc).splitlines()[0]}") from None
+    return net.requires_grad_(False).eval(), card
