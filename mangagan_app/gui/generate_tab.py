@@ -800,6 +800,13 @@ class GenerateTab(QWidget):
                 self.directions_layout.addWidget(label)
             for i in indices:
                 self._add_direction_row(i, directions.name(i) or f"Direction {i + 1}")
+        # Every name whole, and the sliders lined up: one width for all the name fields.
+        width = max(
+            [96]
+            + [r.name_edit.fontMetrics().horizontalAdvance(r.name_edit.text()) + 10 for r in self.direction_sliders]
+        )
+        for row in self.direction_sliders:
+            row.name_edit.setFixedWidth(width)
 
     def _add_direction_row(self, index: int, default_name: str) -> None:
         row = DirectionSlider(index, str(setting(self.settings, self._direction_key(index), default_name)))

@@ -37,6 +37,9 @@ SLIDER_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 # A slider must move its factor by at least this share of the factor's spread on the
 # sketchbook per unit, else the model has not learned the factor well enough to steer it.
 MIN_CHANGE = 0.15
+# Below this share of a factor's variance explained on unseen faces, the look reader cannot
+# tell what a slider does to it: such a factor gets no slider.
+MIN_READER_R2 = 0.5
 GOALS = {"spearman": 0.9, "attributes_kept": 0.95, "side_effect_ratio": 1 / 3}
 
 ProgressFn = Callable[[str, int, int], None]
@@ -72,6 +75,7 @@ class NamedSliders:
     kept: list[NamedSlider] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
     samples: int = 0
+    random_attributes_kept: float = 0.0  # the same measure for a random direction
 
 
 def _render(generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, batch: int = 500) -> np.ndarray:
@@ -84,6 +88,12 @@ def _render(generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, bat
 def _readings(images: np.ndarray, reader: LookReader, tagger: AttributeTagger) -> tuple[np.ndarray, np.ndarray]:
     """(factors in spreads of each factor, tagger scores) of uint8 faces."""
     return reader.read(images) / reader.std, tagger.read(images)[1]
+
+
+def _fit_readings(images: np.ndarray, reader: LookReader, tagger: AttributeTagger) -> np.ndarray:
+    """What the directions hold still or move: the factors (in spreads) and the tagger's logits,
+    which change linearly where its scores saturate."""
+    return np.concatenate([reader.read(images) / reader.std, tagger.logits(images)], axis=1)
 
 
 def fit_directions(z: np.ndarray, readings: np.ndarray) -> np.ndarray:
@@ -167,16 +177,23 @@ def find_named_sliders(
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn((samples, z_dim), generator=gen)
     cond = torch.from_numpy(random_conditions(samples, vocabulary, rng))
-    factors, scores = _readings(_render(generator, z, cond), reader, tagger)
+    readings = _fit_readings(_render(generator, z, cond), reader, tagger)
     if progress:
         progress("reading faces", samples, samples)
-    # Every reading is held still by every other direction: the attribute scores too, so a
-    # slider leaves the attributes the tagger reads as they were.
-    directions = fit_directions(z.numpy(), np.concatenate([factors, scores], axis=1))[: len(LOOK_FACTORS)]
+    # Every reading is held still by every other direction: the attributes the tagger reads
+    # too, so a slider leaves them as they were.
+    directions = fit_directions(z.numpy(), readings)[: len(LOOK_FACTORS)]
     test_z = torch.randn((faces, z_dim), generator=gen)
     test_cond = torch.from_numpy(random_conditions(faces, vocabulary, rng))
     result = NamedSliders(samples=samples)
+    readable = {f["key"]: f.get("r2_unseen", 1.0) for f in reader.card.get("factors", [])}
     for i, factor in enumerate(LOOK_FACTORS):
+        if readable.get(factor.key, 1.0) < MIN_READER_R2:
+            result.dropped[factor.key] = (
+                f"the look reader cannot read {factor.name.lower()} (R² {readable[factor.key]:.2f} on unseen "
+                f"faces, < {MIN_READER_R2})"
+            )
+            continue
         measure = measure_slider(generator, directions[i], i, test_z, test_cond, reader, tagger, vocabulary)
         if measure.change_per_unit < MIN_CHANGE:
             result.dropped[factor.key] = (
@@ -188,6 +205,11 @@ def find_named_sliders(
         if progress:
             progress("measuring sliders", i + 1, len(LOOK_FACTORS))
     result.kept.sort(key=lambda s: -s.measure.change_per_unit)
+    # What any move of this length does to the tagger's reading: the yardstick for "attributes kept".
+    random_direction = torch.randn(z_dim, generator=gen).numpy()
+    random_direction /= np.linalg.norm(random_direction)
+    reference = measure_slider(generator, random_direction, 0, test_z, test_cond, reader, tagger, vocabulary)
+    result.random_attributes_kept = reference.attributes_kept
     return result
 
 
@@ -195,16 +217,18 @@ def to_card(result: NamedSliders, reader: LookReader) -> dict:
     """JSON for the model card's ``named_sliders`` key."""
     return {
         "method": "InterFaceGAN-style: least-squares gradients of the look reader's factors and the tagger's "
-        "scores in noise space; each factor's direction from their pseudo-inverse (moves it, holds the rest)",
+        "logits in noise space; each factor's direction from their pseudo-inverse (moves it, holds the rest)",
         "look_reader_sha256": reader.card.get("sha256", ""),
         "samples": result.samples,
         "min_change": MIN_CHANGE,
+        "min_reader_r2": MIN_READER_R2,
         "goals": GOALS,
         "sliders": [
             {"key": s.key, "name": s.name, "vector": [float(x) for x in s.vector], "measure": s.measure.to_card()}
             for s in result.kept
         ],
         "dropped": result.dropped,
+        "random_direction_attributes_kept": round(result.random_attributes_kept, 4),
     }
 
 
@@ -233,6 +257,10 @@ def table(result: NamedSliders) -> str:
         lines.append(
             f"{s.name:<24}{m.change_per_unit:>12.2f}{m.spearman:>10.2f}  {side:<28}{100 * m.attributes_kept:>18.0f}%"
         )
+    lines.append(
+        f"(a random direction of the same length keeps the attributes of {100 * result.random_attributes_kept:.0f}% "
+        "of the faces at ±2)"
+    )
     lines += [f"dropped {key}: {why}" for key, why in result.dropped.items()]
     return "\n".join(lines)
 

@@ -217,6 +217,12 @@ class AttributeTagger:
             return (np.zeros((0, self.feature_dim), np.float32), np.zeros((0, self.vocabulary.dim), np.float32))
         return np.concatenate(feats), np.concatenate(scores)
 
+    @torch.inference_mode()
+    def logits(self, images: np.ndarray | torch.Tensor, batch: int = 256) -> np.ndarray:
+        """Per-slot logits (N, dim) float32 of uint8 faces: what the scores are a squashed form of."""
+        parts = [self.net(to_tagger_input(images[i : i + batch]))[1].numpy() for i in range(0, len(images), batch)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.vocabulary.dim), np.float32)
+
     def features(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """Feature vectors (N, feature_dim) float32 of uint8 faces."""
         return self.read(images)[0]

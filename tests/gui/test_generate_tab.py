@@ -376,3 +376,19 @@ def test_named_sliders_come_first_under_their_names_and_move_the_face(qtbot, tmp
     assert tab.current_recipe().slider(first.index) == 3.0 and not np.array_equal(before, after)
     assert "1 named slider and 12 more" in tab.model_label.text()
     tab.shutdown()
+
+
+def test_a_long_slider_name_is_shown_whole(qtbot, tmp_path, named_tiny_weights):
+    import json
+
+    card_path = named_tiny_weights.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["named_sliders"]["sliders"][0]["name"] = "Background lightness"
+    card_path.write_text(json.dumps(card))
+    tab = _open_tab(qtbot, tmp_path, named_tiny_weights.parent)
+    qtbot.waitUntil(lambda: tab.service is not None, timeout=30000)
+    field = tab.direction_sliders[0].name_edit
+    assert field.text() == "Background lightness"
+    assert field.width() >= field.fontMetrics().horizontalAdvance(field.text())
+    assert {row.name_edit.width() for row in tab.direction_sliders} == {field.width()}
+    tab.shutdown()
