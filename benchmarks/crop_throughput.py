@@ -158,11 +158,12 @@ def bench_colours(scenes, cfg: CropConfig) -> None:
 
 
 def bench_responsiveness(scenes, cfg: CropConfig) -> None:
-    """Largest gap between 10 ms timer ticks of a Qt event loop while CropWorker runs."""
+    """Largest gap between 10 ms timer ticks of a Qt event loop while a crop run works on its thread."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QCoreApplication, QTimer
 
-    from mangagan_app.gui.crop_worker import CropWorker
+    from mangagan_app.core.cropping.pipeline import crop_sources
+    from mangagan_app.gui.function_worker import create_worker
 
     app = QCoreApplication.instance() or QCoreApplication([])
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,14 +171,12 @@ def bench_responsiveness(scenes, cfg: CropConfig) -> None:
         src.mkdir()
         for i, (image, _) in enumerate(scenes):
             image.save(src / f"scene{i:03d}.png")
-        worker = CropWorker([str(src)], Path(tmp, "ds"), cfg)
         ticks: list[float] = []
         timer = QTimer()
         timer.setInterval(10)
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-        worker.finished.connect(app.quit)
         timer.start()
-        worker.start()
+        worker = create_worker(crop_sources, [str(src)], Path(tmp, "ds"), cfg, connect={"finished": app.quit})
         app.exec()
         timer.stop()
         worker.wait()

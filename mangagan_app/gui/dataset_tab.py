@@ -52,8 +52,8 @@ from PySide6.QtWidgets import (
 from mangagan_app.config import CropConfig
 from mangagan_app.core.catalogue import DB_NAME, Catalogue
 from mangagan_app.core.cropping import to_detector_rgb
-from mangagan_app.core.cropping.pipeline import IMAGE_SUFFIXES, CropSummary, default_workers
-from mangagan_app.gui.crop_worker import CropWorker
+from mangagan_app.core.cropping.pipeline import IMAGE_SUFFIXES, CropSummary, crop_sources, default_workers
+from mangagan_app.gui.function_worker import FunctionWorker, create_worker
 from mangagan_app.gui.path_fields import fit_for_paths, read_path
 from mangagan_app.gui.review_model import THUMB, FaceListModel, pil_to_pixmap
 from mangagan_app.gui.settings_values import setting
@@ -157,7 +157,7 @@ class DatasetTab(QWidget):
         super().__init__(parent)
         self.settings = settings
         self.catalogue: Catalogue | None = None
-        self.worker: CropWorker | None = None
+        self.worker: FunctionWorker | None = None
         self.undo_stack = QUndoStack(self)
         self.model = FaceListModel(self)
 
@@ -422,17 +422,27 @@ class DatasetTab(QWidget):
             self.open_dataset(folder)
         self.save_settings()
         cfg = CropConfig(size=int(self.size_combo.currentText()), workers=self.workers_spin.value())
-        self.worker = CropWorker(sources, folder, cfg, self)
-        self.worker.progress.connect(self._on_progress)
-        self.worker.succeeded.connect(self._on_finished)
-        self.worker.failed.connect(self._on_failed)
-        self.worker.finished.connect(self._on_thread_done)
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)  # busy until the images are counted
         self.progress_bar.setTextVisible(True)
         self.run_status.setText("Looking for images…")
-        self.worker.start()
+        # The detector runs in the crop run's worker processes; this thread only feeds them
+        # and writes the catalogue, so the window stays responsive.
+        self.worker = create_worker(
+            crop_sources,
+            sources,
+            folder,
+            cfg,
+            callbacks=("progress",),
+            stoppable=True,
+            connect={
+                "reported": self._on_progress,
+                "returned": self._on_finished,
+                "errored": self._on_failed,
+                "finished": self._on_thread_done,
+            },
+        )
 
     def cancel_cropping(self) -> None:
         if self.worker is not None:
@@ -440,7 +450,8 @@ class DatasetTab(QWidget):
             self.cancel_button.setEnabled(False)
             self.run_status.setText("Stopping after the images being read now…")
 
-    def _on_progress(self, done: int, total: int, path: str) -> None:
+    def _on_progress(self, _callback: str, values: tuple) -> None:
+        done, total, path = values
         self.progress_bar.setRange(0, max(total, 1))
         self.progress_bar.setValue(done)
         self.run_status.setText(f"Cropping {Path(path).name}")
@@ -453,8 +464,8 @@ class DatasetTab(QWidget):
         self.run_status.setText("\n".join(summary.lines()))
         self.reload_faces()
 
-    def _on_failed(self, message: str) -> None:
-        self.run_status.setText(message)
+    def _on_failed(self, exc: Exception) -> None:
+        self.run_status.setText(f"Cropping stopped: {exc}")
         self.reload_faces()
 
     def _on_thread_done(self) -> None:

@@ -54,7 +54,8 @@ from mangagan_app.core.face_recipe import (
 )
 from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
-from mangagan_app.gui.generate_worker import ModelLoader, RenderWorker
+from mangagan_app.gui.function_worker import FunctionWorker, create_worker
+from mangagan_app.gui.generate_worker import RenderWorker
 from mangagan_app.gui.originality_dialog import OriginalityDialog
 from mangagan_app.gui.paths import app_data_dir
 from mangagan_app.gui.settings_values import setting
@@ -282,10 +283,11 @@ class GenerateTab(QWidget):
         self.data_dir = Path(data_dir)
         self.session = GenerateSession(FavouritesStore(self.data_dir / "favourites.json"))
         self.worker: RenderWorker | None = None
-        self._loader: ModelLoader | None = None
-        # A loader superseded by a newer request keeps running until its thread ends; it must stay
-        # referenced until then, or Qt aborts on destroying a running QThread.
-        self._running_loaders: set[ModelLoader] = set()
+        self._loader: FunctionWorker | None = None
+        self._loading: Path | None = None  # the model asked for last
+        # A loader superseded by a newer request keeps running until its thread ends; closing
+        # the tab waits for them all.
+        self._running_loaders: set[FunctionWorker] = set()
         self._fallbacks: list[Path] = []  # further models to try when the default one is refused
         self._refused: list[str] = []
         self._token = 0
@@ -650,13 +652,16 @@ class GenerateTab(QWidget):
             f"Loading {Path(weights).name}…\n(the first time a model without slider "
             "directions is opened they are computed: a few seconds)"
         )
-        loader = ModelLoader(Path(weights), self.data_dir / "cache")
-        loader.loaded.connect(self._model_loaded)
-        loader.failed.connect(self._model_failed)
+        self._loading = Path(weights)
+        loader = create_worker(
+            GeneratorService.load,
+            self._loading,
+            cache_dir=self.data_dir / "cache",
+            connect={"returned": self._model_loaded, "errored": self._model_errored},
+        )
         self._running_loaders.add(loader)
         loader.finished.connect(lambda: self._running_loaders.discard(loader))
         self._loader = loader
-        loader.start()
 
     def model_choices(self) -> list[Path]:
         """The models the Model… menu offers: those of the weights folder (the shipped model), then
@@ -666,7 +671,7 @@ class GenerateTab(QWidget):
 
     def _fill_model_menu(self) -> None:
         self.model_menu.clear()
-        loaded = self._loader.weights.resolve() if self._loader is not None else None
+        loaded = self._loading.resolve() if self._loading is not None else None
         for path in self.model_choices():
             action = self.model_menu.addAction(path.stem, lambda path=path: self.load_model(path))
             action.setCheckable(True)
@@ -682,9 +687,13 @@ class GenerateTab(QWidget):
         if path:
             self.load_model(Path(path))
 
-    def _model_failed(self, message: str) -> None:
-        if self.sender() is not self._loader:
+    def _model_errored(self, exc: Exception) -> None:
+        loader = self.sender()
+        if loader is not self._loader:
             return  # a model asked for earlier failed after a newer request
+        self._model_failed(f"Could not load the model {Path(loader.args[0]).name}: {exc}")
+
+    def _model_failed(self, message: str) -> None:
         if self._fallbacks:
             self._refused.append(message)
             self._start_loader(self._fallbacks.pop(0))
@@ -830,9 +839,7 @@ class GenerateTab(QWidget):
         pixels = self.current_pixels()
         if self.service is None or pixels is None:
             return None
-        weights = (
-            self._loader.weights if self._loader is not None else self.weights_dir / f"{self.service.name}.safetensors"
-        )
+        weights = self._loading if self._loading is not None else self.weights_dir / f"{self.service.name}.safetensors"
         dialog = OriginalityDialog(pixels, weights, self.service.card, cache_dir=self.data_dir / "cache", parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()

@@ -1,4 +1,4 @@
-"""Rendering and model loading off the GUI thread.
+"""Rendering off the GUI thread.
 
 :class:`RenderWorker` keeps one pending request per kind ("face", "grid", ...); a
 new request replaces an unstarted older one of the same kind, so while a slider is
@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
 
@@ -67,25 +66,3 @@ class RenderWorker(QThread):
                 self.failed.emit(f"Drawing the face failed: {exc}")
                 continue
             self.rendered.emit(kind, token, images, time.perf_counter() - start)
-
-
-class ModelLoader(QThread):
-    """Loads weights (computing slider directions if the card has none): ``loaded(service)``
-    or ``failed(message)``."""
-
-    loaded = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, weights: Path, cache_dir: Path | None, parent=None):
-        super().__init__(parent)
-        self.weights = Path(weights)
-        self.cache_dir = cache_dir
-
-    def run(self) -> None:
-        try:
-            service = GeneratorService.load(self.weights, cache_dir=self.cache_dir)
-        except Exception as exc:  # noqa: BLE001 - the message names the file and reason
-            log.exception("loading %s failed", self.weights)
-            self.failed.emit(f"Could not load the model {self.weights.name}: {exc}")
-            return
-        self.loaded.emit(service)

@@ -1,9 +1,9 @@
 """ "Check originality": the current face beside its closest training faces, with a verdict.
 
-The search runs on :class:`OriginalityWorker` (a QThread): it loads the tagger and
-the model's feature index — or builds the index from the training folder on first
-use, reporting progress — then finds the nearest training faces. The dialog only
-shows what the worker sends.
+The search (``ml.originality.check_originality``) runs on a function worker: it loads
+the tagger and the model's feature index — or builds the index from the training
+folder on first use, reporting progress — then finds the nearest training faces. The
+dialog only shows what the worker sends.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, Qt, QThread, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
@@ -26,71 +26,13 @@ from PySide6.QtWidgets import (
 )
 
 from mangagan_app.gui.face_canvas import qimage_from_array
-from mangagan_app.ml.originality import OriginalityResult, ensure_index, find_closest, training_face
-from mangagan_app.ml.tagger import load_tagger
+from mangagan_app.gui.function_worker import create_worker, running
+from mangagan_app.ml.originality import OriginalityResult, check_originality
 
 log = logging.getLogger(__name__)
 
 MATCHES = 5
 _VERDICT_COLOURS = {"original": "#2e7d32", "close to a training face": "#ef6c00", "near copy": "#c62828"}
-
-
-class OriginalityWorker(QThread):
-    """Finds the training faces closest to ``pixels`` ((H, W, 3) uint8) for the model at ``weights``.
-
-    ``progress(stage, done, total)`` while an index is built, then
-    ``succeeded(result, thumbnails)`` — an :class:`OriginalityResult` and one
-    (H, W, 3) uint8 array or ``None`` per match — or ``failed(message)``.
-    ``requestInterruption()`` stops an index build.
-    """
-
-    progress = Signal(str, int, int)
-    succeeded = Signal(object, object)
-    failed = Signal(str)
-
-    def __init__(
-        self,
-        pixels: np.ndarray,
-        weights: Path,
-        card: dict,
-        *,
-        cache_dir: Path | None = None,
-        tagger_path: Path | None = None,
-        k: int = MATCHES,
-        parent=None,
-    ):
-        super().__init__(parent)
-        self.pixels = np.ascontiguousarray(pixels, np.uint8)
-        self.weights = Path(weights)
-        self.card = card
-        self.cache_dir = cache_dir
-        self.tagger_path = tagger_path
-        self.k = k
-
-    def run(self) -> None:
-        try:
-            tagger = load_tagger(self.tagger_path)
-            index = ensure_index(
-                self.weights,
-                self.card,
-                tagger,
-                cache_dir=self.cache_dir,
-                progress=self.progress.emit,
-                should_stop=self.isInterruptionRequested,
-            )
-            if index is None:
-                self.failed.emit("Stopped before the training set was indexed.")
-                return
-            result = find_closest(index, self.pixels, self.k, tagger)
-            thumbs = []
-            for match in result.matches:
-                face = training_face(index, match.row)
-                thumbs.append(None if face is None else np.asarray(face.convert("RGB"), np.uint8))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence in the dialog
-            log.exception("originality check for %s failed", self.weights)
-            self.failed.emit(str(exc) or exc.__class__.__name__)
-            return
-        self.succeeded.emit(result, thumbs)
 
 
 def _pixmap(pixels: np.ndarray, side: int) -> QPixmap:
@@ -152,22 +94,31 @@ class OriginalityDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(620, 420)
 
-        # The worker is not the dialog's child: deleting a running QThread aborts the program,
-        # and the dialog may be deleted (closed, or with its parent) before the search ends.
-        self.worker = OriginalityWorker(pixels, weights, card, cache_dir=cache_dir, tagger_path=tagger_path)
-        self.worker.progress.connect(self._progress)
-        self.worker.succeeded.connect(self._show)
-        self.worker.failed.connect(self._failed)
+        # The worker outlives the dialog if need be (it may be closed before the search ends):
+        # create_worker keeps it referenced until it has finished.
+        self.worker = create_worker(
+            check_originality,
+            np.ascontiguousarray(pixels, np.uint8),
+            Path(weights),
+            card,
+            cache_dir=cache_dir,
+            tagger_path=tagger_path,
+            k=MATCHES,
+            callbacks=("progress",),
+            stoppable=True,
+            connect={"reported": self._progress, "returned": self._show, "errored": self._failed},
+        )
         self.destroyed.connect(self.worker.requestInterruption)
-        _start(self.worker)
 
-    def _progress(self, stage: str, done: int, total: int) -> None:
+    def _progress(self, _callback: str, values: tuple) -> None:
+        stage, done, total = values
         self.verdict_label.setText("Indexing the training set (first use)…")
         self.explanation_label.setText(f"{stage}: {done} of {total}")
         self.progress_bar.setRange(0, max(1, total))
         self.progress_bar.setValue(done)
 
-    def _show(self, result: OriginalityResult, thumbs: list[np.ndarray | None]) -> None:
+    def _show(self, found: tuple[OriginalityResult, list[np.ndarray | None]]) -> None:
+        result, thumbs = found
         self.result = result
         self.progress_bar.hide()
         colour = _VERDICT_COLOURS.get(result.verdict, "black")
@@ -188,8 +139,8 @@ class OriginalityDialog(QDialog):
             self.matches_grid.addWidget(caption, 1, column)
         self.checked.emit(result)
 
-    def _failed(self, message: str) -> None:
-        self.error = message
+    def _failed(self, exc: Exception) -> None:
+        self.error = message = str(exc) or exc.__class__.__name__
         self.progress_bar.hide()
         self.verdict_label.setText("Cannot check this face")
         self.explanation_label.setText(message)
@@ -208,21 +159,6 @@ class OriginalityDialog(QDialog):
         self.worker.requestInterruption()
 
 
-_running: set[OriginalityWorker] = set()
-
-
-def _start(worker: OriginalityWorker) -> None:
-    """Start ``worker`` and keep it referenced until it has finished; quitting the
-    application stops it and waits for it."""
-    _running.add(worker)
-    worker.finished.connect(lambda: _running.discard(worker))
-    app = QCoreApplication.instance()
-    if app is not None:
-        app.aboutToQuit.connect(worker.requestInterruption)
-        app.aboutToQuit.connect(worker.wait)
-    worker.start()
-
-
 def running_checks() -> int:
     """How many originality searches are still running (their dialogs may be gone)."""
-    return len(_running)
+    return running(check_originality)

@@ -2,8 +2,8 @@
 
 Before Start the tab shows the run's :class:`~mangagan_app.ml.training_plan.TrainingPlan`
 (how many faces, steps, about how long, what was fitted to the data). The run itself
-happens in :class:`TrainWorker` (a QThread around ``ml.trainer.train``); this widget only
-turns its signals into a progress bar, plots of the losses and of how D rates real and
+happens on a function worker (``ml.trainer.train_drawing_first`` on its own thread); this
+widget only turns its signals into a progress bar, plots of the losses and of how D rates real and
 generated faces, a warning banner when the run fails, and a preview.
 """
 
@@ -39,16 +39,23 @@ from PySide6.QtWidgets import (
 
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.attributes import VOCABULARY
+from mangagan_app.gui.function_worker import FunctionWorker, create_worker
 from mangagan_app.gui.path_fields import fit_for_paths, shown_path
 from mangagan_app.gui.paths import app_data_dir
 from mangagan_app.gui.settings_values import setting
-from mangagan_app.gui.train_worker import SketchbookSource, TrainWorker
 from mangagan_app.ml.checkpoint import export_run
 from mangagan_app.ml.device import choose_device
 from mangagan_app.ml.health import ADVICE
 from mangagan_app.ml.run_history import RATING_KEYS, RunHistory
 from mangagan_app.ml.sampling import preview_sheet
-from mangagan_app.ml.trainer import PREVIEW_COLUMNS, Preview, TrainProgress, TrainResult
+from mangagan_app.ml.trainer import (
+    PREVIEW_COLUMNS,
+    Preview,
+    SketchbookSource,
+    TrainProgress,
+    TrainResult,
+    train_drawing_first,
+)
 from mangagan_app.ml.training_plan import (
     FaceCount,
     TrainingPlan,
@@ -147,7 +154,7 @@ class TrainTab(QWidget):
     def __init__(self, settings: QSettings, parent: QWidget | None = None):
         super().__init__(parent)
         self.settings = settings
-        self.worker: TrainWorker | None = None
+        self.worker: FunctionWorker | None = None
         self.last_progress: TrainProgress | None = None
         self.history = RunHistory()
         self.curves: dict[str, pg.PlotDataItem] = {}
@@ -619,13 +626,21 @@ class TrainTab(QWidget):
             self.preview_label.clear()
             self.preview_label.setText(f"The first preview appears at step {GUI_PREVIEW_STEPS}.")
         self._show_history()
-        self.worker = TrainWorker(cfg, run_dir, resume=resume, sketchbook=sketchbook, parent=self)
-        self.worker.progress.connect(self._on_progress)
-        self.worker.preview.connect(self._on_preview)
-        self.worker.succeeded.connect(self._on_finished)
-        self.worker.failed.connect(self._on_failed)
-        self.worker.finished.connect(self._update_buttons)
-        self.worker.start()
+        self.worker = create_worker(
+            train_drawing_first,
+            cfg,
+            run_dir,
+            resume=resume,
+            sketchbook=sketchbook,
+            callbacks=("progress", "on_preview"),
+            stoppable=True,
+            connect={
+                "reported": self._on_report,
+                "returned": self._on_finished,
+                "errored": self._on_failed,
+                "finished": self._update_buttons,
+            },
+        )
         started = f"{'Resuming' if resume else 'Starting'} {run_dir.name}…"
         self.progress_label.setText(wrappable(" ".join([started, *notes])))
         self.status_message.emit(" ".join([started, *notes]))
@@ -775,7 +790,11 @@ class TrainTab(QWidget):
         self.progress_label.setText(text)
         self.status_message.emit(f"Training {verb.lower()} at step {result.step}")
 
-    def _on_failed(self, message: str) -> None:
+    def _on_report(self, callback: str, values: tuple) -> None:
+        (self._on_progress if callback == "progress" else self._on_preview)(*values)
+
+    def _on_failed(self, exc: Exception) -> None:
+        message = str(exc) or exc.__class__.__name__
         self.progress_bar.setValue(0)  # nothing was trained: a full bar would say otherwise
         self.progress_bar.setFormat("%p %")
         self._report(f"Training stopped: {message}")

@@ -30,7 +30,7 @@ from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.core.reference_faces import render_sketchbook_faces
 from mangagan_app.ml.checkpoint import weights_files
 from mangagan_app.ml.dataset import FaceSet, faces_from_items, folder_items
-from mangagan_app.ml.tagger import AttributeTagger
+from mangagan_app.ml.tagger import AttributeTagger, load_tagger
 
 log = logging.getLogger(__name__)
 
@@ -573,3 +573,32 @@ def ensure_index(
         cached.parent.mkdir(parents=True, exist_ok=True)
         save_index(index, cached)
     return index
+
+
+def check_originality(
+    pixels: np.ndarray,
+    weights: Path,
+    card: dict,
+    *,
+    cache_dir: Path | None = None,
+    tagger_path: Path | None = None,
+    k: int = 5,
+    progress: Callable[[str, int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[OriginalityResult, list[np.ndarray | None]]:
+    """The ``k`` training faces closest to ``pixels`` ((H, W, 3) uint8) for the model at ``weights``:
+    the result and one (H, W, 3) uint8 thumbnail (or None) per match.
+
+    Builds the model's index first if need be (``progress(stage, done, total)``); raises
+    ``InterruptedError`` when ``should_stop()`` ends that build.
+    """
+    tagger = load_tagger(tagger_path)
+    index = ensure_index(weights, card, tagger, cache_dir=cache_dir, progress=progress, should_stop=should_stop)
+    if index is None:
+        raise InterruptedError("Stopped before the training set was indexed.")
+    result = find_closest(index, pixels, k, tagger)
+    thumbs = []
+    for match in result.matches:
+        face = training_face(index, match.row)
+        thumbs.append(None if face is None else np.asarray(face.convert("RGB"), np.uint8))
+    return result, thumbs

@@ -27,6 +27,7 @@ from PIL import Image
 from mangagan_app.config import TrainingConfig, parse_augment_operations
 from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json, new_folders
+from mangagan_app.core.sketchbook.dataset import ensure_sketchbook
 from mangagan_app.ml import distributed, losses
 from mangagan_app.ml.augment import AdaptiveProbability, augment
 from mangagan_app.ml.dataset import TrainingFaces, load_face_folder
@@ -400,6 +401,45 @@ def train(
             raise
         distributed.stop(ranks)
         return result
+
+
+@dataclass(frozen=True)
+class SketchbookSource:
+    """Train on ``count`` sketchbook faces, drawn into ``folder`` first if not there yet."""
+
+    folder: Path
+    count: int
+    seed: int = 0
+
+
+def train_drawing_first(
+    cfg: TrainingConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    sketchbook: SketchbookSource | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_preview: Callable[[Preview], None] | None = None,
+) -> TrainResult:
+    """:func:`train`, after drawing the sketchbook faces ``sketchbook`` names (the Train tab's
+    "Sketchbook faces drawn by the app"); drawing reports ``TrainProgress("drawing", …)``.
+
+    Raises ``InterruptedError`` when stopped while drawing (nothing was trained), else what
+    :func:`train` raises.
+    """
+    if sketchbook is not None:
+        drawn = ensure_sketchbook(
+            sketchbook.folder,
+            sketchbook.count,
+            size=cfg.resolution,
+            seed=sketchbook.seed,
+            should_stop=should_stop,
+            progress=(lambda done, total: progress(TrainProgress("drawing", done, total))) if progress else None,
+        )
+        if drawn.stopped:
+            raise InterruptedError("Stopped while drawing the sketchbook; nothing was trained.")
+    return train(cfg, run_dir, resume=resume, progress=progress, should_stop=should_stop, on_preview=on_preview)
 
 
 def _set_learning_rates(models: GanModels, cfg: TrainingConfig, step: int, total_steps: int) -> None:

@@ -99,7 +99,7 @@ def test_start_crops_in_background_and_fills_grid_when_run_ends(qtbot, settings,
     tab.workers_spin.setValue(1)
     tab.start_cropping()
     assert tab.worker is not None and not tab.start_button.isEnabled()
-    with qtbot.waitSignal(tab.worker.succeeded, timeout=60_000):
+    with qtbot.waitSignal(tab.worker.returned, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: tab.start_button.isEnabled())
     assert tab.model.rowCount() == 4

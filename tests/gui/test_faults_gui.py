@@ -147,9 +147,9 @@ def test_cancel_stops_cropping_and_leaves_a_consistent_catalogue_when_clicked(qt
     tab.dataset_edit.setText(str(tmp_path / "ds"))
     tab.workers_spin.setValue(1)
     tab.start_cropping()
-    with qtbot.waitSignal(tab.worker.progress, timeout=60_000):
+    with qtbot.waitSignal(tab.worker.reported, timeout=60_000):
         pass
-    with qtbot.waitSignal(tab.worker.succeeded, timeout=60_000) as finished:
+    with qtbot.waitSignal(tab.worker.returned, timeout=60_000) as finished:
         tab.cancel_button.click()
     summary = finished.args[0]
     qtbot.waitUntil(lambda: tab.start_button.isEnabled())

@@ -73,7 +73,7 @@ def test_dialog_builds_the_index_from_the_training_folder_on_first_use_when_none
     )
     qtbot.addWidget(dialog)
     stages = []
-    dialog.worker.progress.connect(lambda stage, done, total: stages.append(stage))
+    dialog.worker.reported.connect(lambda _callback, values: stages.append(values[0]))
     with qtbot.waitSignal(dialog.checked, timeout=60000):
         dialog.show()
     assert "tagging training faces" in stages
@@ -120,7 +120,7 @@ def test_closing_the_dialog_during_a_first_use_build_returns_at_once_and_the_bui
     dialog = OriginalityDialog(_training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache")
     qtbot.addWidget(dialog)
     dialog.show()
-    qtbot.waitSignal(dialog.worker.progress, timeout=30000).wait()
+    qtbot.waitSignal(dialog.worker.reported, timeout=30000).wait()
     started = time.monotonic()
     dialog.close()
     assert time.monotonic() - started < 0.5
@@ -138,7 +138,7 @@ def test_deleting_the_parent_during_a_search_does_not_abort_when_the_worker_is_s
     dialog = OriginalityDialog(
         _training_face(weights), weights, read_card(weights), cache_dir=tmp_path / "cache", parent=parent
     )
-    qtbot.waitSignal(dialog.worker.progress, timeout=30000).wait()
+    qtbot.waitSignal(dialog.worker.reported, timeout=30000).wait()
     parent.deleteLater()  # deletes the dialog with it, without a close event
     qtbot.waitSignal(dialog.destroyed, timeout=5000).wait()
     qtbot.waitUntil(lambda: running_checks() == 0, timeout=60000)
