@@ -14,6 +14,8 @@ the metrics compare against. The variants:
 * ``new``: the same command with this checkout's code and defaults;
 * ``new-noaug``: ``new`` with ``--augment none`` (what the adaptive augmentation does);
 * ``new-nocolour``: ``new`` with ``--augment-ops translation,cutout`` (what altering colours does);
+* ``new-transpose``, ``new-nosn``: ``new`` with the old G's transposed convolutions, or without spectral
+  norm in D (what each costs and buys);
 * ``baseline``: ``benchmarks/dcgan_baseline.py`` (a plain unconditional DCGAN, fp32).
 
 DATA may also be a sketchbook folder (``mangagan synth``): it splits by the same rule (size
@@ -77,6 +79,8 @@ APP_VARIANT_FLAGS = {
     "new": [],
     "new-noaug": ["--augment", "none"],
     "new-nocolour": ["--augment-ops", "translation,cutout"],
+    "new-transpose": ["--g-upsample", "transpose"],
+    "new-nosn": ["--d-norm", "none"],
 }
 VARIANTS = (*APP_VARIANT_FLAGS, "baseline")
 # Points of the run (fractions of its steps) where the D(real)/D(fake) trajectory is read, and
