@@ -861,19 +861,13 @@ def _service_and_faces(faces: list[str], weights: str | None):
 
 
 def _cmd_morph(args: argparse.Namespace) -> int:
-    from mangagan_app.core.face_history import FavouritesStore
-    from mangagan_app.core.face_recipe import png_bytes
-    from mangagan_app.ml.generate_session import GenerateSession
-    from mangagan_app.ml.generator_service import frame_strip, gif_bytes, upscale
+    from mangagan_app.core.face_recipe import Enlargement
+    from mangagan_app.ml.generate_session import morph_file
 
     gif = _output_kind(args.output) == ".gif"
     service, (a, b) = _service_and_faces([args.a, args.b], args.weights)
-    session = GenerateSession(FavouritesStore(os.devnull))
-    session.use_model(service, first_seed=0)
-    session.set_morph_end("a", a)
-    session.set_morph_end("b", b)
-    frames = [upscale(f, args.scale, smooth=args.smooth) for f in session.morph_frames(args.frames)]
-    _write_output(args.output, gif_bytes(frames) if gif else png_bytes(frame_strip(frames)))
+    enlargement = Enlargement(args.scale, args.smooth)
+    _write_output(args.output, morph_file(service, a, b, args.frames, gif=gif, enlargement=enlargement))
     print(f"wrote {args.output}: {args.frames} frames from A to B ({'GIF' if gif else 'a strip'})")
     return 0
 

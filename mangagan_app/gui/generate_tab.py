@@ -49,10 +49,8 @@ from mangagan_app.core.face_recipe import (
     Enlargement,
     FaceRecipe,
     RecipeError,
-    png_bytes,
     read_png_recipe,
 )
-from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.gui.face_canvas import FaceCanvas, qimage_from_array
 from mangagan_app.gui.function_worker import FunctionWorker, create_worker
 from mangagan_app.gui.generate_worker import RenderWorker
@@ -60,9 +58,17 @@ from mangagan_app.gui.originality_dialog import OriginalityDialog
 from mangagan_app.gui.paths import app_data_dir
 from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.wheel_guard import take_wheel_only_when_focused
-from mangagan_app.ml.generate_session import GRID_FACES, MAX_SEED, VARIATION_MODES, GenerateSession
-from mangagan_app.ml.generator_service import GeneratorService, frame_strip, gif_bytes, upscale, weights_by_preference
-from mangagan_app.ml.sampling import image_grid
+from mangagan_app.ml.generate_session import (
+    GRID_FACES,
+    MAX_SEED,
+    VARIATION_MODES,
+    GenerateSession,
+    face_png,
+    morph_file,
+    save,
+    sheet_png,
+)
+from mangagan_app.ml.generator_service import GeneratorService, upscale, weights_by_preference
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +272,7 @@ class GenerateTab(QWidget):
 
     status_message = Signal(str)
     face_shown = Signal()  # the canvas got a newly rendered current face
+    saved = Signal(object)  # the path of a file an export has written
 
     def __init__(
         self,
@@ -296,6 +303,9 @@ class GenerateTab(QWidget):
         self._face_pixels: np.ndarray | None = None  # what the canvas shows, (H, W, 3)
         self._preview: FaceRecipe | None = None  # a dragged slider / morph position not yet an edit
         self._grid_token = 0
+        self._favourites_token = 0
+        self._favourites_shown: list[tuple[str, FaceRecipe, str]] = []
+        self._saving: dict[Path, str] = {}  # exports being written: path → what it is, for the status bar
         self._grid_pixels: np.ndarray | None = None
         self._thumbs: dict[int, QIcon] = {}
         self.setAcceptDrops(True)
@@ -928,6 +938,8 @@ class GenerateTab(QWidget):
                 self._thumbs[id(current)] = _icon(self.canvas.image())
                 self._refresh_history()
             self.face_shown.emit()
+        elif kind == "favourites" and token == self._favourites_token:
+            self._show_favourites(images)
         elif kind == "grid" and token == self._grid_token:
             self._grid_pixels = images
             for button, pixels in zip(self.grid_buttons, images, strict=False):
@@ -1066,10 +1078,17 @@ class GenerateTab(QWidget):
             del self._thumbs[key]
 
     def _refresh_favourites(self) -> None:
+        """Ask the render worker for the favourites' faces (many favourites take a while)."""
+        self._favourites_shown = self.session.favourite_recipes()
+        self._favourites_token += 1
+        if self._favourites_shown:
+            self.worker.request("favourites", self._favourites_token, [r for _, r, _ in self._favourites_shown])
+        else:
+            self.favourites_strip.clear()
+
+    def _show_favourites(self, images: np.ndarray) -> None:
         self.favourites_strip.clear()
-        favourites = self.session.favourite_recipes()
-        images = self.service.render([recipe for _, recipe, _ in favourites]) if favourites else []
-        for (fav_id, _, name), pixels in zip(favourites, images, strict=True):
+        for (fav_id, _, name), pixels in zip(self._favourites_shown, images, strict=True):
             item = QListWidgetItem(_icon(qimage_from_array(pixels)), "")
             item.setToolTip(name or "Favourite")
             item.setData(Qt.ItemDataRole.UserRole, fav_id)
@@ -1149,37 +1168,49 @@ class GenerateTab(QWidget):
         if self._preview is not None and self.session.morph_at(0.0) is not None:
             self._push(self._preview, f"Morph t={self.morph_slider.value() / 100:.2f}")
 
-    def _morph_frames(self) -> list[Image.Image]:
-        frames = self.session.morph_frames(self.frames_box.value())
-        if not frames:
-            self.status_message.emit(CHOOSE_MORPH_ENDS)
-        return frames
-
     def export_morph_gif(self, path: Path) -> None:
-        frames = self._morph_frames()
-        if frames:
-            scale, smooth = self.scale_box.value(), self.method_box.currentIndex() == 1
-            atomic_write_bytes(path, gif_bytes([upscale(f, scale, smooth=smooth) for f in frames]))
-            self.status_message.emit(f"Saved the morph ({len(frames)} frames) to {path}")
+        self._export_morph(path, gif=True, enlargement=self._enlargement())
 
     def export_morph_strip(self, path: Path) -> None:
-        frames = self._morph_frames()
-        if frames:
-            atomic_write_bytes(path, png_bytes(frame_strip(frames)))
-            self.status_message.emit(f"Saved the morph strip to {path}")
+        self._export_morph(path, gif=False, enlargement=Enlargement())
+
+    def _export_morph(self, path: Path, *, gif: bool, enlargement: Enlargement) -> None:
+        a, b, frames = self.session.morph_a, self.session.morph_b, self.frames_box.value()
+        if a is None or b is None:
+            self.status_message.emit(CHOOSE_MORPH_ENDS)
+            return
+        what = f"the morph ({frames} frames)" if gif else "the morph strip"
+        self._save(path, what, morph_file, self.service, a, b, frames, gif=gif, enlargement=enlargement)
+
+    def _save(self, path: Path, what: str, make, *args, **kwargs) -> None:
+        """Write ``make(*args, **kwargs)`` to ``path`` on a worker: a long morph or a big
+        enlargement takes seconds. ``saved(path)`` and the status bar say when it is done."""
+        self._saving[Path(path)] = what
+        create_worker(
+            save, Path(path), make, *args, connect={"returned": self._saved, "errored": self._not_saved}, **kwargs
+        )
+
+    def _saved(self, path: Path) -> None:
+        what = self._saving.pop(path, "the file")
+        hint = " (open or drop it here to get this face back)" if what == "the face" else ""
+        self.status_message.emit(f"Saved {what} to {path}{hint}")
+        self.saved.emit(path)
+
+    def _not_saved(self, exc: Exception) -> None:
+        path = self.sender().args[0]
+        self._saving.pop(path, None)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        self.status_message.emit(f"Could not save {path.name}: {reason}")
 
     # ---- export / open ---------------------------------------------------------------------------
-    def _ask_path_then(self, title: str, default_name: str, filter_: str, save) -> None:
+    def _ask_path_then(self, title: str, default_name: str, filter_: str, export) -> None:
         if self.service is None:
             return
         folder = setting(self.settings, "generate/export_dir", str(Path.home()))
         path, _ = QFileDialog.getSaveFileName(self, title, str(Path(folder) / default_name), filter_)
         if path:
             self.settings.setValue("generate/export_dir", str(Path(path).parent))
-            try:
-                save(Path(path))
-            except OSError as exc:
-                self.status_message.emit(f"Could not save {Path(path).name}: {exc.strerror or exc}")
+            export(Path(path))
 
     def _enlargement(self) -> Enlargement:
         return Enlargement(self.scale_box.value(), self.method_box.currentIndex() == 1)
@@ -1190,20 +1221,12 @@ class GenerateTab(QWidget):
 
     def export_png(self, path: Path) -> None:
         """Write the current face at the chosen size with its parameters (and that size) in the PNG."""
-        atomic_write_bytes(
-            path,
-            png_bytes(
-                self._export_image(), self.current_recipe(), self.service.vocabulary, enlargement=self._enlargement()
-            ),
-        )
-        self.status_message.emit(f"Saved {path} (open or drop it here to get this face back)")
+        self._save(path, "the face", face_png, self.service, self.current_recipe(), self._enlargement())
 
     def export_grid_sheet(self, path: Path) -> None:
-        images = self.service.render(self.session.grid_recipes())
-        sheet = Image.fromarray(image_grid(images, GRID))
-        factor = max(1, min(8, self.scale_box.value()))
-        atomic_write_bytes(path, png_bytes(upscale(sheet, factor, smooth=self.method_box.currentIndex() == 1)))
-        self.status_message.emit(f"Saved the variation grid to {path}")
+        self._save(
+            path, "the variation grid", sheet_png, self.service, self.session.grid_recipes(), GRID, self._enlargement()
+        )
 
     def copy_to_clipboard(self) -> None:
         if self.service is None or self.current_recipe() is None:

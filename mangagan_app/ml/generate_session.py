@@ -9,15 +9,25 @@ what it returns (napari's ``components/`` vs ``_qt/`` split).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from mangagan_app.core.attributes import AttributeGroup, Attributes
 from mangagan_app.core.face_history import EditHistory, FavouritesStore, HistoriesByModel
-from mangagan_app.core.face_recipe import FaceRecipe, random_attributes
-from mangagan_app.ml.generator_service import GeneratorService, morph, morph_frames
+from mangagan_app.core.face_recipe import Enlargement, FaceRecipe, png_bytes, random_attributes
+from mangagan_app.core.files import atomic_write_bytes
+from mangagan_app.ml.generator_service import (
+    GeneratorService,
+    frame_strip,
+    gif_bytes,
+    morph,
+    morph_frames,
+    upscale,
+)
+from mangagan_app.ml.sampling import image_grid
 
 GRID_FACES = 16
 MAX_SEED = 2**31 - 1
@@ -205,3 +215,30 @@ class GenerateSession:
 
     def favourite(self, fav_id: str) -> FaceRecipe | None:
         return next((f.recipe for f in self.favourites.all() if f.id == fav_id), None)
+
+
+# ---- files an export writes (what the tab's export worker and the command line run) ---------------
+def face_png(service: GeneratorService, recipe: FaceRecipe, enlargement: Enlargement) -> bytes:
+    """The face enlarged as asked, as a PNG holding its parameters (and the enlargement)."""
+    image = upscale(service.render_image(recipe), enlargement.scale, smooth=enlargement.smooth)
+    return png_bytes(image, recipe, service.vocabulary, enlargement=enlargement)
+
+
+def morph_file(
+    service: GeneratorService, a: FaceRecipe, b: FaceRecipe, frames: int, *, gif: bool, enlargement: Enlargement
+) -> bytes:
+    """``frames`` faces from A to B, enlarged: a bouncing GIF, or a PNG strip of the frames."""
+    drawn = [upscale(f, enlargement.scale, smooth=enlargement.smooth) for f in morph_frames(service, a, b, frames)]
+    return gif_bytes(drawn) if gif else png_bytes(frame_strip(drawn))
+
+
+def sheet_png(service: GeneratorService, recipes: list[FaceRecipe], columns: int, enlargement: Enlargement) -> bytes:
+    """The faces of ``recipes`` on one sheet, ``columns`` wide, enlarged."""
+    sheet = Image.fromarray(image_grid(service.render(recipes), columns))
+    return png_bytes(upscale(sheet, enlargement.scale, smooth=enlargement.smooth))
+
+
+def save(path: Path, make: Callable[..., bytes], *args, **kwargs) -> Path:
+    """Write ``make(*args, **kwargs)`` to ``path`` atomically; returns ``path``."""
+    atomic_write_bytes(path, make(*args, **kwargs))
+    return path

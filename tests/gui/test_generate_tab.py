@@ -81,7 +81,8 @@ def test_export_then_open_restores_identical_pixels_when_the_png_is_reopened(qtb
     face = _settle(qtbot, tab)
     tab.scale_box.setValue(3)
     path = tmp_path / "face.png"
-    tab.export_png(path)
+    with qtbot.waitSignal(tab.saved, timeout=20000):
+        tab.export_png(path)
     with Image.open(path) as im:
         assert im.size == (3 * face.shape[1], 3 * face.shape[0])
     assert read_png_recipe(path) == tab.current_recipe()
@@ -95,7 +96,8 @@ def test_export_then_open_restores_identical_pixels_when_the_png_is_reopened(qtb
 def test_dropping_an_exported_png_restores_its_face_and_the_grid_sheet_is_written_when_exported(qtbot, tab, tmp_path):
     tab.set_seed(77)
     face = _settle(qtbot, tab)
-    tab.export_png(tmp_path / "dropped.png")
+    with qtbot.waitSignal(tab.saved, timeout=20000):
+        tab.export_png(tmp_path / "dropped.png")
     tab.set_seed(78)
     assert not np.array_equal(_settle(qtbot, tab), face)
     mime = QMimeData()
@@ -106,7 +108,8 @@ def test_dropping_an_exported_png_restores_its_face_and_the_grid_sheet_is_writte
     tab.dropEvent(drop)
     assert np.array_equal(_settle(qtbot, tab), face)
     tab.scale_box.setValue(1)
-    tab.export_grid_sheet(tmp_path / "sheet.png")
+    with qtbot.waitSignal(tab.saved, timeout=20000):
+        tab.export_grid_sheet(tmp_path / "sheet.png")
     side = face.shape[0]
     with Image.open(tmp_path / "sheet.png") as im:
         assert im.size == (4 * (side + 2) + 2, 4 * (side + 2) + 2)
@@ -137,7 +140,8 @@ def test_morph_endpoints_equal_a_and_b_when_t_is_zero_and_one(qtbot, tab, tmp_pa
     assert not np.array_equal(middle, a) and not np.array_equal(middle, b)
     tab.frames_box.setValue(4)
     tab.scale_box.setValue(2)
-    tab.export_morph_gif(tmp_path / "morph.gif")
+    with qtbot.waitSignal(tab.saved, timeout=20000):
+        tab.export_morph_gif(tmp_path / "morph.gif")
     with Image.open(tmp_path / "morph.gif") as gif:
         assert gif.n_frames == 6 and gif.size == (2 * a.shape[1], 2 * a.shape[0])  # 4 frames + 2 back
 
@@ -152,11 +156,12 @@ def test_variation_click_makes_it_current_when_picked(qtbot, tab):
 def test_favourite_is_kept_when_the_tab_is_reopened(qtbot, tab, tmp_path, tiny_weights):
     qtbot.keyClick(tab, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
     starred = tab.current_recipe()
-    assert tab.star_button.isChecked() and tab.favourites_strip.count() == 1
+    assert tab.star_button.isChecked()
+    qtbot.waitUntil(lambda: tab.favourites_strip.count() == 1, timeout=20000)
     tab.shutdown()
     again = _open_tab(qtbot, tmp_path, tiny_weights.parent)
     qtbot.waitUntil(lambda: again.service is not None, timeout=30000)
-    assert again.favourites_strip.count() == 1
+    qtbot.waitUntil(lambda: again.favourites_strip.count() == 1, timeout=20000)
     assert again.session.favourites.all()[0].recipe == starred
     again.shutdown()
 
@@ -392,3 +397,14 @@ def test_a_long_slider_name_is_shown_whole(qtbot, tmp_path, named_tiny_weights):
     assert field.width() >= field.fontMetrics().horizontalAdvance(field.text())
     assert {row.name_edit.width() for row in tab.direction_sliders} == {field.width()}
     tab.shutdown()
+
+
+def test_an_export_that_cannot_be_written_says_why_and_the_tab_goes_on(qtbot, tab, tmp_path):
+    (tmp_path / "page.txt").write_text("a file, not a folder")
+    with qtbot.waitSignal(
+        tab.status_message, timeout=20000, check_params_cb=lambda m: m.startswith("Could not save")
+    ) as said:
+        tab.export_png(tmp_path / "page.txt" / "face.png")
+    assert said.args[0] == "Could not save face.png: Not a directory"
+    with qtbot.waitSignal(tab.saved, timeout=20000):
+        tab.export_png(tmp_path / "face.png")
