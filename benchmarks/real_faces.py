@@ -3,6 +3,7 @@
     python benchmarks/real_faces.py DATA --tagger TAGGER [--minutes 30] [--sizes 30k,3k]
         [--variants old,new,new-noaug,new-nocolour,baseline] [--out FOLDER] [--old-commit 85777a9]
         [--n 2000] [--no-eval]
+    python benchmarks/real_faces.py DATA --tagger TAGGER --run RUNS/long/run   # measure one longer run
 
 DATA is the real-faces development set (its tar or extracted folder), split by
 ``real_faces_data.split_real_faces`` into linked folders under ``--out``: size ``30k`` trains on
@@ -498,6 +499,52 @@ def table(size: str, rows: dict[str, dict], budget_minutes: float, counts: dict[
     return "\n".join(lines)
 
 
+def measure_run(args: argparse.Namespace) -> int:
+    """Sheet, D(real)/D(fake) trajectory and metrics of one finished or stopped app run (``--run``)."""
+    if args.tagger is None or not args.tagger.is_file():
+        raise SystemExit("--tagger must name an existing tagger .safetensors")
+    run_dir = args.run.resolve()
+    job = Job("30k", "new", run_dir.parent) if run_dir.name == "run" else None
+    if job is None or not (run_dir / "checkpoint.pt").is_file():
+        raise SystemExit(f"{run_dir}: not a run folder named run/ holding checkpoint.pt")
+    parts = split_real_faces(args.data, args.out.resolve() / "faces")
+    torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))
+    train_faces = load_face_folder(parts["train"], 64)
+    generated, asked = generate(job, train_faces, args.n, args.seed)
+    write_sheet(job.sheet, generated)
+    measure = load_face_folder(parts["measure"], 64)
+    metrics = evaluate_images(
+        generated,
+        real=as_hwc(measure),
+        training=as_hwc(train_faces),
+        tagger=load_tagger(args.tagger),
+        asked=asked,
+        seed=args.seed,
+        real_cond=measure.cond.numpy(),
+        real_mask=measure.mask.numpy(),
+    )
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    record = {
+        "run": str(run_dir),
+        "steps": int(state["step"]),
+        "trajectory": trajectory(read_stats(run_dir)),
+        "settings": {"n": args.n, "seed": args.seed, "tagger": str(args.tagger)},
+        "metrics": metrics,
+    }
+    atomic_write_json(job.folder / "evaluation.json", record)
+    traj = record["trajectory"]
+    print(
+        f"{run_dir}: {record['steps']} steps | D(real) {_readings(traj['d_real'])} D(fake) {_readings(traj['d_fake'])}"
+        f" | Fréchet {_with_floor(metrics, 'frechet', 'frechet_floor', 1)} | "
+        + " ".join(
+            f"{k} {_with_floor(metrics, k, 'floor_' + k)}" for k in ("precision", "recall", "density", "coverage")
+        )
+        + f" | hair as asked {_hair(metrics)} | memorised {_pct(metrics.get('memorisation'))}"
+    )
+    print(f"sheet {job.sheet}; evaluation {job.folder / 'evaluation.json'}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the development face set: its tar or the extracted folder")
@@ -515,7 +562,15 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000, help="generated faces per variant (2000)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated faces and the metrics")
     ap.add_argument("--no-eval", action="store_true", help="train and write sheets, skip the metrics")
+    ap.add_argument(
+        "--run",
+        type=Path,
+        help="measure this app run (trained on the train part, e.g. a longer run) instead of training variants: "
+        "its sheet and evaluation go beside it",
+    )
     args = ap.parse_args()
+    if args.run is not None:
+        return measure_run(args)
     sizes, variants = args.sizes.split(","), args.variants.split(",")
     if unknown := [s for s in sizes if s not in SIZES] + [v for v in variants if v not in VARIANTS]:
         ap.error(f"unknown sizes/variants: {', '.join(unknown)}")
