@@ -15,6 +15,7 @@ the metrics compare against. The variants:
 * ``new``: the same command with this checkout's code and defaults;
 * ``new-noaug``: ``new`` with ``--augment none`` (what the adaptive augmentation does);
 * ``new-nocolour``: ``new`` with ``--augment-ops translation,cutout`` (what altering colours does);
+* ``new-translation``: ``new`` with ``--augment-ops translation`` (what cutting out half the face does);
 * ``new-transpose``, ``new-nosn``: ``new`` with the old G's transposed convolutions, or without spectral
   norm in D (what each costs and buys);
 * ``baseline``: ``benchmarks/dcgan_baseline.py`` (a plain unconditional DCGAN, fp32).
@@ -80,6 +81,7 @@ APP_VARIANT_FLAGS = {
     "new": [],
     "new-noaug": ["--augment", "none"],
     "new-nocolour": ["--augment-ops", "translation,cutout"],
+    "new-translation": ["--augment-ops", "translation"],
     "new-transpose": ["--g-upsample", "transpose"],
     "new-nosn": ["--d-norm", "none"],
 }
