@@ -1241,7 +1241,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--augment-ops",
         type=_augment_operations,
-        help=f"which alterations, comma-separated, of {', '.join(AUGMENT_OPERATIONS)} (default: all)",
+        help=f"which alterations, comma-separated, of {', '.join(AUGMENT_OPERATIONS)} "
+        "(default: translation,cutout; colour alters the hair and eye colour the labels name)",
     )
     train.add_argument("--ada-target", type=_finite, help="r_t = E[sign(D(real))] that ada steers towards (0.6)")
     train.add_argument(

@@ -8,6 +8,9 @@ colour, translation by up to 1/8, cutout of 1/2). Each alteration is applied to
 each image with probability ``p``; :class:`AdaptiveProbability` steers ``p`` with
 StyleGAN2-ADA's overfitting heuristic r_t = E[sign(D(real))] (Karras et al. 2020):
 r_t near 1 means D is sure of every real face, so p rises; below the target it falls.
+The trainer leaves colour out by default (``TrainingConfig.augment_operations``): its
+conditions name colours, as DiffAugment's conditional BigGAN runs used translation and
+cutout only.
 
 Everything here is made of differentiable tensor operations and is the identity at
 ``p = 0``.
