@@ -252,20 +252,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_tags(args: argparse.Namespace) -> int:
-    from mangagan_app.core.attributes import IGNORED_TAGS, VOCABULARY, Vocabulary
+    from mangagan_app.core.attributes import IGNORED_TAGS, VOCABULARY
 
-    vocabulary, source = VOCABULARY, "this app (every model it opens uses them)"
+    vocabulary = VOCABULARY
+    source = (
+        "the app's default vocabulary (a model trained with --vocabulary auto adds its data's own; "
+        "`mangagan tags MODEL` lists them)"
+    )
     if args.weights:
-        from mangagan_app.ml.checkpoint import read_card
+        from mangagan_app.ml.checkpoint import card_vocabulary, read_card
 
         weights = _model_path(args.weights)
-        try:
-            vocabulary = Vocabulary.from_json(read_card(weights)["vocabulary"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CommandError(f"{weights}: the model card's vocabulary is not readable ({exc})") from exc
-        source = f"the model {weights}" + (
-            "" if vocabulary == VOCABULARY else " (another vocabulary than this app's: it cannot open this model)"
-        )
+        vocabulary = card_vocabulary(read_card(weights), weights)
+        own = len(vocabulary.slot_names()) - len(VOCABULARY.slot_names())
+        source = f"the model {weights}" + (f" ({own} of them its data's own)" if own > 0 else "")
     rows = [
         (g.label, v, g.tag(v), ", ".join(vocabulary.aliases(g.tag(v)))) for g in vocabulary.groups for v in g.values
     ]
@@ -525,6 +525,8 @@ def _training_config(args: argparse.Namespace, run_dir: Path):
             "g_conditioning": args.g_conditioning,
             "lr_decay_steps": args.lr_decay_steps,
             "init_from": args.init_from,
+            "freeze_d": args.freeze_d,
+            "vocabulary": args.vocabulary,
             "aux_weight": args.aux_weight,
             "lr_g": args.lr,
             "lr_d": args.lr,
@@ -573,7 +575,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         raise _usage(f"{run_dir} is a file; give a folder for the run")
     if cfg.init_from and not Path(cfg.init_from).exists():
-        raise CommandError(f"--init-from {cfg.init_from}: no such run folder or checkpoint file")
+        raise CommandError(f"--init-from {cfg.init_from}: no such run folder, checkpoint or model file")
+    if cfg.vocabulary not in ("default", "auto") and not Path(cfg.vocabulary).is_file():
+        raise _usage(f"--vocabulary {cfg.vocabulary}: give default, auto or an existing vocabulary file")
     try:
         choose_device(cfg.device)
     except DeviceUnavailableError as exc:
@@ -681,14 +685,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_checks(args: argparse.Namespace) -> tuple:
-    """The attributes and slider values asked for; raises a usage error for a wrong option."""
-    from mangagan_app.core.attributes import VOCABULARY, ConflictingTagsError, UnknownTagsError
+def _generate_checks(args: argparse.Namespace, vocabulary) -> tuple:
+    """The attributes (in the model's ``vocabulary``) and slider values asked for; raises a
+    usage error for a wrong option."""
+    from mangagan_app.core.attributes import ConflictingTagsError, UnknownTagsError
 
     try:
-        attrs, _ = VOCABULARY.parse_tags(args.tags or "", strict=True)
+        attrs, _ = vocabulary.parse_tags(args.tags or "", strict=True)
     except UnknownTagsError as exc:
-        raise _usage(f"{exc}; `mangagan tags` lists every tag") from None
+        hint = f"`mangagan tags {args.weights}`" if args.weights else "`mangagan tags`"
+        raise _usage(f"{exc}; {hint} lists every tag of the model") from None
     except ConflictingTagsError as exc:
         raise _usage(str(exc)) from None
     try:
@@ -720,20 +726,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from mangagan_app.ml.checkpoint import load_generator
+    from mangagan_app.ml.checkpoint import card_vocabulary, load_generator, read_card
     from mangagan_app.ml.sampling import generate, hair_colour_sheet, image_grid
 
-    attrs, sliders, named = _generate_checks(args)
     weights = _model_path(args.weights)
+    vocabulary = card_vocabulary(read_card(weights), weights)
+    attrs, sliders, named = _generate_checks(args, vocabulary)
     if args.n == 1 and not args.hair_rows:
         return _generate_one(args, weights, attrs, sliders, named)
     generator, _ = load_generator(weights)
     if args.hair_rows:
         columns = args.columns or 8
-        images = hair_colour_sheet(generator, attrs, columns, args.seed)
+        images = hair_colour_sheet(generator, attrs, columns, args.seed, vocabulary)
     else:
         columns = args.columns or min(args.n, 8)
-        images = generate(generator, attrs, args.n, args.seed)
+        images = generate(generator, attrs, args.n, args.seed, vocabulary)
     buf = io.BytesIO()
     Image.fromarray(image_grid(images, columns)).save(buf, format="PNG")
     _write_output(args.output, buf.getvalue())
@@ -1181,6 +1188,37 @@ def _cmd_name_sliders(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_discriminator(args: argparse.Namespace) -> int:
+    import torch
+
+    from mangagan_app.ml.discriminator_fit import fit_discriminator
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    weights = _model_path(args.weights)
+    line = _StageLine("fit-discriminator")
+
+    def progress(done: int, total: int, stats: dict[str, float]) -> None:
+        line.show(
+            f"fit-discriminator: step {done}/{total} | D(real) {stats['d_real']:.2f} D(fake) {stats['d_fake']:.2f}",
+            last=done >= total,
+        )
+
+    try:
+        fitted = fit_discriminator(
+            weights, args.data, args.steps, seed=args.seed, progress=progress, should_stop=lambda: line.stop
+        )
+    except InterruptedError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        line.close()
+    print(
+        f"wrote {fitted.path} ({fitted.steps} steps on {fitted.faces} faces; last 50 steps D(real) "
+        f"{fitted.d_real:.2f}, D(fake) {fitted.d_fake:.2f}) and listed it in the card; "
+        f"the model can now be fine-tuned: mangagan train DATA RUN --init-from {weights}"
+    )
+    return 0
+
+
 def _write_slider_sheet(weights: str, sheet: str, seed: int) -> None:
     import io
 
@@ -1272,8 +1310,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--init-from",
-        metavar="RUN_OR_CHECKPOINT",
-        help="start from another run's networks (fine-tune; an input G grows FiLM layers)",
+        metavar="RUN_OR_MODEL",
+        help="start from another run's networks or a model's .safetensors, e.g. the shipped "
+        "weights/mangagan-sketchbook64.safetensors (fine-tune in its architecture; an input G grows FiLM layers)",
+    )
+    train.add_argument(
+        "--freeze-d",
+        type=_natural,
+        metavar="K",
+        help="with --init-from: keep D's first K blocks as they are (FreezeD; 2 suits a few hundred faces)",
+    )
+    train.add_argument(
+        "--vocabulary",
+        metavar="default|auto|FILE",
+        help="the tags the model learns as conditions: default (the app's, or the --init-from model's), "
+        "auto (that plus the data's tags on at least 5 faces, at most 32; meta tags like 1girl left out), "
+        "or a file (.txt: extra tags one per line; .json: a vocabulary or model card)",
     )
     train.add_argument("--seed", type=_seed, help="random seed (default 0)")
     train.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: CUDA, then MPS, then CPU")
@@ -1511,6 +1563,18 @@ def build_parser() -> argparse.ArgumentParser:
     name_sliders.add_argument("--sheet-seed", type=_seed, default=42, help="the face of the sheet (seed 42)")
     name_sliders.add_argument("--threads", type=_natural, default=1, help="CPU threads (1; 0 = all cores)")
     name_sliders.set_defaults(func=_cmd_name_sliders)
+
+    fit_d = sub.add_parser(
+        "fit-discriminator",
+        help="give a model exported without a discriminator one (trained against its unchanged G), "
+        "so that `train --init-from` can fine-tune it",
+    )
+    fit_d.add_argument("weights", help="NAME.safetensors")
+    fit_d.add_argument("data", help="faces like the ones the model was trained on (folder with .txt tags)")
+    fit_d.add_argument("--steps", type=_positive_int, default=2000, help="D updates (2000)")
+    fit_d.add_argument("--seed", type=_seed, default=0)
+    fit_d.add_argument("--threads", type=_natural, default=1, help="CPU threads (1; 0 = all cores)")
+    fit_d.set_defaults(func=_cmd_fit_discriminator)
 
     review = sub.add_parser(
         "review",

@@ -119,10 +119,14 @@ class TrainingConfig:
     ``precision`` "auto" trains under bfloat16 autocast where the hardware does bf16
     natively (recent GPUs, AVX512-BF16/AMX CPUs), else float32.
     ``lr_decay_steps`` > 0 lowers both learning rates linearly to zero over the
-    run's last that many steps. ``init_from`` (a run folder or checkpoint file)
-    starts a new run from another run's G, D and EMA G instead of random weights
-    (fine-tuning, or growing an ``input`` G into a ``film`` one); the optimisers
-    and the step count start afresh.
+    run's last that many steps. ``init_from`` (a run folder, checkpoint file or a
+    model's ``.safetensors`` that ships its discriminator) starts a new run from its
+    G, D and EMA G instead of random weights (fine-tuning, or growing an ``input`` G
+    into a ``film`` one), in its architecture; the optimisers and the step count start
+    afresh. ``freeze_d`` > 0 keeps D's first that many blocks as they were (FreezeD).
+    ``vocabulary``: ``default`` (the app's, or the vocabulary of the model started
+    from), ``auto`` (that plus the data's frequent tags outside it) or a file
+    (``core.attributes.vocabulary_from_file``).
     """
 
     data: str = ""
@@ -161,8 +165,14 @@ class TrainingConfig:
     leave_core_for_gui: bool = False
     lr_decay_steps: int = 0
     init_from: str = ""
+    vocabulary: str = "default"
+    freeze_d: int = 0
 
     def __post_init__(self) -> None:
+        if self.freeze_d < 0:
+            raise ValueError(f"freeze_d must be >= 0, not {self.freeze_d}")
+        if not self.vocabulary.strip():
+            raise ValueError("vocabulary must be default, auto or a vocabulary file")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0 = automatic), not {self.threads}")
         if self.precision not in ("auto", "bf16", "fp32"):

@@ -10,9 +10,11 @@ multi-hot for free tags.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -82,6 +84,53 @@ _ALIASES = {
 }
 # Tags that carry no attribute but are expected in a tag file.
 IGNORED_TAGS = frozenset({"1girl", "1boy", "solo", "portrait", "face", "close-up"})
+# Danbooru meta tags (counts, resolution, commentary, site marks): they say how the
+# picture was posted, not what a face looks like, so an ``auto`` vocabulary never
+# turns them into conditions.
+META_TAGS = IGNORED_TAGS | frozenset(
+    {
+        "1other",
+        "2girls",
+        "2boys",
+        "3girls",
+        "multiple_girls",
+        "multiple_boys",
+        "highres",
+        "absurdres",
+        "lowres",
+        "incredibly_absurdres",
+        "commentary",
+        "commentary_request",
+        "english_commentary",
+        "translated",
+        "translation_request",
+        "bad_id",
+        "bad_pixiv_id",
+        "bad_twitter_id",
+        "official_art",
+        "artist_name",
+        "signature",
+        "watermark",
+        "web_address",
+        "twitter_username",
+        "dated",
+        "jpeg_artifacts",
+        "md5_mismatch",
+        "duplicate",
+        "check_commentary",
+        "artist_request",
+        "character_request",
+        "copyright_request",
+        "text_focus",
+        "general",
+        "sensitive",
+        "questionable",
+        "explicit",
+        "safe",
+    }
+)
+# The name of the free group an ``auto`` vocabulary adds for the data's own tags.
+OWN_TAGS_GROUP = "your_tags"
 
 
 @dataclass(frozen=True)
@@ -307,9 +356,23 @@ class Vocabulary:
         )
 
 
+_WEIGHT = re.compile(r":\s*-?\d+(?:\.\d*)?$")
+_BRACKETS = {"(": ")", "[": "]", "{": "}"}
+
+
 def normalise_tag(raw: str) -> str:
-    """Lower case, trimmed, spaces to underscores (``"Blue Hair "`` → ``blue_hair``)."""
-    return re.sub(r"\s+", "_", raw.strip().lower())
+    """A tag as kohya and Danbooru users write it, in the vocabulary's spelling.
+
+    Lower case, trimmed, spaces to underscores (``"Blue Hair "`` → ``blue_hair``);
+    escaped parentheses unescaped (``kurumi_\\(date_a_live\\)`` →
+    ``kurumi_(date_a_live)``); emphasis brackets and weights dropped (``(smile:1.2)``,
+    ``((smile))``, ``[smile]`` → ``smile``). A Danbooru tag never starts with a
+    bracket, so only a tag wrapped whole loses its brackets.
+    """
+    tag = raw.strip().replace("\\(", "(").replace("\\)", ")")
+    while len(tag) >= 2 and _BRACKETS.get(tag[0]) == tag[-1]:
+        tag = _WEIGHT.sub("", tag[1:-1].strip()).strip()
+    return re.sub(r"\s+", "_", tag.lower())
 
 
 VOCABULARY = Vocabulary(
@@ -320,3 +383,119 @@ VOCABULARY = Vocabulary(
         AttributeGroup("tags", FREE_TAGS, exclusive=False),
     )
 )
+
+# An ``auto`` vocabulary's defaults: a tag becomes a condition when at least this many
+# faces carry it (fewer cannot teach G anything), and at most this many are added.
+AUTO_MIN_FACES = 5
+AUTO_MAX_TAGS = 32
+
+
+@dataclass(frozen=True)
+class VocabularyChoice:
+    """A vocabulary picked for some data, and the data's tags it leaves out (tag → faces)."""
+
+    vocabulary: Vocabulary
+    left_out: dict[str, int]
+
+    def left_out_sentence(self, shown: int = 8) -> str:
+        """``"school_uniform (120 faces), star_hair_ornament (3), …"``: empty when nothing was left out."""
+        items = sorted(self.left_out.items(), key=lambda kv: (-kv[1], kv[0]))
+        parts = [f"{tag} ({n} face{'s' if n != 1 else ''})" for tag, n in items[:shown]]
+        if len(items) > shown:
+            parts.append(f"and {len(items) - shown} more")
+        return ", ".join(parts)
+
+
+def tags_outside(text: str, vocabulary: Vocabulary) -> list[str]:
+    """The tags of one tag text that ``vocabulary`` does not know, normalised, meta tags left out."""
+    known = vocabulary._tag_index()
+    out = []
+    for raw in re.split(r"[,\n]", text):
+        tag = normalise_tag(raw)
+        tag = _ALIASES.get(tag, tag)
+        if tag and tag not in META_TAGS and tag not in known:
+            out.append(tag)
+    return list(dict.fromkeys(out))
+
+
+def count_tags_outside(texts: Iterable[str | None], vocabulary: Vocabulary) -> dict[str, int]:
+    """How many tag texts name each tag ``vocabulary`` does not know."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for tag in tags_outside(text or "", vocabulary):
+            counts[tag] = counts.get(tag, 0) + 1
+    return counts
+
+
+def with_own_tags(base: Vocabulary, tags: Iterable[str]) -> Vocabulary:
+    """``base`` and, as free tags of one more group, ``tags`` (a data's own: character names, costumes)."""
+    tags = tuple(dict.fromkeys(tags))
+    if not tags:
+        return base
+    return Vocabulary(base.groups + (AttributeGroup(OWN_TAGS_GROUP, tags, exclusive=False),))
+
+
+def auto_vocabulary(
+    texts: Iterable[str | None],
+    base: Vocabulary = VOCABULARY,
+    *,
+    min_faces: int = AUTO_MIN_FACES,
+    max_tags: int = AUTO_MAX_TAGS,
+) -> VocabularyChoice:
+    """``base`` plus the data's most frequent tags outside it, for ``--vocabulary auto``.
+
+    A tag joins when at least ``min_faces`` tag texts name it, most frequent first
+    (ties by name), at most ``max_tags``; meta tags (``1girl``, ``highres``…) never do.
+    """
+    counts = count_tags_outside(texts, base)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    chosen = [tag for tag, n in ranked if n >= min_faces][:max_tags]
+    left_out = {tag: n for tag, n in counts.items() if tag not in chosen}
+    return VocabularyChoice(with_own_tags(base, chosen), left_out)
+
+
+def vocabulary_from_file(path: str | Path) -> Vocabulary:
+    """The vocabulary a ``--vocabulary FILE`` names.
+
+    A ``.json`` file is a whole vocabulary (``Vocabulary.to_json()``) or a model card
+    holding one under ``vocabulary``; any other file lists tags (one per line or
+    comma-separated, ``#`` starts a comment) that join the default vocabulary as free
+    tags. Raises ``ValueError`` naming the file and the reason.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the vocabulary file ({exc})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+            return Vocabulary.from_json(data["vocabulary"] if isinstance(data, dict) else data)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a vocabulary or a model card ({type(exc).__name__}: {exc})") from None
+    lines = (line.split("#", 1)[0] for line in text.splitlines())
+    tags = [t for line in lines for t in tags_outside(line, VOCABULARY)]
+    if not tags:
+        raise ValueError(f"{path}: names no tag outside the default vocabulary (one tag per line)")
+    return with_own_tags(VOCABULARY, tags)
+
+
+def choose_vocabulary(
+    choice: str | Vocabulary, texts: Iterable[str | None], base: Vocabulary = VOCABULARY
+) -> VocabularyChoice:
+    """The vocabulary a run trains with, and the data's tags it leaves out.
+
+    ``choice``: ``"default"`` (``base``: the app's, or the vocabulary of the model a
+    fine-tune starts from), ``"auto"`` (:func:`auto_vocabulary` on ``base``), a path
+    (:func:`vocabulary_from_file`) or a :class:`Vocabulary` (a resumed run's own).
+    """
+    texts = list(texts)
+    if isinstance(choice, Vocabulary):
+        vocabulary = choice
+    elif choice == "default":
+        vocabulary = base
+    elif choice == "auto":
+        return auto_vocabulary(texts, base)
+    else:
+        vocabulary = vocabulary_from_file(choice)
+    return VocabularyChoice(vocabulary, count_tags_outside(texts, vocabulary))

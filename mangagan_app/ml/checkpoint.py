@@ -29,6 +29,7 @@ from mangagan_app.ml.networks import Architecture, Generator
 from mangagan_app.ml.resume_state import load_resume_state
 
 CARD_FORMAT = "mangagan-generator/1"
+DISCRIMINATOR_FORMAT = "mangagan-discriminator/1"
 
 
 class WeightsError(ValueError):
@@ -38,6 +39,12 @@ class WeightsError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+def discriminator_file(path: str | Path) -> Path:
+    """``NAME.discriminator.safetensors`` beside the model ``NAME``: the D a fine-tune starts from."""
+    weights, _ = weights_files(path)
+    return weights.with_name(weights.stem + ".discriminator.safetensors")
 
 
 def weights_files(path: str | Path) -> tuple[Path, Path]:
@@ -86,6 +93,10 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     # Spelled out in full, so the card of a run saved before a setting existed says what it is.
     arch = Architecture.from_dict(state["architecture"]).to_dict()
     data, same_weights = safetensors_bytes(tensors, {"format": CARD_FORMAT, "architecture": json.dumps(arch)})
+    d_path = discriminator_file(weights_path)
+    d_data, _ = safetensors_bytes(
+        {k: v.detach().cpu().contiguous() for k, v in state["D"].items()}, {"format": DISCRIMINATOR_FORMAT}
+    )
     cfg = state["config"]
     card = {
         "format": CARD_FORMAT,
@@ -95,6 +106,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
         "sha256_same_weights": same_weights,
         "architecture": arch,
         "vocabulary": state["vocabulary"],
+        "discriminator": {"file": d_path.name, "sha256": hashlib.sha256(d_data).hexdigest()},
         "training": {
             "config": cfg,
             "data": state["data"],
@@ -113,6 +125,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     with new_folders(weights_path.parent):
         staged = atomic_write_json(card_path.with_name(f".{card_path.name}.staged"), card)
         try:
+            atomic_write_bytes(d_path, d_data)
             atomic_write_bytes(weights_path, data)
         except BaseException:
             staged.unlink(missing_ok=True)
@@ -151,26 +164,40 @@ def update_card(path: str | Path, **entries) -> dict:
     return card
 
 
-def load_generator(
-    weights_path: str | Path, device: str | torch.device = "cpu", vocabulary: Vocabulary = VOCABULARY
-) -> tuple[Generator, dict]:
+def card_vocabulary(card: dict, card_path: str | Path) -> Vocabulary:
+    """The attribute vocabulary a model was trained with (the app's for a card without one)."""
+    if "vocabulary" not in card:
+        return VOCABULARY
+    try:
+        return Vocabulary.from_json(card["vocabulary"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(card_path, f"the model card's vocabulary is not readable ({exc})") from None
+
+
+def _read_checked(path: Path, sha256: str | None) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WeightsError(path, f"cannot read the weights: {exc.strerror or exc}") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise WeightsError(path, "sha256 does not match the model card: the file is corrupted or was replaced")
+    return data
+
+
+def load_generator(weights_path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
     """The generator stored at ``weights_path`` in eval mode, and its model card.
 
-    ``G(z (B, z_dim) float, cond (B, vocabulary.dim) float) -> (B, 3, H, W)`` in [-1, 1].
+    ``G(z (B, z_dim) float, cond (B, vocabulary.dim) float) -> (B, 3, H, W)`` in [-1, 1],
+    in the card's vocabulary (:func:`card_vocabulary`: a model trained with
+    ``--vocabulary auto`` has its data's own tags after the app's).
     Raises :class:`WeightsError` naming the file when the weights or card are missing,
-    corrupted (checksum mismatch, unreadable safetensors), made for another
-    vocabulary, or do not fit the architecture the card describes.
+    corrupted (checksum mismatch, unreadable safetensors), or do not fit the
+    vocabulary and architecture the card describes.
     """
     st_path, card_path = weights_files(weights_path)
     card = read_card(st_path)
-    try:
-        data = st_path.read_bytes()
-    except OSError as exc:
-        raise WeightsError(st_path, f"cannot read the weights: {exc.strerror or exc}") from None
-    if hashlib.sha256(data).hexdigest() != card.get("sha256"):
-        raise WeightsError(st_path, "sha256 does not match the model card: the file is corrupted or was replaced")
-    if card.get("vocabulary") != vocabulary.to_json():
-        raise WeightsError(card_path, _vocabulary_difference(card.get("vocabulary"), vocabulary))
+    data = _read_checked(st_path, card.get("sha256"))
+    vocabulary = card_vocabulary(card, card_path)
     try:
         arch = Architecture.from_dict(card["architecture"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -190,16 +217,33 @@ def load_generator(
     return generator.to(device).eval().requires_grad_(False), card
 
 
-def _vocabulary_difference(theirs, vocabulary: Vocabulary) -> str:
+def load_for_fine_tune(weights_path: str | Path) -> dict:
+    """What a run started from the model ``weights_path`` takes: its G (as G and EMA G),
+    its shipped D, architecture and vocabulary, in the layout of a resume state.
+
+    Raises :class:`WeightsError` naming the file when the model ships no
+    discriminator (it was exported before models carried one) or a file is damaged.
+    """
+    generator, card = load_generator(weights_path)
+    _, card_path = weights_files(weights_path)
+    entry = card.get("discriminator")
+    if not isinstance(entry, dict) or "file" not in entry:
+        raise WeightsError(
+            card_path,
+            "this model ships no discriminator, so it cannot be fine-tuned; start from a run folder instead",
+        )
+    d_path = card_path.with_name(entry["file"])
     try:
-        other = Vocabulary.from_json(theirs)
-    except (KeyError, TypeError, ValueError):
-        return "the model card's vocabulary is not readable"
-    model_slots, app_slots = set(other.slot_names()), set(vocabulary.slot_names())
-    parts = []
-    if app_slots - model_slots:
-        parts.append("missing " + ", ".join(sorted(app_slots - model_slots)))
-    if model_slots - app_slots:
-        parts.append("extra " + ", ".join(sorted(model_slots - app_slots)))
-    detail = "; ".join(parts) or "same tags in a different order"
-    return f"the model was trained for another attribute vocabulary ({detail})"
+        d_state = load_safetensors(_read_checked(d_path, entry.get("sha256")))
+    except SafetensorError as exc:
+        raise WeightsError(d_path, f"not a readable safetensors file: {exc}") from None
+    g_state = {k: v.clone() for k, v in generator.state_dict().items()}
+    return {
+        "G": g_state,
+        "G_ema": {k: v.clone() for k, v in g_state.items()},
+        "D": d_state,
+        "architecture": generator.arch.to_dict(),
+        "vocabulary": card.get("vocabulary", VOCABULARY.to_json()),
+        "step": training_steps(card) or 0,
+        "elapsed_seconds": 3600 * float((card.get("training") or {}).get("hours", 0.0)),
+    }

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from mangagan_app.core.attributes import VOCABULARY, ConflictingTagsError, Vocabulary
+from mangagan_app.core.attributes import VOCABULARY, ConflictingTagsError, Vocabulary, choose_vocabulary
 from mangagan_app.core.catalogue import DB_NAME as CATALOGUE_FILE
 from mangagan_app.core.catalogue import kept_training_items
 from mangagan_app.core.decoding import IMAGE_SUFFIXES, decode_many
@@ -39,6 +39,7 @@ class TrainingFaces(Protocol):
     """What the trainer draws batches from."""
 
     resolution: int
+    vocabulary: Vocabulary  # the layout of the conditions and masks
 
     def __len__(self) -> int: ...
 
@@ -81,6 +82,8 @@ class FaceSet:
     source: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     vocabulary: Vocabulary = VOCABULARY
+    # The data's tags the vocabulary does not know (tag → faces): said once per run.
+    left_out_tags: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._fake_pool = _complete_conditions(self.cond, self.mask, self.vocabulary)
@@ -123,7 +126,12 @@ class FaceSet:
             "skipped": len(self.skipped),
             "resolution": self.resolution,
             "hair_colour_counts": {v: int(c) for v, c in zip(hair.values, counts.tolist(), strict=True)},
+            **({"tags_left_out": _most_frequent(self.left_out_tags)} if self.left_out_tags else {}),
         }
+
+
+def _most_frequent(counts: dict[str, int], shown: int = 20) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:shown])
 
 
 class NoImagesError(ValueError):
@@ -160,9 +168,15 @@ def folder_items(folder: str | Path) -> list[tuple[Path, str | None]]:
 
 
 def load_face_folder(
-    folder: str | Path, resolution: int, *, progress: Callable[[int, int], None] | None = None
+    folder: str | Path,
+    resolution: int,
+    *,
+    vocabulary: str | Vocabulary = "default",
+    base: Vocabulary = VOCABULARY,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FaceSet:
-    """All faces of ``folder`` at ``resolution`` px, with labels from their ``.txt`` sidecars.
+    """All faces of ``folder`` at ``resolution`` px, with labels from their ``.txt`` sidecars
+    in the vocabulary ``core.attributes.choose_vocabulary(vocabulary, …, base)`` picks for them.
 
     A dataset folder made by the Dataset tab / ``mangagan crop`` (it holds a
     catalogue) gives its *kept* crops and their tags instead, so reviewed data trains
@@ -171,7 +185,10 @@ def load_face_folder(
     file) and skipped.
     """
     items = kept_training_items(folder) if (Path(folder) / CATALOGUE_FILE).is_file() else folder_items(folder)
-    return faces_from_items(items, resolution, source=str(folder), progress=progress)
+    choice = choose_vocabulary(vocabulary, (text for _, text in items), base)
+    faces = faces_from_items(items, resolution, source=str(folder), vocabulary=choice.vocabulary, progress=progress)
+    faces.left_out_tags = choice.left_out
+    return faces
 
 
 def faces_from_items(

@@ -31,6 +31,7 @@ so that models saved before them still load as what they were:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -193,6 +194,61 @@ class Discriminator(nn.Module):
             logit = logit + (self.embed(known) * h).sum(dim=1)
         aux = self.aux(h) if self.aux is not None else None  # (B, cond_dim)
         return logit, aux
+
+    def freeze_blocks(self, count: int) -> None:
+        """Stop training the first ``count`` down-sampling blocks (FreezeD, Mo et al. 2020):
+        a fine-tune on few faces keeps the low-level features D learned on many."""
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        if not 0 <= count <= len(convs):
+            raise ValueError(f"D has {len(convs)} blocks; cannot freeze {count}")
+        for conv in convs[:count]:
+            conv.requires_grad_(False)
+
+
+# The tensors whose size follows the condition vector, and along which axis (after how
+# many leading entries): G's input layer (noise first), G's FiLM layers, D's projection
+# and D's attribute classifier (spectral norm's power-iteration vectors included).
+_CONDITION_AXES = (
+    (re.compile(r"^stem\.0\.weight$"), 1, "z_dim"),
+    (re.compile(r"^films\.\d+\.weight$"), 1, None),
+    (re.compile(r"^embed\.(weight|parametrizations\.weight\.original)$"), 1, None),
+    (re.compile(r"^embed\.parametrizations\.weight\.0\._v$"), 0, None),
+    (re.compile(r"^aux\.(weight|bias|parametrizations\.weight\.original)$"), 0, None),
+    (re.compile(r"^aux\.parametrizations\.weight\.0\._u$"), 0, None),
+)
+
+
+def regrow_conditions(
+    state: dict[str, torch.Tensor], old_slots: list[str], new_slots: list[str], z_dim: int
+) -> dict[str, torch.Tensor]:
+    """``state`` (a G or D state dict made for ``old_slots``) laid out for ``new_slots``.
+
+    A slot both vocabularies name keeps its weights, wherever it now sits; a new slot
+    starts at zero (it changes nothing until training teaches it); a slot the new
+    vocabulary lacks is dropped.
+    """
+    if old_slots == new_slots:
+        return state
+    index = {name: i for i, name in enumerate(old_slots)}
+    picks = [(new, index[name]) for new, name in enumerate(new_slots) if name in index]
+    out = {}
+    for key, tensor in state.items():
+        rule = next(((axis, lead) for pattern, axis, lead in _CONDITION_AXES if pattern.match(key)), None)
+        if rule is None:
+            out[key] = tensor
+            continue
+        axis, lead = rule
+        offset = z_dim if lead == "z_dim" else 0
+        if tensor.shape[axis] != offset + len(old_slots):
+            raise ValueError(f"{key} has {tensor.shape[axis]} condition entries, not {offset + len(old_slots)}")
+        shape = list(tensor.shape)
+        shape[axis] = offset + len(new_slots)
+        grown = tensor.new_zeros(shape)
+        grown.narrow(axis, 0, offset).copy_(tensor.narrow(axis, 0, offset))
+        for new, old in picks:
+            grown.select(axis, offset + new).copy_(tensor.select(axis, offset + old))
+        out[key] = grown
+    return out
 
 
 def _init_weights(module: nn.Module) -> None:

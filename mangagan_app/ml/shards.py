@@ -299,6 +299,7 @@ class ShardSet:
         self._summary = {**manifest.get("summary", {}), "shards": str(self.folder)}
         r = self.resolution
         self._shards = [self._map(entry["file"], int(entry["count"]) * 3 * r * r) for entry in shards]
+        self.vocabulary = vocabulary
         self._dim = vocabulary.dim
         self._labels = self._map(LABELS, self._count * 3 * self._dim)
 

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +25,16 @@ import torch
 from PIL import Image
 
 from mangagan_app.config import TrainingConfig, parse_augment_operations
-from mangagan_app.core.attributes import VOCABULARY
+from mangagan_app.core.attributes import VOCABULARY, Vocabulary, VocabularyChoice
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json, new_folders
 from mangagan_app.core.sketchbook.dataset import ensure_sketchbook
 from mangagan_app.ml import distributed, losses
 from mangagan_app.ml.augment import AdaptiveProbability, augment
+from mangagan_app.ml.checkpoint import WeightsError, load_for_fine_tune
 from mangagan_app.ml.dataset import TrainingFaces, load_face_folder
 from mangagan_app.ml.device import choose_device
 from mangagan_app.ml.health import HealthMonitor
-from mangagan_app.ml.networks import Architecture, Discriminator, Generator
+from mangagan_app.ml.networks import Architecture, Discriminator, Generator, regrow_conditions
 from mangagan_app.ml.resume_state import (
     CHECKPOINT,
     RunFolderError,
@@ -115,7 +116,7 @@ class RunFinishedError(RunFolderError):
         )
 
 
-def _permutation(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def epoch_order(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The data order and the flips of one epoch, a pure function of (seed, epoch)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g), torch.rand(n, generator=g) < 0.5
@@ -128,6 +129,7 @@ class GanModels:
         torch.manual_seed(cfg.seed)
         self.g = Generator(arch).to(device)
         self.d = Discriminator(arch).to(device)
+        self.d.freeze_blocks(cfg.freeze_d)
         self.g_ema = Generator(arch).to(device).eval().requires_grad_(False)
         self.g_ema.load_state_dict(self.g.state_dict())
         betas = (cfg.beta1, cfg.beta2)
@@ -200,8 +202,10 @@ def train_step(
     bf16: bool = False,
     world: int = 1,
     rank: int = 0,
+    train_g: bool = True,
 ) -> dict[str, float]:
-    """One D update and one G update on ``real`` = (images, conditions, known-masks).
+    """One D update and one G update on ``real`` = (images, conditions, known-masks);
+    without ``train_g``, the D update alone (D catching up with a G that stays as it is).
 
     Noise, fake labels and augmentation come from a generator seeded by (cfg.seed,
     step); in data-parallel training (``world`` processes) ``real`` is this ``rank``'s
@@ -230,15 +234,16 @@ def train_step(
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
     stats: dict[str, float] = {}
 
-    with autocast:
+    with autocast, torch.set_grad_enabled(train_g):
         fake = models.g_train(z, fake_cond)  # (B, 3, H, W)
+    with autocast:
         real_logit, real_aux = models.d_train(augment(x, p, g, alterations), cond, mask)
         fake_logit, _ = models.d_train(augment(fake.detach(), p, g, alterations), fake_cond, fake_mask)
         real_logit, fake_logit = real_logit.float(), fake_logit.float()
         loss_d = d_loss(real_logit, fake_logit)
         stats["d_adv"] = loss_d.item()
         if use_aux:
-            cls_real = losses.attribute_loss(real_aux.float(), cond, mask, VOCABULARY)
+            cls_real = losses.attribute_loss(real_aux.float(), cond, mask, faces.vocabulary)
             loss_d = loss_d + cfg.aux_weight * cls_real
             stats["d_cls"] = cls_real.item()
     if cfg.loss == "dragan":
@@ -250,18 +255,19 @@ def train_step(
     loss_d.backward()
     models.opt_d.step()
 
-    with autocast:
-        fake_logit_g, fake_aux = models.d_train(augment(fake, p, g, alterations), fake_cond, fake_mask)
-        loss_g = g_loss(fake_logit_g.float())
-        stats["g_adv"] = loss_g.item()
-        if use_aux:
-            cls_fake = losses.attribute_loss(fake_aux.float(), fake_cond, taught, VOCABULARY)
-            loss_g = loss_g + cfg.aux_weight * cls_fake
-            stats["g_cls"] = cls_fake.item()
-    models.opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    models.opt_g.step()
-    models.update_ema(cfg.ema_beta, step)
+    if train_g:
+        with autocast:
+            fake_logit_g, fake_aux = models.d_train(augment(fake, p, g, alterations), fake_cond, fake_mask)
+            loss_g = g_loss(fake_logit_g.float())
+            stats["g_adv"] = loss_g.item()
+            if use_aux:
+                cls_fake = losses.attribute_loss(fake_aux.float(), fake_cond, taught, faces.vocabulary)
+                loss_g = loss_g + cfg.aux_weight * cls_fake
+                stats["g_cls"] = cls_fake.item()
+        models.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        models.opt_g.step()
+        models.update_ema(cfg.ema_beta, step)
 
     stats["d_real"] = torch.sigmoid(real_logit.detach().float()).mean().item()
     stats["d_fake"] = torch.sigmoid(fake_logit.detach().float()).mean().item()
@@ -376,6 +382,10 @@ def train(
         elif (run_dir / CHECKPOINT).exists():
             raise RunFolderError(f"{run_dir} already holds a training run; resume it or choose another folder")
 
+        source = None
+        if cfg.init_from and state is None:
+            source = _load_source(cfg.init_from)
+            cfg = _in_source_architecture(cfg, source)
         choice = choose_device(cfg.device, leave_core_for_gui=cfg.leave_core_for_gui, threads=cfg.threads)
         if choice.device.type == "cpu":
             torch.set_num_threads(choice.threads)
@@ -395,6 +405,7 @@ def train(
                 should_stop,
                 on_preview if ranks.is_main else None,
                 faces,
+                source,
             )
         except BaseException:
             distributed.stop(ranks, all_finished=False)
@@ -450,34 +461,78 @@ def _set_learning_rates(models: GanModels, cfg: TrainingConfig, step: int, total
             group["lr"] = lr * factor
 
 
-def _warm_start(models: GanModels, source: str) -> dict:
-    """Copy G, D and EMA G from the run folder or checkpoint file ``source`` into ``models``.
-
-    Every tensor of the source must fit; tensors only the new networks have (FiLM
-    layers added to an ``input`` generator) keep their identity initialisation.
-    Returns what the card records: the source, its steps and hours.
-    """
+def _load_source(source: str) -> dict:
+    """The state a run started from ``source`` takes: a run folder's or checkpoint file's
+    newest checkpoint, or a model (``.safetensors``/``.json``) that ships its discriminator."""
     path = Path(source)
     try:
+        if path.suffix in (".safetensors", ".json"):
+            return load_for_fine_tune(path)
         state = load_resume_state(path) if path.is_dir() else torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not {"G", "D", "G_ema"} <= state.keys():
             raise ValueError("not a MangaGAN checkpoint")
+        return state
+    except WeightsError as exc:
+        raise RunFolderError(f"cannot start from {source}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 — torch.load raises pickle, zip and OS errors alike
         raise RunFolderError(f"cannot start from {source}: {type(exc).__name__}: {exc}") from None
+
+
+# What a fine-tune keeps of the model it starts from: its networks' shapes and kinds.
+_ARCHITECTURE_SETTINGS = ("resolution", "width", "z_dim", "conditioning", "g_conditioning", "g_upsample", "d_norm")
+
+
+def _in_source_architecture(cfg: TrainingConfig, source: dict) -> TrainingConfig:
+    """``cfg`` with the architecture of the model it starts from (said when that changes a setting).
+
+    A state saved before the architecture was stored keeps the settings asked for, and
+    :func:`_warm_start` says which tensors do not fit them.
+    """
+    if "architecture" not in source:
+        return cfg
+    arch = Architecture.from_dict(source["architecture"]).to_dict()
+    # An ``input`` G grows into a ``film`` one (FiLM starts as the identity): the one change allowed.
+    if arch["g_conditioning"] == "input":
+        arch["g_conditioning"] = cfg.g_conditioning
+    changed = {k: arch[k] for k in _ARCHITECTURE_SETTINGS if getattr(cfg, k) != arch[k]}
+    if changed:
+        log.info(
+            "starting from %s: its architecture is kept (%s)",
+            cfg.init_from,
+            ", ".join(f"{k} {getattr(cfg, k)} → {v}" for k, v in changed.items()),
+        )
+    return replace(cfg, **changed)
+
+
+def _warm_start(models: GanModels, cfg: TrainingConfig, source: dict, vocabulary: Vocabulary) -> dict:
+    """Copy G, D and EMA G of ``source`` (:func:`_load_source`) into ``models``.
+
+    The condition layers are laid out again for ``vocabulary`` (a tag both know keeps
+    its weights, a new one starts at zero). Every other tensor of the source must fit;
+    tensors only the new networks have (FiLM layers added to an ``input`` generator)
+    keep their identity initialisation. Returns what the card records: the source,
+    its steps and hours.
+    """
+    old_slots = Vocabulary.from_json(source.get("vocabulary", VOCABULARY.to_json())).slot_names()
     for key, net in (("G", models.g), ("D", models.d), ("G_ema", models.g_ema)):
+        try:
+            tensors = regrow_conditions(source[key], old_slots, vocabulary.slot_names(), cfg.z_dim)
+        except ValueError as exc:
+            raise RunFolderError(f"cannot start from {cfg.init_from}: its {key} {exc}") from None
         own = net.state_dict()
-        misfits = [k for k, v in state[key].items() if k not in own or own[k].shape != v.shape]
+        misfits = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
         if misfits:
             raise RunFolderError(
-                f"cannot start from {source}: its {key} does not fit this architecture ({', '.join(misfits[:3])})"
+                f"cannot start from {cfg.init_from}: its {key} does not fit this architecture "
+                f"({', '.join(misfits[:3])})"
             )
-        net.load_state_dict(state[key], strict=False)
-    earlier = state.get("warm_start") or {}
-    log.info("starting from %s (step %s)", source, state.get("step"))
+        net.load_state_dict(tensors, strict=False)
+    earlier = source.get("warm_start") or {}
+    log.info("starting from %s (step %s)", cfg.init_from, source.get("step"))
     return {
-        "from": str(source),
-        "steps": int(state.get("step", 0)) + int(earlier.get("steps", 0)),
-        "hours": round((float(state.get("elapsed_seconds", 0.0)) / 3600) + float(earlier.get("hours", 0.0)), 3),
+        "from": str(cfg.init_from),
+        "steps": int(source.get("step", 0)) + int(earlier.get("steps", 0)),
+        "hours": round((float(source.get("elapsed_seconds", 0.0)) / 3600) + float(earlier.get("hours", 0.0)), 3),
     }
 
 
@@ -502,6 +557,7 @@ def _train(
     should_stop: Callable[[], bool] | None,
     on_preview: Callable[[Preview], None] | None,
     faces: TrainingFaces | None,
+    source: dict | None,
 ) -> TrainResult:
     """The loop of :func:`train` once the run folder and the processes are set up.
 
@@ -510,13 +566,36 @@ def _train(
     where = f" as rank {ranks.rank} of {ranks.world}" if ranks.active else ""
     log.info("training on %s%s%s", description, where, " with bfloat16 autocast" if bf16 else "")
 
+    # A resumed run keeps its vocabulary; a fine-tune's "default" is its model's.
+    base = Vocabulary.from_json(source["vocabulary"]) if source and "vocabulary" in source else VOCABULARY
+    wanted: str | Vocabulary = cfg.vocabulary
+    if state is not None:
+        wanted = Vocabulary.from_json(state.get("vocabulary", VOCABULARY.to_json()))
     if faces is None and is_shard_folder(cfg.data):
+        if wanted not in ("default", VOCABULARY) or base != VOCABULARY:
+            raise ValueError(
+                f"{cfg.data} is packed with the app's vocabulary; train on the folder of faces "
+                "to use another vocabulary"
+            )
         faces = ShardSet(cfg.data)  # packed by `mangagan pack`: streamed, not loaded
     elif faces is None:
         faces = load_face_folder(
             cfg.data,
             cfg.resolution,
+            vocabulary=wanted,
+            base=base,
             progress=((lambda done, total: progress(TrainProgress("loading", done, total))) if progress else None),
+        )
+    vocabulary = faces.vocabulary
+    left_out = getattr(faces, "left_out_tags", {})
+    if left_out and ranks.is_main:
+        log.warning(
+            "%d tag%s of the data %s not a condition of this model and will not be learned: %s%s",
+            len(left_out),
+            "s" if len(left_out) != 1 else "",
+            "are" if len(left_out) != 1 else "is",
+            VocabularyChoice(vocabulary, left_out).left_out_sentence(),
+            "" if cfg.vocabulary == "auto" else " (--vocabulary auto makes the frequent ones conditions)",
         )
     if faces.resolution != cfg.resolution:
         raise ValueError(f"the data is {faces.resolution} px but the run is configured for {cfg.resolution} px")
@@ -528,7 +607,7 @@ def _train(
         cfg.resolution,
         cfg.width,
         cfg.z_dim,
-        VOCABULARY.dim,
+        vocabulary.dim,
         cfg.conditioning,
         cfg.g_conditioning,
         cfg.g_upsample,
@@ -546,8 +625,8 @@ def _train(
         log.info("resuming %s at step %d (epoch %d)", run_dir, step, epoch)
         if ranks.is_main:
             _truncate_stats(run_dir / "stats.jsonl", step)
-    elif cfg.init_from:
-        warm_start = _warm_start(models, cfg.init_from)
+    elif source is not None:
+        warm_start = _warm_start(models, cfg, source, vocabulary)
     if ranks.active:
         models.distribute(device)
     if ranks.is_main:
@@ -565,9 +644,9 @@ def _train(
                 detail=f"{len(faces)} faces at {cfg.resolution} px on {description}",
             )
         )
-    hair_rows = len(VOCABULARY.group("hair_colour").values)
+    hair_rows = len(vocabulary.group("hair_colour").values)
     fixed_z = noise(PREVIEW_COLUMNS, cfg.z_dim, cfg.seed + 7).repeat(hair_rows, 1).to(device)
-    fixed_cond = hair_colour_rows(PREVIEW_COLUMNS, cfg.seed + 7).to(device)
+    fixed_cond = hair_colour_rows(PREVIEW_COLUMNS, cfg.seed + 7, vocabulary).to(device)
 
     session_start = time.monotonic()
     session_steps = 0
@@ -590,7 +669,7 @@ def _train(
                 "format": 1,
                 "config": cfg.to_dict(),
                 "architecture": arch.to_dict(),
-                "vocabulary": VOCABULARY.to_json(),
+                "vocabulary": vocabulary.to_json(),
                 "data": faces.summary(),
                 "step": step,
                 "epoch": epoch,
@@ -607,7 +686,7 @@ def _train(
     models.g.train()
     models.d.train()
     while epoch < cfg.epochs and not stopped:
-        order, flips = _permutation(cfg.seed, epoch, len(faces))
+        order, flips = epoch_order(cfg.seed, epoch, len(faces))
         while batch_in_epoch < steps_per_epoch:
             # Every rank stops at the same step, or the others would wait for it forever.
             if ranks.any(should_stop is not None and should_stop(), device):

@@ -94,9 +94,17 @@ def test_warm_started_film_run_learns_its_film_layers_and_records_the_earlier_st
         assert generator(torch.randn(2, 128), conditions(2)).shape == (2, 3, SIZE, SIZE)
 
 
-def test_warm_start_is_refused_naming_the_source_when_the_networks_do_not_fit(sketchbook, faces, input_run, tmp_path):
-    with pytest.raises(RunFolderError, match=f"{input_run}.*does not fit"):
-        train(config(sketchbook, width=8, init_from=str(input_run)), tmp_path / "wide", faces=faces)
+def test_a_run_started_from_another_keeps_its_architecture_and_a_misfit_is_refused_naming_the_source(
+    sketchbook, faces, input_run, tmp_path
+):
+    train(config(sketchbook, width=8, init_from=str(input_run)), tmp_path / "wide", faces=faces)
+    assert load_resume_state(tmp_path / "wide")["architecture"]["width"] == 4
+    assert json.loads((tmp_path / "wide" / "config.json").read_text())["width"] == 4
+    bare = load_resume_state(input_run)
+    del bare["architecture"]  # saved before checkpoints stored it: nothing says the width
+    torch.save(bare, tmp_path / "bare.pt")
+    with pytest.raises(RunFolderError, match="bare.pt.*does not fit"):
+        train(config(sketchbook, width=8, init_from=str(tmp_path / "bare.pt")), tmp_path / "bare", faces=faces)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(RunFolderError, match="junk.pt"):
         train(config(sketchbook, init_from=str(tmp_path / "junk.pt")), tmp_path / "junk", faces=faces)
