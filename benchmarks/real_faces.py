@@ -7,8 +7,8 @@
 
 DATA is the real-faces development set (its tar or extracted folder), split by
 ``real_faces_data.split_real_faces`` into linked folders under ``--out``: size ``30k`` trains on
-its ``train`` part, ``3k`` on ``train3k``; the ``measure`` part is never trained on and is what
-the metrics compare against. The variants:
+its ``train`` part, ``3k`` on ``train3k``, ``1k`` and ``300`` on ``train1k`` and ``train300``; the
+``measure`` part is never trained on and is what the metrics compare against. The variants:
 
 * ``old``: ``mangagan train DATA RUN --epochs 1000 --threads 1 --seed 0`` run from a git worktree
   of ``--old-commit`` (made under ``--out``);
@@ -18,6 +18,9 @@ the metrics compare against. The variants:
 * ``new-translation``: ``new`` with ``--augment-ops translation`` (what cutting out half the face does);
 * ``new-transpose``, ``new-nosn``: ``new`` with the old G's transposed convolutions, or without spectral
   norm in D (what each costs and buys);
+* ``finetune``: ``new`` started from the shipped model (``--init-from weights/…safetensors``, its
+  architecture and discriminator) with D's first two blocks frozen (``--freeze-d 2``, FreezeD);
+  ``finetune-free`` without freezing;
 * ``baseline``: ``benchmarks/dcgan_baseline.py`` (a plain unconditional DCGAN, fp32).
 
 DATA may also be a sketchbook folder (``mangagan synth``): it splits by the same rule (size
@@ -73,7 +76,8 @@ from mangagan_app.ml.sampling import image_grid, noise, to_uint8
 from mangagan_app.ml.tagger import load_tagger
 
 REPO = Path(__file__).resolve().parent.parent
-SIZES = {"30k": "train", "3k": "train3k"}
+SIZES = {"30k": "train", "3k": "train3k", "1k": "train1k", "300": "train300"}
+SHIPPED = REPO / "weights" / "mangagan-sketchbook64.safetensors"
 # The app's trainer (conditional): the old commit, this checkout's defaults, and this checkout with
 # one default changed (to measure what that default does).
 APP_VARIANT_FLAGS = {
@@ -84,6 +88,9 @@ APP_VARIANT_FLAGS = {
     "new-translation": ["--augment-ops", "translation"],
     "new-transpose": ["--g-upsample", "transpose"],
     "new-nosn": ["--d-norm", "none"],
+    # Fine-tuning the shipped model (its architecture, its D's first two blocks kept: FreezeD).
+    "finetune": ["--init-from", str(SHIPPED), "--freeze-d", "2"],
+    "finetune-free": ["--init-from", str(SHIPPED)],
 }
 VARIANTS = (*APP_VARIANT_FLAGS, "baseline")
 # Points of the run (fractions of its steps) where the D(real)/D(fake) trajectory is read, and
@@ -551,7 +558,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the development face set: its tar or the extracted folder")
     ap.add_argument("--minutes", type=float, default=30.0, help="CPU minutes per variant (30)")
-    ap.add_argument("--sizes", default="30k,3k", help="training sets: 30k (train part), 3k (train3k part)")
+    ap.add_argument(
+        "--sizes", default="30k,3k", help="training sets: 30k (train part), 3k, 1k, 300 (train3k, train1k, train300)"
+    )
     ap.add_argument("--variants", default="old,new,baseline", help="old, new, baseline")
     ap.add_argument(
         "--out",

@@ -8,7 +8,9 @@ The rule, by the numeric id of each face:
 
 * ``measure``  — id % 10 == 0 (about 3,000 faces): no training run ever sees them;
 * ``train``    — every other face (about 27,400);
-* ``train3k``  — the part of ``train`` with id % 10 == 1 (about 3,000): the artist's case.
+* ``train3k``  — the part of ``train`` with id % 10 == 1 (about 3,000): the artist's case;
+* ``train1k``  — the part of ``train3k`` with id % 30 == 1 (about 1,000) and ``train300`` the part
+  with id % 100 == 1 (about 300): an artist's own characters, for fine-tuning.
 
 Usage: ``python benchmarks/real_faces_data.py DATA OUT`` prints the folders and counts.
 """
@@ -20,14 +22,21 @@ import os
 import tarfile
 from pathlib import Path
 
-PARTS = ("train", "train3k", "measure")
+PARTS = ("train", "train3k", "train1k", "train300", "measure")
 FACE_SUFFIXES = (".jpg", ".png")
 
 
 def _part_of(face_id: int) -> tuple[str, ...]:
     if face_id % 10 == 0:
         return ("measure",)
-    return ("train", "train3k") if face_id % 10 == 1 else ("train",)
+    if face_id % 10 != 1:
+        return ("train",)
+    return (
+        "train",
+        "train3k",
+        *(["train1k"] if face_id % 30 == 1 else []),
+        *(["train300"] if face_id % 100 == 1 else []),
+    )
 
 
 def numbered_faces(folder: Path) -> list[Path]:

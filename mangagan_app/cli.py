@@ -155,7 +155,9 @@ def _model_path(given: str | None) -> str:
             f"`mangagan export {run} weights/NAME`, then pass weights/NAME.safetensors"
         )
     if path.is_dir():
-        models = ", ".join(sorted(p.name for p in path.glob("*.safetensors"))) or "none there"
+        from mangagan_app.ml.checkpoint import models_in
+
+        models = ", ".join(p.name for p in models_in(path)) or "none there"
         raise CommandError(f"{given} is a folder; pass one model file in it (NAME.safetensors: {models})")
     weights = weights_files(path)[0]
     if not weights.is_file():

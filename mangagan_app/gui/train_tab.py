@@ -18,6 +18,7 @@ from PySide6.QtCore import QEvent, QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -37,13 +38,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mangagan_app.config import TrainingConfig
-from mangagan_app.core.attributes import VOCABULARY
+from mangagan_app.config import WEIGHTS_DIR, TrainingConfig
+from mangagan_app.core.attributes import AUTO_MAX_TAGS, AUTO_MIN_FACES, VOCABULARY
 from mangagan_app.gui.function_worker import FunctionWorker, create_worker
 from mangagan_app.gui.path_fields import fit_for_paths, shown_path
 from mangagan_app.gui.paths import app_data_dir
 from mangagan_app.gui.settings_values import setting
-from mangagan_app.ml.checkpoint import export_run
+from mangagan_app.ml.checkpoint import export_run, fine_tunable_models
 from mangagan_app.ml.device import choose_device
 from mangagan_app.ml.health import ADVICE
 from mangagan_app.ml.run_history import RATING_KEYS, RunHistory
@@ -101,9 +102,12 @@ CONDITIONING_CHOICES = (("film", "Throughout the drawing"), ("input", "At the st
 # run started here uses adaptive augmentation (the TrainingConfig default), so the only
 # way to get it from the tab is a new run.
 TAB_ADVICE = (
-    "Try more faces, or fine-tune a model that already draws faces: choose its run folder in "
-    '"Start from" and press Start. New runs started here use adaptive augmentation.'
+    "Try more faces, or fine-tune a model that already draws faces: choose the shipped model or "
+    'an earlier run in "Start from" and press Start. New runs started here use adaptive augmentation.'
 )
+# A fine-tune started here keeps the judge's first two blocks as the model learned them
+# (FreezeD, Mo et al. 2020): with a few hundred faces they would otherwise be unlearned first.
+FINE_TUNE_FROZEN_D_BLOCKS = 2
 NO_RUN_TO_START_FROM = (
     "No earlier run here draws faces with these settings yet: train one on sketchbook faces "
     '(Training data: Sketchbook), then choose it in "Start from" to fine-tune it on your faces.'
@@ -344,14 +348,32 @@ class TrainTab(QWidget):
             "sets it so that small datasets still get enough steps"
         )
         self.init_edit = QLineEdit()
-        self.init_edit.setPlaceholderText("Optional: an earlier run to fine-tune")
+        self.init_edit.setPlaceholderText("Optional: an earlier run or a model to fine-tune")
         self.init_edit.setToolTip(
-            "Fine-tune (init from): start from the networks of an earlier run folder instead "
-            "of random weights, e.g. a run on sketchbook faces, to fine-tune it on your own "
-            "reviewed faces"
+            "Fine-tune (init from): start from the networks of the shipped model or an earlier "
+            "run folder instead of random weights, to fine-tune it on your own reviewed faces "
+            f"(the judge's first {FINE_TUNE_FROZEN_D_BLOCKS} blocks are kept: --freeze-d {FINE_TUNE_FROZEN_D_BLOCKS})"
         )
         init_row = self._folder_row(
             self.init_edit, "Earlier run to start from", "Choose the earlier run folder to start from"
+        )
+        self.start_from_combo = QComboBox()
+        self.start_from_combo.addItem("Nothing: learn from scratch", "")
+        for model in fine_tunable_models(WEIGHTS_DIR):
+            self.start_from_combo.addItem(f"The shipped model ({model.stem})", shown_path(model))
+        self.start_from_combo.addItem("An earlier run or model (below)", None)
+        self.start_from_combo.setToolTip(
+            "What the new run starts from. The shipped model already draws faces, so a few hundred "
+            "of your own are enough to fine-tune it; from scratch needs thousands"
+        )
+        self.start_from_combo.activated.connect(self._start_from_chosen)
+        self.init_edit.textChanged.connect(self._show_start_from)
+        self.own_tags_check = QCheckBox("Learn the data's own tags (characters, costumes…)")
+        self.own_tags_check.setChecked(True)
+        self.own_tags_check.setToolTip(
+            f"Vocabulary auto: tags on at least {AUTO_MIN_FACES} faces that the app does not know "
+            f"(at most {AUTO_MAX_TAGS}, meta tags like 1girl left out) become checkboxes in Generate. "
+            "Off: only the app's own tags (--vocabulary default)"
         )
         self.run_edit = QLineEdit(shown_path(new_run_folder(app_data_dir() / "runs")))
         self.run_edit.setToolTip(
@@ -364,7 +386,9 @@ class TrainTab(QWidget):
         )
         form.addRow("Face size", self.resolution)
         form.addRow("Training length", self.epochs_spin)
-        form.addRow("Start from", init_row)
+        form.addRow("Start from", self.start_from_combo)
+        form.addRow("", init_row)
+        form.addRow("Tags", self.own_tags_check)
         form.addRow("Run folder", run_row)
         device = QLabel(choose_device(leave_core_for_gui=True).description)
         device.setToolTip(
@@ -475,6 +499,7 @@ class TrainTab(QWidget):
         self._choose(self.loss_combo, setting(s, "train/loss", "dcgan"))
         self._choose(self.g_conditioning_combo, setting(s, "train/g_conditioning", ""))
         self.init_edit.setText(setting(s, "train/init_from", ""))
+        self.own_tags_check.setChecked(setting(s, "train/own_tags", True))
         last_run = setting(s, "train/run_dir", "")
         if last_run:
             self.run_edit.setText(last_run)
@@ -498,11 +523,13 @@ class TrainTab(QWidget):
         s.setValue("train/loss", self.loss_combo.currentData())
         s.setValue("train/g_conditioning", self.g_conditioning_combo.currentData())
         s.setValue("train/init_from", self.init_edit.text())
+        s.setValue("train/own_tags", self.own_tags_check.isChecked())
         s.setValue("train/run_dir", self.run_edit.text())
 
     # ---- the plan ---------------------------------------------------------------------
     def config(self) -> TrainingConfig:
         """The settings form as a training config (the data folder is filled in by ``start``)."""
+        init_from = str(Path(self.init_edit.text().strip()).expanduser()) if self.init_edit.text().strip() else ""
         return TrainingConfig(
             resolution=self.resolution.currentData(),
             width=self.width_spin.value(),
@@ -513,8 +540,22 @@ class TrainTab(QWidget):
             preview_steps=GUI_PREVIEW_STEPS,
             tick_steps=GUI_TICK_STEPS,
             g_conditioning=self.g_conditioning_combo.currentData(),
-            init_from=str(Path(self.init_edit.text().strip()).expanduser()) if self.init_edit.text().strip() else "",
+            init_from=init_from,
+            freeze_d=FINE_TUNE_FROZEN_D_BLOCKS if init_from else 0,
+            vocabulary="auto" if self.own_tags_check.isChecked() else "default",
         )
+
+    def _start_from_chosen(self, index: int) -> None:
+        choice = self.start_from_combo.itemData(index)
+        if choice is None:
+            self.init_edit.setFocus()
+            return
+        self.init_edit.setText(choice)
+
+    def _show_start_from(self, text: str) -> None:
+        """The combo names what the field holds: nothing, the shipped model, or something else."""
+        index = self.start_from_combo.findData(text.strip())
+        self.start_from_combo.setCurrentIndex(index if index >= 0 else self.start_from_combo.count() - 1)
 
     def face_count(self) -> FaceCount:
         """The faces the chosen data holds; raises ``OSError`` / ``ValueError`` when it holds none we can count."""
@@ -728,7 +769,7 @@ class TrainTab(QWidget):
         cfg = TrainingConfig.from_dict(saved) if saved else self.config()
         runs = [
             run for run, _ in runs_to_start_from({self._runs_folder(), app_data_dir() / "runs"}, cfg) if run != run_dir
-        ]
+        ] + fine_tunable_models(WEIGHTS_DIR)
         if not runs:
             self.warning_label.setText(f"{self.warning_label.text()}\n{NO_RUN_TO_START_FROM}")
             return

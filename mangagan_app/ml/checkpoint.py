@@ -30,6 +30,7 @@ from mangagan_app.ml.resume_state import load_resume_state
 
 CARD_FORMAT = "mangagan-generator/1"
 DISCRIMINATOR_FORMAT = "mangagan-discriminator/1"
+DISCRIMINATOR_SUFFIX = ".discriminator.safetensors"
 
 
 class WeightsError(ValueError):
@@ -41,10 +42,27 @@ class WeightsError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
+def models_in(folder: str | Path) -> list[Path]:
+    """The models' ``*.safetensors`` in ``folder`` (not the discriminators shipped beside them), by name."""
+    return sorted(p for p in Path(folder).glob("*.safetensors") if not p.name.endswith(DISCRIMINATOR_SUFFIX))
+
+
+def fine_tunable_models(folder: str | Path) -> list[Path]:
+    """The models in ``folder`` that ship a discriminator, so that a run can start from them."""
+    found = []
+    for path in models_in(folder):
+        try:
+            if isinstance(read_card(path).get("discriminator"), dict):
+                found.append(path)
+        except WeightsError:
+            continue
+    return found
+
+
 def discriminator_file(path: str | Path) -> Path:
     """``NAME.discriminator.safetensors`` beside the model ``NAME``: the D a fine-tune starts from."""
     weights, _ = weights_files(path)
-    return weights.with_name(weights.stem + ".discriminator.safetensors")
+    return weights.with_name(weights.stem + DISCRIMINATOR_SUFFIX)
 
 
 def weights_files(path: str | Path) -> tuple[Path, Path]:

@@ -50,7 +50,7 @@ from PIL import Image
 from mangagan_app.core.attributes import Vocabulary
 from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.core.reference_faces import detection_flags
-from mangagan_app.ml.checkpoint import load_generator, training_steps, update_card
+from mangagan_app.ml.checkpoint import card_vocabulary, load_generator, training_steps, update_card
 from mangagan_app.ml.dataset import FaceSet, faces_from_items, folder_items
 from mangagan_app.ml.metrics import K_NEAREST, compute_metrics, memorisation, near_copy_threshold
 from mangagan_app.ml.originality import (
@@ -64,7 +64,7 @@ from mangagan_app.ml.originality import (
     tag_in_chunks,
     unseen_real_faces,
 )
-from mangagan_app.ml.sampling import image_grid, noise, to_uint8
+from mangagan_app.ml.sampling import image_grid, noise, relayout, to_uint8
 from mangagan_app.ml.tagger import (
     AttributeTagger,
     accuracy_report,
@@ -316,7 +316,13 @@ def _evaluate(
     torch.manual_seed(settings.seed)
     generator, card = load_generator(weights)
     tagger = tagger or load_tagger()
+    # Faces are asked for and read in the tagger's vocabulary; a model's own tags stay off.
     vocabulary = tagger.vocabulary
+    model_vocabulary = card_vocabulary(card, weights)
+
+    def draw(cond: torch.Tensor, seed: int) -> np.ndarray:
+        return render(generator, relayout(cond, vocabulary, model_vocabulary), seed, settings.batch)
+
     training = load_training_faces(data, generator.arch.resolution, progress=report)
     sketchbook = training.sketchbook_seed is not None
     if not sketchbook and unseen_dir is None:
@@ -345,7 +351,7 @@ def _evaluate(
     per_group: dict[str, list[float]] = {}
     for k, (group, tag, cond) in enumerate(requests):
         check_stop()
-        images = render(generator, cond, settings.seed + 100 + k, settings.batch)
+        images = draw(cond, settings.seed + 100 + k)
         read = decide(tagger.read(images)[1], vocabulary)
         slot = vocabulary.slot_names().index(tag)
         share = float(read[:, slot].mean())
@@ -356,7 +362,7 @@ def _evaluate(
     # The main generated set: conditions drawn like the training labels.
     check_stop()
     cond = pool[: settings.n]
-    generated = render(generator, cond, settings.seed + 7, settings.batch)
+    generated = draw(cond, settings.seed + 7)
     gen_features, gen_scores = tagger.read(generated)
     gen_read = decide(gen_scores, vocabulary)
     start = 0

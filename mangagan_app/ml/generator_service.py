@@ -30,6 +30,7 @@ from PIL import Image
 from mangagan_app.core.attributes import VOCABULARY, Attributes, Vocabulary
 from mangagan_app.core.face_recipe import FaceRecipe, RecipeError, array_sha256, random_attributes
 from mangagan_app.core.files import atomic_write_json
+from mangagan_app.ml.checkpoint import models_in
 from mangagan_app.ml.sampling import complete_condition, image_grid, to_uint8
 from mangagan_app.ml.sampling import noise as seeded_noise
 
@@ -247,7 +248,7 @@ def morph(a: FaceRecipe, b: FaceRecipe, t: float) -> FaceRecipe:
 def weights_by_preference(folder: str | os.PathLike) -> list[Path]:
     """Every ``*.safetensors`` in ``folder``, in the order the app tries them: the one whose
     card says ``"default": true`` first, then the newest; a damaged first one falls back to the next."""
-    candidates = sorted(Path(folder).glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+    candidates = sorted(models_in(folder), key=lambda p: p.stat().st_mtime, reverse=True)
 
     def is_default(path: Path) -> bool:
         try:
@@ -275,7 +276,7 @@ def model_checksums(card: dict) -> set[str]:
 
 def find_weights_by_sha256(folder: str | os.PathLike, sha256: str) -> Path | None:
     """The ``*.safetensors`` in ``folder`` whose card records ``sha256`` (None if none does)."""
-    for path in sorted(Path(folder).glob("*.safetensors")):
+    for path in models_in(folder):
         try:
             card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
             if isinstance(card, dict) and sha256 in model_checksums(card):

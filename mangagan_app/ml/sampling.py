@@ -134,3 +134,16 @@ def hair_colour_sheet(
     z = noise(columns, generator.arch.z_dim, seed).repeat(len(cond) // columns, 1)
     device = next(generator.parameters()).device
     return to_uint8(generator(z.to(device), cond.to(device)))
+
+
+def relayout(cond: torch.Tensor, source: Vocabulary, target: Vocabulary) -> torch.Tensor:
+    """Conditions (N, source.dim) laid out for ``target``: each slot moved to where ``target``
+    has the same tag, slots ``source`` lacks at 0 (a model's own tags, off)."""
+    if source == target:
+        return cond
+    where = {name: i for i, name in enumerate(source.slot_names())}
+    out = cond.new_zeros((len(cond), target.dim))
+    for i, name in enumerate(target.slot_names()):
+        if name in where:
+            out[:, i] = cond[:, where[name]]
+    return out

@@ -226,7 +226,7 @@ def plan_training(cfg: TrainingConfig, count: FaceCount, *, images_per_second: f
     if plan.risky:
         notes.append(
             f"{count.faces:,} faces are few to learn from scratch: such runs often draw only noise. "
-            'Fine-tuning a run that already draws faces ("Start from") works with far fewer.'
+            'Fine-tuning the shipped model or a run that already draws faces ("Start from") works with far fewer.'
         )
     return replace(plan, notes=tuple(notes))
 

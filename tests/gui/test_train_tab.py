@@ -186,7 +186,9 @@ def test_a_failed_run_does_not_look_finished_and_the_banner_offers_a_healthy_run
     text = tab.warning_label.text()
     assert text.startswith("The discriminator has won at step ") and "generator has stopped learning" in text
     assert '"Start from"' in text and "--" not in text  # the tab's control, not the command line's flag
-    assert "No earlier run here draws faces" in text and not tab.start_from_button.isVisibleTo(tab)
+    # no earlier run here draws faces: the shipped model, which ships its discriminator, is offered
+    assert tab.start_from_button.isVisibleTo(tab)
+    assert tab.start_from_button.text() == "Start from mangagan-sketchbook64 instead"
 
     healthy = _healthy_run(tmp_path / "sketchbook-run", steps=6000)
     qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=30_000)

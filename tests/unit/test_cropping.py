@@ -89,10 +89,11 @@ def test_multiscale_detection_finds_every_face_when_scene_has_three_sizes(seed):
 # ---- tags ---------------------------------------------------------------------------------
 def test_sidecar_tags_carry_to_faces_when_kohya_txt_present(tmp_path):
     sidecar = tmp_path / "a.txt"
-    sidecar.write_text("1girl, solo, Blue Hair, red_eyes, smile, scenery")
+    sidecar.write_text("1girl, solo, Blue Hair, red_eyes, (smile:1.2), scenery, kurumi_\\(date_a_live\\), highres")
     tags, origin = face_tags(parse_sidecar(read_sidecar_tags(sidecar)), (0, 0, 0), (0, 0, 0))
     assert origin == "sidecar"
-    assert set(tags) == {"blue_hair", "red_eyes", "smile"}
+    # the app's tags first; the artist's own follow (--vocabulary auto learns them), meta tags do not
+    assert tags == ["blue_hair", "red_eyes", "smile", "scenery", "kurumi_(date_a_live)"]
 
 
 def test_detector_picks_among_named_colours_when_sidecar_names_two(tmp_path):

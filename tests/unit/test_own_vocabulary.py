@@ -243,3 +243,14 @@ def test_a_card_without_the_new_fields_still_loads_and_says_why_it_cannot_be_fin
     assert card_vocabulary(loaded, old) == VOCABULARY
     with pytest.raises(WeightsError, match="ships no discriminator, so it cannot be fine-tuned"):
         load_for_fine_tune(old)
+
+
+def test_a_model_with_its_own_tags_is_evaluated_in_the_tagger_s_vocabulary_with_its_own_tags_off(
+    own_tag_model, own_tag_faces, one_torch_thread
+):
+    from mangagan_app.ml.evaluation import EvaluationSettings, evaluate
+
+    settings = EvaluationSettings(n=64, per_value=4, detect=8, unseen=64, workers=1, batch=64, threads=1)
+    report, _ = evaluate(own_tag_model, own_tag_faces, settings=settings)
+    assert "blue_hair" in report["attributes"]["values"]
+    assert CLIP not in report["attributes"]["values"]

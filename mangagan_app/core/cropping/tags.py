@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mangagan_app.core.attributes import VOCABULARY, Attributes
+from mangagan_app.core.attributes import VOCABULARY, Attributes, tags_outside
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +116,26 @@ def read_sidecar_tags(sidecar: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class SidecarTags:
-    """What a sidecar says: settled attributes, plus the values named for ambiguous groups."""
+    """What a sidecar says: settled attributes, the values named for ambiguous groups, and
+    the tags outside the app's vocabulary (characters, costumes: ``--vocabulary auto``
+    makes them conditions), meta tags left out."""
 
     attributes: Attributes
     ambiguous: dict[str, tuple[str, ...]]
+    own: tuple[str, ...] = ()
 
 
 def parse_sidecar(raw_tags: Iterable[str]) -> SidecarTags:
-    """Vocabulary attributes in ``raw_tags``; unknown tags are ignored.
+    """Vocabulary attributes in ``raw_tags``, and the other tags normalised in ``own``.
 
     An exclusive group named with two or more values (two characters) is left
     out of the attributes and listed in ``ambiguous``.
     """
     named: dict[str, list[str]] = {}
     attrs = Attributes()
+    own: list[str] = []
     for raw in raw_tags:
+        own += tags_outside(raw, VOCABULARY)
         found, _ = VOCABULARY.parse_tags([raw], strict=False)
         for group, value in found.choices.items():
             if value not in named.setdefault(group, []):
@@ -142,11 +147,11 @@ def parse_sidecar(raw_tags: Iterable[str]) -> SidecarTags:
             attrs.choices[group] = values[0]
         else:
             ambiguous[group] = tuple(values)
-    return SidecarTags(attrs, ambiguous)
+    return SidecarTags(attrs, ambiguous, tuple(dict.fromkeys(own)))
 
 
 def face_tags(sidecar: SidecarTags | None, hair_rgb: Sequence[int], eye_rgb: Sequence[int]) -> tuple[list[str], str]:
-    """Vocabulary tags of one face and where they came from.
+    """Tags of one face (the vocabulary's, then the sidecar's own) and where they came from.
 
     The source is ``"sidecar"`` when the sidecar settles everything it can,
     ``"sidecar+detector"`` when detector colours filled a gap, and ``"detector"``
@@ -163,4 +168,4 @@ def face_tags(sidecar: SidecarTags | None, hair_rgb: Sequence[int], eye_rgb: Seq
         attrs.choices[group] = nearest_colour(rgb, group, candidates)
         if sidecar:
             origin = "sidecar+detector"
-    return VOCABULARY.to_tags(attrs, leading=()), origin
+    return VOCABULARY.to_tags(attrs, leading=()) + list(sidecar.own if sidecar else ()), origin
