@@ -169,8 +169,6 @@ class TrainingConfig:
     freeze_d: int = 0
 
     def __post_init__(self) -> None:
-        if self.freeze_d < 0:
-            raise ValueError(f"freeze_d must be >= 0, not {self.freeze_d}")
         if not self.vocabulary.strip():
             raise ValueError("vocabulary must be default, auto or a vocabulary file")
         if self.threads < 0:
@@ -204,6 +202,12 @@ class TrainingConfig:
             raise ValueError("batch must be >= 2, epochs >= 1 and width >= 1")
         if self.tick_steps < 1 or self.preview_steps < 1:
             raise ValueError("tick_steps and preview_steps must be >= 1")
+        if self.freeze_d and not self.init_from:
+            raise ValueError("freeze_d keeps layers of the model a run starts from: give init_from too")
+        # D halves the image per block down to 4×4: 4 blocks at 64 px, 5 at 128 px
+        blocks = (self.resolution // 4).bit_length() - 1
+        if not 0 <= self.freeze_d <= blocks:
+            raise ValueError(f"freeze_d is 0 to {blocks} (D's blocks at {self.resolution} px), not {self.freeze_d}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,11 @@ def work(tmp_path_factory) -> dict[str, Path]:
         "1",
     )
     ok("crop", str(root / "src"), "--dataset", str(root / "dataset"), "--workers", "1")
+    # a model exported before models shipped their discriminator
+    shutil.copy(Path("weights/mangagan-sketchbook64.safetensors"), root / "old_model.safetensors")
+    card = json.loads(Path("weights/mangagan-sketchbook64.json").read_text(encoding="utf-8"))
+    card.pop("discriminator", None)
+    (root / "old_model.json").write_text(json.dumps(card), encoding="utf-8")
     return {
         "root": root,
         "faces": root / "faces",
@@ -81,6 +87,7 @@ def work(tmp_path_factory) -> dict[str, Path]:
         "run": root / "run",
         "dataset": root / "dataset",
         "src": root / "src",
+        "old_model": root / "old_model.safetensors",
         "trained": trained,
     }
 
@@ -220,7 +227,31 @@ MISTAKES = [
         "train-init-from-missing",
         ["train", "{faces}", "{out}/new", "--init-from", "{out}/old"],
         1,
-        "--init-from {out}/old: no such run folder or checkpoint file",
+        "--init-from {out}/old: no such run folder, checkpoint or model file",
+    ),
+    (
+        "train-init-from-a-model-without-discriminator",
+        ["train", "{faces}", "{out}/new", "--init-from", "{old_model}"],
+        1,
+        "old_model.json: this model ships no discriminator, so it cannot be fine-tuned",
+    ),
+    (
+        "train-freeze-d-without-init-from",
+        ["train", "{faces}", "{out}/new", "--freeze-d", "2"],
+        2,
+        "freeze_d keeps layers of the model a run starts from: give init_from too",
+    ),
+    (
+        "train-freeze-d-too-many",
+        ["train", "{faces}", "{out}/new", "--res", "32", "--init-from", "{run}", "--freeze-d", "9"],
+        2,
+        "freeze_d is 0 to 3 (D's blocks at 32 px), not 9",
+    ),
+    (
+        "train-vocabulary-missing-file",
+        ["train", "{faces}", "{out}/new", "--vocabulary", "{out}/tags.txt"],
+        2,
+        "--vocabulary {out}/tags.txt: give default, auto or an existing vocabulary file",
     ),
     ("pack-missing-data", ["pack", "{out}/faces", "{out}/new"], 1, "faces: no such folder"),
     ("pack-folder-without-images", ["pack", "{empty}", "{out}/new", "--workers", "1"], 1, "empty: no images (.png"),
