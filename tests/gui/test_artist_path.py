@@ -92,9 +92,9 @@ def test_own_tag_goes_from_sidecars_through_a_fine_tune_to_a_checkbox_that_chang
     assert checkbox.text() == "star hair clip"
     before = _settle(qtbot, generate)
     if checkbox.isChecked():
-        qtbot.mouseClick(checkbox, Qt.MouseButton.LeftButton)
+        checkbox.click()
         before = _settle(qtbot, generate)
-    qtbot.mouseClick(checkbox, Qt.MouseButton.LeftButton)
+    checkbox.click()
     after = _settle(qtbot, generate)
     recipe = generate.current_recipe()
     assert OWN_TAG in recipe.attributes(generate.service.vocabulary).tags
@@ -105,7 +105,7 @@ def test_own_tag_goes_from_sidecars_through_a_fine_tune_to_a_checkbox_that_chang
     with qtbot.waitSignal(generate.saved, timeout=30_000):
         generate.export_png(path)
     assert read_png_recipe(path) == recipe
-    qtbot.mouseClick(checkbox, Qt.MouseButton.LeftButton)
+    checkbox.click()
     assert not np.array_equal(_settle(qtbot, generate), after)
     assert generate.open_png(path)
     assert np.array_equal(_settle(qtbot, generate), after)
