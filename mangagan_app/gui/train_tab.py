@@ -108,6 +108,10 @@ TAB_ADVICE = (
 # A fine-tune started here keeps the judge's first two blocks as the model learned them
 # (FreezeD, Mo et al. 2020): with a few hundred faces they would otherwise be unlearned first.
 FINE_TUNE_FROZEN_D_BLOCKS = 2
+# and learns at a tenth of the usual rate: Adam moves every weight by about the learning rate
+# per step whatever its gradient, and at 2e-4 a few hundred steps on 25 faces turned the shipped
+# model's faces into noise (README, "Your own characters").
+FINE_TUNE_LEARNING_RATE = 2e-5
 NO_RUN_TO_START_FROM = (
     "No earlier run here draws faces with these settings yet: train one on sketchbook faces "
     '(Training data: Sketchbook), then choose it in "Start from" to fine-tune it on your faces.'
@@ -352,7 +356,8 @@ class TrainTab(QWidget):
         self.init_edit.setToolTip(
             "Fine-tune (init from): start from the networks of the shipped model or an earlier "
             "run folder instead of random weights, to fine-tune it on your own reviewed faces "
-            f"(the judge's first {FINE_TUNE_FROZEN_D_BLOCKS} blocks are kept: --freeze-d {FINE_TUNE_FROZEN_D_BLOCKS})"
+            f"(the judge's first {FINE_TUNE_FROZEN_D_BLOCKS} blocks are kept: --freeze-d {FINE_TUNE_FROZEN_D_BLOCKS}; "
+            f"learning rate {FINE_TUNE_LEARNING_RATE:g}: --lr {FINE_TUNE_LEARNING_RATE:g})"
         )
         init_row = self._folder_row(
             self.init_edit, "Earlier run to start from", "Choose the earlier run folder to start from"
@@ -542,6 +547,7 @@ class TrainTab(QWidget):
             g_conditioning=self.g_conditioning_combo.currentData(),
             init_from=init_from,
             freeze_d=FINE_TUNE_FROZEN_D_BLOCKS if init_from else 0,
+            **({"lr_g": FINE_TUNE_LEARNING_RATE, "lr_d": FINE_TUNE_LEARNING_RATE} if init_from else {}),
             vocabulary="auto" if self.own_tags_check.isChecked() else "default",
         )
 

@@ -70,7 +70,7 @@ def test_own_tag_goes_from_sidecars_through_a_fine_tune_to_a_checkbox_that_chang
     assert train_tab.init_edit.text().endswith("mangagan-sketchbook64.safetensors")
     assert train_tab.own_tags_check.isChecked()
     config = train_tab.config()
-    assert (config.vocabulary, config.freeze_d) == ("auto", 2)
+    assert (config.vocabulary, config.freeze_d, config.lr_g, config.lr_d) == ("auto", 2, 2e-5, 2e-5)
     train_tab.epochs_spin.setValue(30)
     train_tab.run_edit.setText(str(tmp_path / "run"))
     with qtbot.waitSignal(
