@@ -283,7 +283,7 @@ def test_switching_models_twice_and_back_keeps_every_control_and_the_history(qtb
     # The shipped model, as if sent from the Train tab: the menu offers it beside the default one.
     (tmp_path / "data" / "models").mkdir(parents=True)
     for suffix in (".safetensors", ".json"):
-        shutil.copy(next(WEIGHTS_DIR.glob("*.safetensors")).with_suffix(suffix), tmp_path / "data" / "models")
+        shutil.copy(models_in(WEIGHTS_DIR)[0].with_suffix(suffix), tmp_path / "data" / "models")
     shipped = next((tmp_path / "data" / "models").glob("*.safetensors"))
     assert tab.model_choices() == [tiny_weights, shipped]
     tab.set_seed(4242)
