@@ -122,6 +122,11 @@ GUI_PREVIEW_STEPS = 100
 GUI_TICK_STEPS = 10
 
 
+def start_from_name(path: Path) -> str:
+    """A run folder by its name, a model by its name without ``.safetensors``."""
+    return path.stem if path.suffix == ".safetensors" else path.name
+
+
 def format_eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
     hours, rest = divmod(seconds, 3600)
@@ -780,7 +785,7 @@ class TrainTab(QWidget):
             self.warning_label.setText(f"{self.warning_label.text()}\n{NO_RUN_TO_START_FROM}")
             return
         self.suggested_start = runs[0]
-        self.start_from_button.setText(f"Start from {runs[0].name} instead")
+        self.start_from_button.setText(f"Start from {start_from_name(runs[0])} instead")
         self.start_from_button.setToolTip(
             f'Put {runs[0]} in "Start from", ready for Start: a new run that fine-tunes it on these faces'
         )
@@ -789,7 +794,8 @@ class TrainTab(QWidget):
     def _use_suggested_start(self) -> None:
         self.init_edit.setText(shown_path(self.suggested_start))
         self._report(
-            f"Start from {self.suggested_start.name}: press Start for a new run that fine-tunes it on these faces."
+            f"Start from {start_from_name(self.suggested_start)}: press Start for a new run that fine-tunes it "
+            "on these faces."
         )
 
     def _plot_for(self, key: str) -> pg.PlotItem:

@@ -279,6 +279,7 @@ def test_switching_models_twice_and_back_keeps_every_control_and_the_history(qtb
     import shutil
 
     from mangagan_app.config import WEIGHTS_DIR
+    from mangagan_app.ml.checkpoint import models_in
 
     # The shipped model, as if sent from the Train tab: the menu offers it beside the default one.
     (tmp_path / "data" / "models").mkdir(parents=True)
