@@ -32,7 +32,7 @@ def bench():
 @pytest.fixture
 def face_folder(tmp_path) -> Path:
     """Three reference faces: one tagged, one tagged with eyes outside the vocabulary, one without a sidecar."""
-    folder = tmp_path / "set" / "real-faces-dev"
+    folder = tmp_path / "set" / "tagged-faces"
     folder.mkdir(parents=True)
     buffer = io.BytesIO()
     draw_reference_face(96).save(buffer, "JPEG", quality=95)
