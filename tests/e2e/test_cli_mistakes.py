@@ -434,7 +434,7 @@ def test_tags_lists_every_tag_with_its_group_and_aliases_when_asked(tiny_weights
     assert ["Hair", "colour", "blonde", "blonde_hair", "blond_hair"] in rows
     assert ["Tags", "cat_ears", "cat_ears", "animal_ears,", "cat_ear"] in rows
     assert listed.stdout.startswith(f"38 tags of the model {tiny_weights}")
-    assert ok("tags").stdout.startswith("38 tags of this app")
+    assert ok("tags").stdout.startswith("38 tags of the app's default vocabulary")
 
 
 def test_help_names_the_files_a_command_really_writes_when_asked():
