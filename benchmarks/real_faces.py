@@ -20,7 +20,8 @@ its ``train`` part, ``3k`` on ``train3k``, ``1k`` and ``300`` on ``train1k`` and
   norm in D (what each costs and buys);
 * ``finetune``: ``new`` started from the shipped model (``--init-from weights/…safetensors``, its
   architecture and discriminator) with D's first two blocks frozen (``--freeze-d 2``, FreezeD);
-  ``finetune-free`` without freezing, ``finetune-slow`` with a tenth of the learning rate (2e-5);
+  ``finetune-free`` without freezing, ``finetune-slow`` with a tenth of the learning rate (2e-5),
+  ``finetune-warm`` with the learning rates raised from zero over the first 500 steps;
 * ``baseline``: ``benchmarks/dcgan_baseline.py`` (a plain unconditional DCGAN, fp32).
 
 DATA may also be a sketchbook folder (``mangagan synth``): it splits by the same rule (size
@@ -92,6 +93,7 @@ APP_VARIANT_FLAGS = {
     "finetune": ["--init-from", str(SHIPPED), "--freeze-d", "2"],
     "finetune-free": ["--init-from", str(SHIPPED)],
     "finetune-slow": ["--init-from", str(SHIPPED), "--freeze-d", "2", "--lr", "2e-5"],
+    "finetune-warm": ["--init-from", str(SHIPPED), "--freeze-d", "2", "--lr-warmup-steps", "500"],
 }
 VARIANTS = (*APP_VARIANT_FLAGS, "baseline")
 # Points of the run (fractions of its steps) where the D(real)/D(fake) trajectory is read, and

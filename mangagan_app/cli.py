@@ -526,6 +526,7 @@ def _training_config(args: argparse.Namespace, run_dir: Path):
             "precision": args.precision,
             "g_conditioning": args.g_conditioning,
             "lr_decay_steps": args.lr_decay_steps,
+            "lr_warmup_steps": args.lr_warmup_steps,
             "init_from": args.init_from,
             "freeze_d": args.freeze_d,
             "vocabulary": args.vocabulary,
@@ -1305,6 +1306,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr-decay-steps",
         type=_natural,
         help="lower the learning rates linearly to 0 over the last N steps (default 0: constant)",
+    )
+    train.add_argument(
+        "--lr-warmup-steps",
+        type=_natural,
+        help="raise the learning rates linearly from 0 over the first N steps (default 0; a fine-tune: 500)",
     )
     train.add_argument("--lr", type=_positive_float, help="learning rate of G and D (default 2e-4)")
     train.add_argument(

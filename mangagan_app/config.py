@@ -119,7 +119,9 @@ class TrainingConfig:
     ``precision`` "auto" trains under bfloat16 autocast where the hardware does bf16
     natively (recent GPUs, AVX512-BF16/AMX CPUs), else float32.
     ``lr_decay_steps`` > 0 lowers both learning rates linearly to zero over the
-    run's last that many steps. ``init_from`` (a run folder, checkpoint file or a
+    run's last that many steps; ``lr_warmup_steps`` > 0 raises them linearly from
+    zero over the first that many (a fine-tune's fresh Adam otherwise moves every
+    trained weight by the full rate at once). ``init_from`` (a run folder, checkpoint file or a
     model's ``.safetensors`` that ships its discriminator) starts a new run from its
     G, D and EMA G instead of random weights (fine-tuning, or growing an ``input`` G
     into a ``film`` one), in its architecture; the optimisers and the step count start
@@ -164,6 +166,7 @@ class TrainingConfig:
     precision: str = "auto"
     leave_core_for_gui: bool = False
     lr_decay_steps: int = 0
+    lr_warmup_steps: int = 0
     init_from: str = ""
     vocabulary: str = "default"
     freeze_d: int = 0
@@ -196,8 +199,10 @@ class TrainingConfig:
             raise ValueError(f"conditioning must be projection, acgan or both, not {self.conditioning!r}")
         if self.g_conditioning not in ("input", "film"):
             raise ValueError(f"g_conditioning must be input or film, not {self.g_conditioning!r}")
-        if self.lr_decay_steps < 0:
-            raise ValueError(f"lr_decay_steps must be >= 0, not {self.lr_decay_steps}")
+        if self.lr_decay_steps < 0 or self.lr_warmup_steps < 0:
+            raise ValueError(
+                f"lr_decay_steps and lr_warmup_steps must be >= 0, not {self.lr_decay_steps} and {self.lr_warmup_steps}"
+            )
         if self.batch < 2 or self.epochs < 1 or self.width < 1:
             raise ValueError("batch must be >= 2, epochs >= 1 and width >= 1")
         if self.tick_steps < 1 or self.preview_steps < 1:

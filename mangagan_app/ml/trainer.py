@@ -454,8 +454,11 @@ def train_drawing_first(
 
 
 def _set_learning_rates(models: GanModels, cfg: TrainingConfig, step: int, total_steps: int) -> None:
-    """Both learning rates for ``step``: constant, then linearly to zero over the last ``lr_decay_steps``."""
+    """Both learning rates for ``step``: up from zero over the first ``lr_warmup_steps``,
+    constant, then linearly to zero over the last ``lr_decay_steps``."""
     factor = min(1.0, (total_steps - step) / cfg.lr_decay_steps) if cfg.lr_decay_steps else 1.0
+    if cfg.lr_warmup_steps:
+        factor = min(factor, (step + 1) / cfg.lr_warmup_steps)
     for opt, lr in ((models.opt_g, cfg.lr_g), (models.opt_d, cfg.lr_d)):
         for group in opt.param_groups:
             group["lr"] = lr * factor

@@ -126,6 +126,21 @@ def test_learning_rates_fall_linearly_to_zero_over_the_last_steps_when_decay_is_
     assert seen == pytest.approx([1e-3 / 4, 2e-3 / 4])
 
 
+def test_learning_rates_rise_linearly_from_zero_over_the_first_steps_when_warm_up_is_set(sketchbook, faces, tmp_path):
+    stop_after = iter([False, False, True])
+    train(
+        config(sketchbook, lr_warmup_steps=8, lr_g=1e-3, lr_d=2e-3),
+        tmp_path,
+        faces=faces,
+        should_stop=lambda: next(stop_after, True),
+    )
+    state = load_resume_state(tmp_path)
+    # Two steps ran; the second (step 1) with factor 2 / 8.
+    assert state["step"] == 2
+    lrs = [state[opt]["param_groups"][0]["lr"] for opt in ("opt_g", "opt_d")]
+    assert lrs == pytest.approx([1e-3 / 4, 2e-3 / 4])
+
+
 def test_a_run_saved_before_the_new_settings_existed_resumes_as_it_was_trained(sketchbook, faces, tmp_path):
     stop_after = iter([False, False, True])
     train(config(sketchbook, g_conditioning="input"), tmp_path, faces=faces, should_stop=lambda: next(stop_after, True))
