@@ -145,7 +145,29 @@ def _doubling(kind: str, c_in: int, c_out: int, *, bias: bool) -> list[nn.Module
     """The layers that take (B, c_in, H, W) to (B, c_out, 2H, 2W): resize + 3×3 conv, or a transposed conv."""
     if kind == "transpose":
         return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
-    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
+    # The Identity holds the place the resize layer had, so saved weights keep their names (ups.1.weight, …).
+    return [nn.Identity(), NearestDoublingConv(c_in, c_out, 3, 1, 1, bias=bias)]
+
+
+# Row k of the 4-tap kernel of a stride-2 transposed conv, as a sum of the 3 taps of a conv
+# that reads a nearest-neighbour doubled image: even outputs see taps (0 | 1 + 2) of two
+# input pixels, odd outputs (0 + 1 | 2) (see NearestDoublingConv).
+_DOUBLED_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
+
+class NearestDoublingConv(nn.Conv2d):
+    """A 3×3 convolution of the input doubled by nearest-neighbour resizing, computed without
+    the doubled image: the same function is a stride-2 4×4 transposed convolution whose
+    kernel sums the 3×3 taps that fall on the same input pixel: 16 multiplications per
+    input pixel and channel pair where ``conv(upsample(x))`` does 36, with the weights,
+    and so the checkpoints, of the plain convolution. A whole training step is 1.32×
+    (64 px) and 1.37× (128 px) faster on one CPU core, as fast as the transposed G
+    (``benchmarks/g_doubling.py``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        taps = _DOUBLED_TAPS.to(self.weight)
+        kernel = torch.einsum("ka,oiab,lb->iokl", taps, self.weight, taps)  # (c_in, c_out, 4, 4)
+        return nn.functional.conv_transpose2d(x, kernel, self.bias, stride=2, padding=1)
 
 
 def _film(layer: nn.Linear, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
