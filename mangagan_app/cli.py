@@ -33,6 +33,7 @@ from mangagan_app.config import (
     LOSSES,
     parse_augment_operations,
 )
+from mangagan_app.core.face_recipe import MAX_SEED
 from mangagan_app.environment import environment_report
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def _number_type(parse, accept, rule: str):
 
 _positive_int = _number_type(_whole, lambda v: v >= 1, "must be a positive whole number")
 _natural = _number_type(_whole, lambda v: v >= 0, "must be 0 or more")
-_seed = _number_type(_whole, lambda v: 0 <= v < 2**63, "a seed is a whole number from 0 to 2^63 - 1")
+_seed = _number_type(_whole, lambda v: 0 <= v <= MAX_SEED, f"a seed is a whole number from 0 to {MAX_SEED}")
 _positive_float = _number_type(_finite, lambda v: v > 0, "must be more than 0")
 _non_negative_float = _number_type(_finite, lambda v: v >= 0, "must be 0 or more")
 _likelihood = _number_type(_finite, lambda v: 0 <= v <= 1, "a detector likelihood is between 0 and 1")

@@ -30,6 +30,8 @@ from mangagan_app.core.files import atomic_write_bytes
 RECIPE_CHUNK = "mangagan"
 PARAMETERS_CHUNK = "parameters"
 FORMAT_VERSION = 1
+# The largest seed a face can have: what the Generate tab's seed box (a 32-bit spin box) can show.
+MAX_SEED = 2**31 - 1
 
 
 class RecipeError(ValueError):

@@ -46,6 +46,7 @@ from mangagan_app.config import WEIGHTS_DIR
 from mangagan_app.core.attributes import Attributes
 from mangagan_app.core.face_history import EditHistory, FavouritesStore
 from mangagan_app.core.face_recipe import (
+    MAX_SEED,
     Enlargement,
     FaceRecipe,
     RecipeError,
@@ -60,7 +61,6 @@ from mangagan_app.gui.settings_values import setting
 from mangagan_app.gui.wheel_guard import take_wheel_only_when_focused
 from mangagan_app.ml.generate_session import (
     GRID_FACES,
-    MAX_SEED,
     VARIATION_MODES,
     GenerateSession,
     face_png,
@@ -890,7 +890,8 @@ class GenerateTab(QWidget):
         for box in self.group_boxes:
             box.show_attributes(attrs)
         self.seed_box.blockSignals(True)
-        self.seed_box.setValue(-1 if recipe.seed is None else recipe.seed)
+        # A PNG made before seeds were capped may carry one the box cannot hold: it shows "—".
+        self.seed_box.setValue(-1 if recipe.seed is None or recipe.seed > MAX_SEED else recipe.seed)
         self.seed_box.blockSignals(False)
         self.variety.blockSignals(True)
         self.variety.setValue(round(recipe.truncation * 100))

@@ -17,7 +17,7 @@ from PIL import Image
 
 from mangagan_app.core.attributes import AttributeGroup, Attributes
 from mangagan_app.core.face_history import EditHistory, FavouritesStore, HistoriesByModel
-from mangagan_app.core.face_recipe import Enlargement, FaceRecipe, png_bytes, random_attributes
+from mangagan_app.core.face_recipe import MAX_SEED, Enlargement, FaceRecipe, png_bytes, random_attributes
 from mangagan_app.core.files import atomic_write_bytes
 from mangagan_app.ml.generator_service import (
     GeneratorService,
@@ -30,7 +30,6 @@ from mangagan_app.ml.generator_service import (
 from mangagan_app.ml.sampling import image_grid
 
 GRID_FACES = 16
-MAX_SEED = 2**31 - 1
 # How related the variation grid's faces are to the current one: the share of the way
 # their noise is slerped towards fresh noise (1.0: unrelated faces, each with a seed).
 VARIATION_MODES = (("Similar faces", 0.45), ("Cousins", 0.75), ("New faces", 1.0))

@@ -102,6 +102,12 @@ MISTAKES = [
         "argument --seed: a seed is a whole number from 0",
     ),
     (
+        "generate-seed-too-big",
+        ["generate", "--seed", "9000000000", "-o", "{out}/new/g.png"],
+        2,
+        "argument --seed: a seed is a whole number from 0 to 2147483647, not 9000000000",
+    ),
+    (
         "generate-unknown-tag",
         ["generate", "--tags", "blu_hair, smile", "-o", "{out}/new/g.png"],
         2,

@@ -1,6 +1,7 @@
 """The Generate tab with a real tiny model, offscreen."""
 
 import sys
+from dataclasses import replace
 
 import numpy as np
 import PySide6
@@ -10,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QU
 from PySide6.QtGui import QDropEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from mangagan_app.core.face_recipe import read_png_recipe
+from mangagan_app.core.face_recipe import MAX_SEED, png_bytes, read_png_recipe
 from mangagan_app.gui.face_canvas import FaceCanvas
 from mangagan_app.gui.generate_tab import GenerateTab
 
@@ -91,6 +92,21 @@ def test_export_then_open_restores_identical_pixels_when_the_png_is_reopened(qtb
     assert tab.open_png(path)
     assert np.array_equal(_settle(qtbot, tab), face)
     assert tab.seed_box.value() == 1234 and tab.direction_sliders[1].slider.value() == -150
+
+
+def test_a_png_whose_seed_is_beyond_the_seed_box_opens_and_draws_its_face(qtbot, tab, tmp_path):
+    # Made by a version whose command line took seeds up to 2^63 - 1.
+    tab.set_seed(1234)
+    face = _settle(qtbot, tab)
+    with qtbot.waitSignal(tab.saved, timeout=20000):
+        tab.export_png(tmp_path / "face.png")
+    recipe = replace(read_png_recipe(tmp_path / "face.png"), seed=MAX_SEED * 4)
+    (tmp_path / "big.png").write_bytes(png_bytes(Image.new("RGB", (8, 8)), recipe, tab.service.vocabulary))
+    tab.set_seed(78)
+    assert not np.array_equal(_settle(qtbot, tab), face)
+    assert tab.open_png(tmp_path / "big.png")
+    assert np.array_equal(_settle(qtbot, tab), face)  # the recipe keeps its noise; the seed only names it
+    assert tab.current_recipe().seed == MAX_SEED * 4 and tab.seed_box.text() == "Seed —"
 
 
 def test_dropping_an_exported_png_restores_its_face_and_the_grid_sheet_is_written_when_exported(qtbot, tab, tmp_path):
