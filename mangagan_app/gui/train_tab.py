@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QStyle,
@@ -181,13 +182,25 @@ class TrainTab(QWidget):
         defaults = TrainingConfig()
 
         layout = QHBoxLayout(self)
-        controls = QVBoxLayout()
-        layout.addLayout(controls, 0)
+        controls_panel = QWidget()
+        controls = QVBoxLayout(controls_panel)
+        controls.setContentsMargins(0, 0, 0, 0)
         controls.addWidget(self._build_data_box())
         controls.addWidget(self._build_settings_box(defaults))
         controls.addWidget(self._build_advanced_box(defaults))
         controls.addLayout(self._build_buttons())
         controls.addStretch(1)
+        # With Advanced open and the data notes shown the settings are taller than a laptop
+        # screen; squeezed, their fields cut their own text, so the column scrolls instead.
+        self.controls_scroll = QScrollArea()
+        self.controls_scroll.setWidget(controls_panel)
+        self.controls_scroll.setWidgetResizable(True)
+        self.controls_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.controls_scroll.setMinimumWidth(
+            controls_panel.minimumSizeHint().width() + self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        )
+        layout.addWidget(self.controls_scroll, 0)
 
         monitor = QVBoxLayout()
         layout.addLayout(monitor, 1)
@@ -860,7 +873,7 @@ class TrainTab(QWidget):
         running = self.is_running()
         has_checkpoint = (Path(self.run_edit.text()).expanduser() / "checkpoint.pt").exists()
         self.start_button.setEnabled(not running)
-        self.resume_button.setEnabled(not running)
+        self.resume_button.setEnabled(not running and has_checkpoint)
         self.stop_button.setEnabled(running)
         self.use_button.setEnabled(not running and has_checkpoint)
 

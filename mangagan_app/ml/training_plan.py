@@ -67,7 +67,8 @@ def count_training_faces(folder: str | Path) -> FaceCount:
             counts = catalogue.decision_counts()
         waiting = counts.get("unreviewed", 0)
         note = (
-            f"{waiting} crops are not reviewed yet: only kept crops are trained on (review them in the Dataset tab)"
+            f"{waiting} {'crop is' if waiting == 1 else 'crops are'} not reviewed yet: "
+            "only kept crops are trained on (review them in the Dataset tab)"
             if waiting
             else ""
         )

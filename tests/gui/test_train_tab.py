@@ -382,3 +382,21 @@ def test_typing_a_folder_chooses_it_as_the_data_and_shows_its_plan(qtbot, tmp_pa
     assert "no such folder" in tab.plan_label.text()
     tab.sketchbook_count.setValue(5000)
     assert tab.use_sketchbook.isChecked() and tab.plan_label.text().startswith("Trains on 5,000 sketchbook faces")
+
+
+def test_resume_waits_for_a_checkpoint_and_the_settings_scroll_rather_than_squeeze_when_short(
+    qtbot, tmp_path, face_folder
+):
+    tab = _tab(qtbot, tmp_path, face_folder, epochs=4)
+    assert not tab.resume_button.isEnabled()  # a fresh run folder: nothing to resume
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "checkpoint.pt").write_bytes(b"")
+    tab.run_edit.setText(str(tmp_path / "old"))
+    assert tab.resume_button.isEnabled()
+    tab.resize(1400, 600)
+    tab.show()
+    qtbot.waitExposed(tab)
+    tab.advanced_toggle.setChecked(True)
+    qtbot.waitUntil(lambda: tab.controls_scroll.verticalScrollBar().maximum() > 0)
+    for field in (tab.epochs_spin, tab.batch_spin, tab.width_spin, tab.folder_edit):
+        assert field.height() >= field.minimumSizeHint().height()
