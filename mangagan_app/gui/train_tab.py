@@ -113,6 +113,9 @@ FINE_TUNE_FROZEN_D_BLOCKS = 2
 # per step whatever its gradient, and at 2e-4 a few hundred steps on 25 faces turned the shipped
 # model's faces into noise (README, "Your own characters").
 FINE_TUNE_LEARNING_RATE = 2e-5
+# Fewer faces than this start from the shipped model when the person has not chosen a start
+# (measured on real faces: README, "Your own characters").
+FINE_TUNE_BELOW_FACES = 500
 NO_RUN_TO_START_FROM = (
     "No earlier run here draws faces with these settings yet: train one on sketchbook faces "
     '(Training data: Sketchbook), then choose it in "Start from" to fine-tune it on your faces.'
@@ -178,6 +181,8 @@ class TrainTab(QWidget):
         self.plan_error = ""  # why there is no plan, in words
         self._face_count: FaceCount | None = None
         self.suggested_start: Path | None = None  # the run the failed-run banner offers to start from
+        self.start_suggested = False  # "Start from" holds the shipped model because the data has few faces
+        self.start_left_to_tab = True  # until the person chooses what to start from
         self.setAcceptDrops(True)
         defaults = TrainingConfig()
 
@@ -391,6 +396,9 @@ class TrainTab(QWidget):
         )
         self.start_from_combo.activated.connect(self._start_from_chosen)
         self.init_edit.textChanged.connect(self._show_start_from)
+        # A start the person chose is theirs; one the tab chose for few faces follows the data.
+        self.start_from_combo.activated.connect(self._start_chosen_by_person)
+        self.init_edit.textEdited.connect(self._start_chosen_by_person)
         self.own_tags_check = QCheckBox("Learn the data's own tags (characters, costumes…)")
         self.own_tags_check.setChecked(True)
         self.own_tags_check.setToolTip(
@@ -605,8 +613,26 @@ class TrainTab(QWidget):
                 spin.blockSignals(True)
                 spin.setValue(value)
                 spin.blockSignals(False)
+        if count is not None and count != self._face_count:
+            self._suggest_start_from(count.faces)
         self._face_count = count
         self._update_plan()
+
+    def _suggest_start_from(self, faces: int) -> None:
+        """Few faces start from the shipped model unless the person chose what to start from."""
+        if not self.start_left_to_tab:
+            return
+        shipped = self.start_from_combo.itemData(1) if self.start_from_combo.count() > 2 else None
+        chosen = self.init_edit.text().strip()
+        if faces < FINE_TUNE_BELOW_FACES and shipped and not chosen:
+            self.init_edit.setText(shipped)
+            self.start_suggested = True
+        elif faces >= FINE_TUNE_BELOW_FACES and self.start_suggested and chosen == shipped:
+            self.init_edit.setText("")
+            self.start_suggested = False
+
+    def _start_chosen_by_person(self) -> None:
+        self.start_suggested = self.start_left_to_tab = False
 
     def _update_plan(self) -> None:
         """Show what Start would do: faces, steps and time, and what was fitted or is risky."""
@@ -626,6 +652,11 @@ class TrainTab(QWidget):
         self.plan_error = ""
         self.plan_label.setText(self.plan.summary())
         notes = list(self.plan.notes)
+        if self.start_suggested and cfg.init_from:
+            notes.append(
+                f"Starts from the shipped model: with fewer than {FINE_TUNE_BELOW_FACES} faces a fine-tune draws "
+                'better faces than a run from scratch. Choose "Nothing" in Start from to learn from scratch.'
+            )
         if (cfg.batch, cfg.epochs) == suggested_settings(count.faces, TrainingConfig()):
             notes.insert(0, fit_note(count.faces, TrainingConfig()))  # why the length jumped when the data changed
         self.plan_notes.setText("\n".join(n for n in notes if n))
@@ -805,6 +836,7 @@ class TrainTab(QWidget):
         self.start_from_button.show()
 
     def _use_suggested_start(self) -> None:
+        self._start_chosen_by_person()
         self.init_edit.setText(shown_path(self.suggested_start))
         self._report(
             f"Start from {start_from_name(self.suggested_start)}: press Start for a new run that fine-tunes it "

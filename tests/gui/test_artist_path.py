@@ -63,10 +63,8 @@ def test_own_tag_goes_from_sidecars_through_a_fine_tune_to_a_checkbox_that_chang
     window.tabs.setCurrentWidget(train_tab)
     train_tab.use_folder.setChecked(True)
     train_tab.folder_edit.setText(str(tmp_path / "dataset"))
-    shipped = train_tab.start_from_combo.findText("The shipped model", Qt.MatchFlag.MatchStartsWith)
-    assert shipped > 0
-    train_tab.start_from_combo.setCurrentIndex(shipped)
-    train_tab.start_from_combo.activated.emit(shipped)
+    # A few dozen faces: the tab starts from the shipped model by itself.
+    assert train_tab.start_from_combo.currentText().startswith("The shipped model")
     assert train_tab.init_edit.text().endswith("mangagan-sketchbook64.safetensors")
     assert train_tab.own_tags_check.isChecked()
     config = train_tab.config()

@@ -40,11 +40,18 @@ def _tab(qtbot, tmp_path, face_folder, epochs: int) -> TrainTab:
     qtbot.addWidget(tab)
     tab.use_folder.setChecked(True)
     tab.folder_edit.setText(str(face_folder))
+    _start_from_nothing(tab)  # these runs learn tiny networks from scratch
     tab.width_spin.setValue(8)
     tab.batch_spin.setValue(32)
     tab.epochs_spin.setValue(epochs)
     tab.run_edit.setText(str(tmp_path / "run"))
     return tab
+
+
+def _start_from_nothing(tab: TrainTab) -> None:
+    """Choose "Nothing: learn from scratch" in Start from, as a person does."""
+    tab.start_from_combo.setCurrentIndex(0)
+    tab.start_from_combo.activated.emit(0)
 
 
 def test_training_runs_to_the_end_when_started_from_the_tab(qtbot, tmp_path, face_folder):
@@ -273,6 +280,12 @@ def test_a_dataset_smaller_than_the_batch_trains_with_the_batch_lowered_and_said
     assert (tab.batch_spin.value(), tab.epochs_spin.value()) == (16, MIN_STEPS)
     assert tab.plan_label.text().startswith(f"Trains on 20 face images: {MIN_STEPS:,} steps of 16 faces")
     assert "about " in tab.plan_label.text()
+    # So few faces start from the shipped model, and the tab says why and how to learn from scratch.
+    assert tab.start_from_combo.currentText().startswith("The shipped model")
+    assert tab.init_edit.text().endswith("mangagan-sketchbook64.safetensors")
+    assert "Starts from the shipped model" in tab.plan_notes.text()
+    _start_from_nothing(tab)
+    assert tab.init_edit.text() == "" and "Starts from the shipped model" not in tab.plan_notes.text()
     assert "few to learn from scratch" in tab.plan_notes.text()
 
     tab.width_spin.setValue(8)
@@ -400,3 +413,21 @@ def test_resume_waits_for_a_checkpoint_and_the_settings_scroll_rather_than_squee
     qtbot.waitUntil(lambda: tab.controls_scroll.verticalScrollBar().maximum() > 0)
     for field in (tab.epochs_spin, tab.batch_spin, tab.width_spin, tab.folder_edit):
         assert field.height() >= field.minimumSizeHint().height()
+
+
+def test_few_faces_start_from_the_shipped_model_until_the_person_chooses_and_many_go_back_to_scratch(
+    qtbot, tmp_path, twenty_faces, face_folder
+):
+    tab = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(tab)
+    tab.use_folder.setChecked(True)
+    tab.folder_edit.setText(str(twenty_faces))
+    assert tab.config().init_from.endswith("mangagan-sketchbook64.safetensors")
+    tab.sketchbook_count.setValue(tab.sketchbook_count.value() + 1000)  # the sketchbook: many faces, from scratch
+    assert tab.config().init_from == "" and tab.start_from_combo.currentIndex() == 0
+    tab.folder_edit.setText(str(face_folder))
+    tab.use_folder.setChecked(True)
+    assert tab.config().init_from.endswith("mangagan-sketchbook64.safetensors")
+    _start_from_nothing(tab)
+    tab.folder_edit.setText(str(twenty_faces))  # the person's choice stands for new data too
+    assert tab.config().init_from == ""
