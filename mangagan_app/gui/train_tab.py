@@ -59,6 +59,7 @@ from mangagan_app.ml.trainer import (
     train_drawing_first,
 )
 from mangagan_app.ml.training_plan import (
+    FEW_FACES,
     FaceCount,
     TrainingPlan,
     count_training_faces,
@@ -114,10 +115,6 @@ FINE_TUNE_FROZEN_D_BLOCKS = 2
 # model's faces into noise (README, "Your own characters"). On a few hundred real faces the
 # slow rate is the worst choice, but the tab only fine-tunes by itself below a hundred.
 FINE_TUNE_LEARNING_RATE = 2e-5
-# Fewer faces than this start from the shipped model when the person has not chosen a start:
-# from scratch, 49 faces drew noise after 900 steps (the issue-16 walk), while on 312 real faces
-# learning from scratch beat fine-tuning the shipped sketchbook model (README, "Your own characters").
-FINE_TUNE_BELOW_FACES = 100
 NO_RUN_TO_START_FROM = (
     "No earlier run here draws faces with these settings yet: train one on sketchbook faces "
     '(Training data: Sketchbook), then choose it in "Start from" to fine-tune it on your faces.'
@@ -195,7 +192,6 @@ class TrainTab(QWidget):
         controls.addWidget(self._build_data_box())
         controls.addWidget(self._build_settings_box(defaults))
         controls.addWidget(self._build_advanced_box(defaults))
-        controls.addLayout(self._build_buttons())
         controls.addStretch(1)
         # With Advanced open and the data notes shown the settings are taller than a laptop
         # screen; squeezed, their fields cut their own text, so the column scrolls instead.
@@ -207,7 +203,11 @@ class TrainTab(QWidget):
         self.controls_scroll.setMinimumWidth(
             controls_panel.minimumSizeHint().width() + self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
         )
-        layout.addWidget(self.controls_scroll, 0)
+        # Start and Stop stay in sight however far the settings scroll.
+        column = QVBoxLayout()
+        column.addWidget(self.controls_scroll, 1)
+        column.addLayout(self._build_buttons())
+        layout.addLayout(column, 0)
 
         monitor = QVBoxLayout()
         layout.addLayout(monitor, 1)
@@ -236,6 +236,8 @@ class TrainTab(QWidget):
 
         self._restore_choices()
         self._face_count = self._counted_faces()
+        if self._face_count is not None:  # the data may have grown or shrunk since the last session
+            self._suggest_start_from(self._face_count.faces)
         self.run_edit.textChanged.connect(self._update_buttons)
         # What the plan depends on; a change of data also fits the batch and length to it.
         self.folder_edit.textChanged.connect(self._data_changed)
@@ -532,6 +534,9 @@ class TrainTab(QWidget):
         self._choose(self.loss_combo, setting(s, "train/loss", "dcgan"))
         self._choose(self.g_conditioning_combo, setting(s, "train/g_conditioning", ""))
         self.init_edit.setText(setting(s, "train/init_from", ""))
+        # A start the tab chose for few faces stays the tab's to take back when the data grows.
+        self.start_suggested = setting(s, "train/start_suggested", False) and bool(self.init_edit.text())
+        self.start_left_to_tab = self.start_suggested or not self.init_edit.text()
         self.own_tags_check.setChecked(setting(s, "train/own_tags", True))
         last_run = setting(s, "train/run_dir", "")
         if last_run:
@@ -556,6 +561,7 @@ class TrainTab(QWidget):
         s.setValue("train/loss", self.loss_combo.currentData())
         s.setValue("train/g_conditioning", self.g_conditioning_combo.currentData())
         s.setValue("train/init_from", self.init_edit.text())
+        s.setValue("train/start_suggested", self.start_suggested)
         s.setValue("train/own_tags", self.own_tags_check.isChecked())
         s.setValue("train/run_dir", self.run_edit.text())
 
@@ -626,10 +632,10 @@ class TrainTab(QWidget):
             return
         shipped = self.start_from_combo.itemData(1) if self.start_from_combo.count() > 2 else None
         chosen = self.init_edit.text().strip()
-        if faces < FINE_TUNE_BELOW_FACES and shipped and not chosen:
+        if faces < FEW_FACES and shipped and not chosen:
             self.init_edit.setText(shipped)
             self.start_suggested = True
-        elif faces >= FINE_TUNE_BELOW_FACES and self.start_suggested and chosen == shipped:
+        elif faces >= FEW_FACES and self.start_suggested and chosen == shipped:
             self.init_edit.setText("")
             self.start_suggested = False
 
@@ -656,7 +662,7 @@ class TrainTab(QWidget):
         notes = list(self.plan.notes)
         if self.start_suggested and cfg.init_from:
             notes.append(
-                f"Starts from the shipped model: fewer than {FINE_TUNE_BELOW_FACES} faces are too few to learn "
+                f"Starts from the shipped model: fewer than {FEW_FACES} faces are too few to learn "
                 'from scratch (such runs draw noise). Choose "Nothing" in Start from to learn from scratch.'
             )
         if (cfg.batch, cfg.epochs) == suggested_settings(count.faces, TrainingConfig()):

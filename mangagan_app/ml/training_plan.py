@@ -30,9 +30,11 @@ from mangagan_app.ml.trainer import CHECKPOINT, use_bf16
 # the shipped model took 15,000 from scratch, and the trainer's health checks only
 # start judging a run after 200.
 MIN_STEPS = 2000
-# Below this many faces a run from random weights rarely learns to draw a face
-# (StyleGAN2-ADA needed a few thousand; with fewer than ~100 even it collapses).
-FEW_FACES = 1000
+# Below this many faces a run from random weights rarely learns to draw a face: 49 faces
+# drew noise after 900 steps (the issue-16 walk; StyleGAN2-ADA collapses below ~100 too),
+# while on 312 real faces learning from scratch beat fine-tuning the shipped sketchbook
+# model (README, "Your own characters"). The Train tab starts such data from the shipped model.
+FEW_FACES = 100
 # Images per CPU-second at 64 px and width 32, one thread, float32, measured on the
 # developers' 2-core EPYC (README, "Speed"); width 16 and 48 measured 330 and 54, which
 # width ** -1.7 meets within 8 %; bfloat16 autocast measured 194.

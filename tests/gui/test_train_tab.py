@@ -10,7 +10,7 @@ from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.gui.train_tab import TrainTab
 from mangagan_app.ml.trainer import train
-from mangagan_app.ml.training_plan import MIN_STEPS
+from mangagan_app.ml.training_plan import FEW_FACES, MIN_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -431,3 +431,22 @@ def test_few_faces_start_from_the_shipped_model_until_the_person_chooses_and_man
     _start_from_nothing(tab)
     tab.folder_edit.setText(str(twenty_faces))  # the person's choice stands for new data too
     assert tab.config().init_from == ""
+
+
+def test_a_start_the_tab_chose_is_still_its_own_after_a_restart(qtbot, tmp_path, twenty_faces, face_folder):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    tab = TrainTab(settings)
+    qtbot.addWidget(tab)
+    tab.use_folder.setChecked(True)
+    tab.folder_edit.setText(str(twenty_faces))
+    assert tab.config().init_from.endswith("mangagan-sketchbook64.safetensors")
+    tab._save_choices()
+    again = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(again)
+    assert "Starts from the shipped model" in again.plan_notes.text()
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(FEW_FACES):
+        (many / f"{i}.png").symlink_to(next(face_folder.glob("*.png")))
+    again.folder_edit.setText(str(many))
+    assert again.config().init_from == ""  # more faces: the tab takes its own choice back

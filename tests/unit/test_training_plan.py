@@ -104,7 +104,10 @@ def test_faces_are_counted_without_decoding_when_given_a_folder_or_a_reviewed_da
         catalogue.set_decisions({ids[0]: "keep", ids[1]: "reject"})
     count = count_training_faces(tmp_path / "dataset")
     assert (count.faces, count.what) == (1, "kept faces of the reviewed dataset")
-    assert count.note.startswith(f"{len(ids) - 2} crops are not reviewed yet")
+    assert len(ids) == 3 and count.note.startswith("1 crop is not reviewed yet")
+    with Catalogue(tmp_path / "dataset") as catalogue:
+        catalogue.set_decisions({ids[0]: "unreviewed"})
+    assert count_training_faces(tmp_path / "dataset").note.startswith("2 crops are not reviewed yet")
 
 
 def test_a_second_run_gets_a_new_folder_when_the_first_one_holds_a_run(tmp_path):
