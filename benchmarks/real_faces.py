@@ -127,6 +127,7 @@ class Job:
     size: str
     variant: str
     folder: Path  # <out>/<minutes>min/<size>/<variant>
+    vocabulary: str = "default"  # the current trainer's --vocabulary (the old one has none)
 
     @property
     def name(self) -> str:
@@ -244,6 +245,7 @@ def command(job: Job, faces: Path) -> list[str]:
         "--seed",
         "0",
         *APP_VARIANT_FLAGS[job.variant],
+        *(["--vocabulary", job.vocabulary] if job.variant != "old" and job.vocabulary != "default" else []),
     ]
 
 
@@ -579,6 +581,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated faces and the metrics")
     ap.add_argument("--no-eval", action="store_true", help="train and write sheets, skip the metrics")
     ap.add_argument(
+        "--vocabulary",
+        default="default",
+        help="--vocabulary of the current trainer's variants (auto: the data's own tags become conditions too)",
+    )
+    ap.add_argument(
         "--run",
         type=Path,
         help="measure this app run (trained on the train part, e.g. a longer run) instead of training variants: "
@@ -598,7 +605,7 @@ def main() -> int:
     parts = split_real_faces(args.data, out / "faces")
     counts = {part: len(numbered_faces(folder)) for part, folder in parts.items()}
     home = out / f"{args.minutes:g}min"
-    jobs = [Job(size, variant, home / size / variant) for size in sizes for variant in variants]
+    jobs = [Job(size, variant, home / size / variant, args.vocabulary) for size in sizes for variant in variants]
     tree = old_worktree(out, args.old_commit) if "old" in variants else None
     codes = {v: verify_code(v, tree) for v in variants if v in APP_VARIANT_FLAGS}
     for variant, code in codes.items():
