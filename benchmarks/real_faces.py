@@ -52,6 +52,7 @@ is not evaluated again; a run cut short is started afresh. Ctrl+C stops the runs
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -69,8 +70,9 @@ import torch
 from PIL import Image
 from real_faces_data import numbered_faces, split_real_faces
 
+from mangagan_app.core.attributes import VOCABULARY, Vocabulary
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
-from mangagan_app.ml.dataset import load_face_folder
+from mangagan_app.ml.dataset import FaceSet, load_face_folder
 from mangagan_app.ml.evaluation import evaluate_images
 from mangagan_app.ml.networks import Architecture, Generator
 from mangagan_app.ml.sampling import image_grid, noise, to_uint8
@@ -390,9 +392,10 @@ def train_all(
 
 
 # ---- generating and measuring ------------------------------------------------------------------------
-def generate(job: Job, train_faces, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """``n`` faces (n, 64, 64, 3) uint8 from the variant's generator and the conditions asked for
-    (None for the unconditional baseline)."""
+def generate(job: Job, faces_for, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` faces (n, 64, 64, 3) uint8 from the variant's generator and the conditions asked for,
+    in the app's default slots the tagger reads (None for the unconditional baseline).
+    ``faces_for(vocabulary)`` gives the job's training faces labelled in ``vocabulary``."""
     batch = 250
     with torch.no_grad():
         if job.variant == "baseline":
@@ -403,11 +406,14 @@ def generate(job: Job, train_faces, n: int, seed: int) -> tuple[np.ndarray, np.n
         g = Generator(Architecture.from_dict(state["architecture"]))
         g.load_state_dict(state["G_ema"])
         g.eval()
-        drawn = train_faces.sample_conditions(n, torch.Generator().manual_seed(seed))
+        vocabulary = Vocabulary.from_json(state["vocabulary"]) if "vocabulary" in state else VOCABULARY
+        drawn = faces_for(vocabulary).sample_conditions(n, torch.Generator().manual_seed(seed))
         cond = drawn[0] if isinstance(drawn, tuple) else drawn  # newer loaders return (conditions, masks)
         z = noise(n, g.arch.z_dim, seed)
         images = [to_uint8(g(z[i : i + batch], cond[i : i + batch])) for i in range(0, n, batch)]
-        return np.concatenate(images), cond.numpy()
+        slots = vocabulary.slot_names()
+        default_slots = [slots.index(name) for name in VOCABULARY.slot_names()]
+        return np.concatenate(images), cond.numpy()[:, default_slots]
 
 
 def write_sheet(path: Path, images: np.ndarray) -> None:
@@ -429,7 +435,16 @@ def evaluate_all(jobs: list[Job], parts: dict[str, Path], args: argparse.Namespa
     was made with other settings."""
     settings = {"n": args.n, "seed": args.seed, "tagger": str(args.tagger)}
     tagger = measure = None
-    loaded: dict[str, object] = {}
+    loaded: dict[tuple[str, str], FaceSet] = {}
+
+    def faces_for(size: str, vocabulary: Vocabulary) -> FaceSet:
+        key = (size, json.dumps(vocabulary.to_json()))
+        if key not in loaded:
+            for other in [k for k in loaded if k[0] != size]:
+                del loaded[other]  # one size's training faces in memory at a time
+            loaded[key] = load_face_folder(parts[SIZES[size]], 64, vocabulary=vocabulary)
+        return loaded[key]
+
     for job in jobs:
         if stop.requested:
             return
@@ -438,20 +453,18 @@ def evaluate_all(jobs: list[Job], parts: dict[str, Path], args: argparse.Namespa
             job.sheet.exists() and (args.no_eval or _evaluated(done, settings))
         ):
             continue
-        if job.size not in loaded:
-            loaded.clear()  # one size's training faces in memory at a time
-            loaded[job.size] = load_face_folder(parts[SIZES[job.size]], 64)
-        generated, asked = generate(job, loaded[job.size], args.n, args.seed)
+        generated, asked = generate(job, functools.partial(faces_for, job.size), args.n, args.seed)
         write_sheet(job.sheet, generated)
         if args.no_eval:
             continue
+        training_faces = faces_for(job.size, VOCABULARY)  # the images are the same in any labelling
         if tagger is None:
             tagger, measure = load_tagger(args.tagger), load_face_folder(parts["measure"], 64)
         print(f"{job.name}: evaluating {args.n} faces", flush=True)
         metrics = evaluate_images(
             generated,
             real=as_hwc(measure),
-            training=as_hwc(loaded[job.size]),
+            training=as_hwc(training_faces),
             tagger=tagger,
             asked=asked,
             seed=args.seed,
