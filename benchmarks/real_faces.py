@@ -10,8 +10,8 @@ DATA is the real-faces development set (its tar or extracted folder), split by
 its ``train`` part, ``3k`` on ``train3k``, ``1k`` and ``300`` on ``train1k`` and ``train300``; the
 ``measure`` part is never trained on and is what the metrics compare against. The variants:
 
-* ``old``: ``mangagan train DATA RUN --epochs 100000 --threads 1 --seed 0`` run from a git worktree
-  of ``--old-commit`` (made under ``--out``);
+* ``old``: ``mangagan train DATA RUN --epochs 100000 --threads 1 --seed N`` (``--train-seed``, 0) run
+  from a git worktree of ``--old-commit`` (made under ``--out``);
 * ``new``: the same command with this checkout's code and defaults;
 * ``new-noaug``: ``new`` with ``--augment none`` (what the adaptive augmentation does);
 * ``new-nocolour``: ``new`` with ``--augment-ops translation,cutout`` (what altering colours does);
@@ -130,6 +130,7 @@ class Job:
     variant: str
     folder: Path  # <out>/<minutes>min/<size>/<variant>
     vocabulary: str = "default"  # the current trainer's --vocabulary (the old one has none)
+    train_seed: int = 0
 
     @property
     def name(self) -> str:
@@ -228,7 +229,7 @@ def command(job: Job, faces: Path) -> list[str]:
             "--threads",
             "1",
             "--seed",
-            "0",
+            str(job.train_seed),
         ]
     # `python -m mangagan_app`, not `-m mangagan_app.cli`: cli.py has no __main__ guard and would do nothing.
     return [
@@ -245,7 +246,7 @@ def command(job: Job, faces: Path) -> list[str]:
         "--threads",
         "1",
         "--seed",
-        "0",
+        str(job.train_seed),
         *APP_VARIANT_FLAGS[job.variant],
         *(["--vocabulary", job.vocabulary] if job.variant != "old" and job.vocabulary != "default" else []),
     ]
@@ -592,6 +593,13 @@ def main() -> int:
     ap.add_argument("--tagger", type=Path, help="tagger .safetensors trained on the dev set's train part")
     ap.add_argument("--n", type=int, default=2000, help="generated faces per variant (2000)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated faces and the metrics")
+    ap.add_argument(
+        "--train-seed",
+        type=int,
+        default=0,
+        help="--seed of every variant's training; another seed repeats the runs to see their spread "
+        "(results under <minutes>min-seedN)",
+    )
     ap.add_argument("--no-eval", action="store_true", help="train and write sheets, skip the metrics")
     ap.add_argument(
         "--vocabulary",
@@ -617,8 +625,12 @@ def main() -> int:
     out = args.out.resolve()
     parts = split_real_faces(args.data, out / "faces")
     counts = {part: len(numbered_faces(folder)) for part, folder in parts.items()}
-    home = out / f"{args.minutes:g}min"
-    jobs = [Job(size, variant, home / size / variant, args.vocabulary) for size in sizes for variant in variants]
+    home = out / (f"{args.minutes:g}min" + (f"-seed{args.train_seed}" if args.train_seed else ""))
+    jobs = [
+        Job(size, variant, home / size / variant, args.vocabulary, args.train_seed)
+        for size in sizes
+        for variant in variants
+    ]
     tree = old_worktree(out, args.old_commit) if "old" in variants else None
     codes = {v: verify_code(v, tree) for v in variants if v in APP_VARIANT_FLAGS}
     for variant, code in codes.items():
