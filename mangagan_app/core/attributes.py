@@ -396,6 +396,9 @@ class VocabularyChoice:
 
     vocabulary: Vocabulary
     left_out: dict[str, int]
+    # Left out because every face carries them: with no face to contrast, the model draws them
+    # always, and a checkbox for one would do nothing.
+    on_every_face: tuple[str, ...] = ()
 
     def left_out_sentence(self, shown: int = 8) -> str:
         """``"school_uniform (120 faces), star_hair_ornament (3), …"``: empty when nothing was left out."""
@@ -445,13 +448,16 @@ def auto_vocabulary(
     """``base`` plus the data's most frequent tags outside it, for ``--vocabulary auto``.
 
     A tag joins when at least ``min_faces`` tag texts name it, most frequent first
-    (ties by name), at most ``max_tags``; meta tags (``1girl``, ``highres``…) never do.
+    (ties by name), at most ``max_tags``; meta tags (``1girl``, ``highres``…) never do,
+    nor a tag every face carries (a folder of one character, each tagged with her name).
     """
+    texts = list(texts)
     counts = count_tags_outside(texts, base)
+    everywhere = tuple(sorted(tag for tag, n in counts.items() if n == len(texts)))
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    chosen = [tag for tag, n in ranked if n >= min_faces][:max_tags]
+    chosen = [tag for tag, n in ranked if n >= min_faces and tag not in everywhere][:max_tags]
     left_out = {tag: n for tag, n in counts.items() if tag not in chosen}
-    return VocabularyChoice(with_own_tags(base, chosen), left_out)
+    return VocabularyChoice(with_own_tags(base, chosen), left_out, everywhere)
 
 
 def vocabulary_from_file(path: str | Path) -> Vocabulary:

@@ -84,6 +84,8 @@ class FaceSet:
     vocabulary: Vocabulary = VOCABULARY
     # The data's tags the vocabulary does not know (tag → faces): said once per run.
     left_out_tags: dict[str, int] = field(default_factory=dict)
+    # Of those, the ones on every face (see core.attributes.VocabularyChoice).
+    tags_on_every_face: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._fake_pool = _complete_conditions(self.cond, self.mask, self.vocabulary)
@@ -127,6 +129,7 @@ class FaceSet:
             "resolution": self.resolution,
             "hair_colour_counts": {v: int(c) for v, c in zip(hair.values, counts.tolist(), strict=True)},
             **({"tags_left_out": _most_frequent(self.left_out_tags)} if self.left_out_tags else {}),
+            **({"tags_on_every_face": list(self.tags_on_every_face)} if self.tags_on_every_face else {}),
         }
 
 
@@ -188,6 +191,7 @@ def load_face_folder(
     choice = choose_vocabulary(vocabulary, (text for _, text in items), base)
     faces = faces_from_items(items, resolution, source=str(folder), vocabulary=choice.vocabulary, progress=progress)
     faces.left_out_tags = choice.left_out
+    faces.tags_on_every_face = choice.on_every_face
     return faces
 
 

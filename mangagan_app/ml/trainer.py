@@ -590,7 +590,8 @@ def _train(
             progress=((lambda done, total: progress(TrainProgress("loading", done, total))) if progress else None),
         )
     vocabulary = faces.vocabulary
-    left_out = getattr(faces, "left_out_tags", {})
+    left_out = getattr(faces, "left_out_tags", {})  # shards carry no tag texts
+    on_every_face = getattr(faces, "tags_on_every_face", ())
     if left_out and ranks.is_main:
         log.warning(
             "%d tag%s of the data %s not a condition of this model and will not be learned: %s%s",
@@ -599,6 +600,12 @@ def _train(
             "are" if len(left_out) != 1 else "is",
             VocabularyChoice(vocabulary, left_out).left_out_sentence(),
             "" if cfg.vocabulary == "auto" else " (--vocabulary auto makes the frequent ones conditions)",
+        )
+    if on_every_face and ranks.is_main:
+        log.warning(
+            "every face carries %s: a tag on every face is not a condition (the model draws it on every "
+            "face); leave it off some faces to make it a checkbox",
+            ", ".join(on_every_face),
         )
     if faces.resolution != cfg.resolution:
         raise ValueError(f"the data is {faces.resolution} px but the run is configured for {cfg.resolution} px")

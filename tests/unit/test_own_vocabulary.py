@@ -69,6 +69,15 @@ def test_auto_vocabulary_adds_the_frequent_tags_leaves_out_meta_and_rare_ones_an
     assert vec[-2:].tolist() == [1.0, 1.0] and mask[-2:].tolist() == [1.0, 1.0]
 
 
+def test_a_tag_on_every_face_is_left_out_because_nothing_contrasts_it():
+    texts = ["1girl, blue_hair, my_oc, school_uniform"] * 6 + ["red_hair, my_oc"] * 6
+    choice = auto_vocabulary(texts, min_faces=5)
+    assert choice.vocabulary.group(OWN_TAGS_GROUP).values == ("school_uniform",)
+    assert choice.on_every_face == ("my_oc",) and choice.left_out == {"my_oc": 12}
+    # A face without a sidecar is a face without the tag: then it is a choice again.
+    assert auto_vocabulary([*texts, None], min_faces=5).on_every_face == ()
+
+
 def test_a_vocabulary_file_lists_extra_tags_or_holds_a_whole_vocabulary(tmp_path):
     listed = tmp_path / "tags.txt"
     listed.write_text("# my characters\nstar_hair_clip\nMaid Headdress, blue_hair\n", encoding="utf-8")
@@ -146,6 +155,20 @@ def test_an_auto_vocabulary_is_in_the_card_and_left_out_tags_are_reported_once(o
     state = load_resume_state(tmp_path / "default")
     assert state["data"]["tags_left_out"] == {"star_hair_clip": 48}
     assert card_vocabulary(state, tmp_path) == VOCABULARY
+
+
+def test_a_tag_on_every_face_is_said_once_and_gets_no_checkbox(tmp_path, caplog):
+    folder = tmp_path / "faces"
+    write_sketchbook(folder, 32, size=SIZE, seed=5, workers=1)
+    for sidecar in folder.glob("*.txt"):
+        sidecar.write_text(sidecar.read_text(encoding="utf-8").strip() + ", my_oc", encoding="utf-8")
+    caplog.set_level("WARNING")
+    train(tiny_config(folder, epochs=1, vocabulary="auto"), tmp_path / "run")
+    said = [r.getMessage() for r in caplog.records if "every face carries" in r.getMessage()]
+    assert len(said) == 1 and "my_oc" in said[0]
+    state = load_resume_state(tmp_path / "run")
+    assert state["data"]["tags_on_every_face"] == ["my_oc"]
+    assert card_vocabulary(state, tmp_path) == VOCABULARY  # no group of own tags: nothing to tick
 
 
 def test_a_model_trained_with_auto_vocabulary_knows_its_own_tag_everywhere(own_tag_model, tmp_path):
