@@ -791,6 +791,8 @@ class TrainTab(QWidget):
             self.progress_label.setText(f"Loading faces {p.step}/{p.total_steps}")
         elif p.phase == "started":
             self.progress_label.setText(f"Training {p.detail}: step {p.step}/{p.total_steps}")
+            # The status bar still said "Starting …" for the whole run.
+            self.status_message.emit(f"Training {p.detail}")
         elif p.phase == "first_step":
             self.progress_label.setText(f"Step {p.step}/{p.total_steps} done · {format_eta(p.eta_seconds)} left")
         else:

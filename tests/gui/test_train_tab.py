@@ -56,10 +56,14 @@ def _start_from_nothing(tab: TrainTab) -> None:
 
 def test_training_runs_to_the_end_when_started_from_the_tab(qtbot, tmp_path, face_folder):
     tab = _tab(qtbot, tmp_path, face_folder, epochs=2)
+    said = []
+    tab.status_message.connect(said.append)
     with qtbot.waitSignal(
         tab.status_message, timeout=240_000, check_params_cb=lambda m: m.startswith("Training finished")
     ):
         tab.start_button.click()
+    assert [m.split(" ")[0] for m in said] == ["Starting", "Training", "Training"]
+    assert said[1].startswith("Training 96 faces at 64 px on CPU")
     assert tab.progress_bar.value() == tab.progress_bar.maximum() == 6  # 2 epochs x 3 batches
     assert tab.preview_label.pixmap() is not None and not tab.preview_label.pixmap().isNull()
     assert {"d_adv", "g_adv"} <= set(tab.history.series)
