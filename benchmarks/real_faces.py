@@ -16,8 +16,8 @@ its ``train`` part, ``3k`` on ``train3k``, ``1k`` and ``300`` on ``train1k`` and
 * ``new-noaug``: ``new`` with ``--augment none`` (what the adaptive augmentation does);
 * ``new-nocolour``: ``new`` with ``--augment-ops translation,cutout`` (what altering colours does);
 * ``new-translation``: ``new`` with ``--augment-ops translation`` (what cutting out half the face does);
-* ``new-transpose``, ``new-nosn``: ``new`` with the old G's transposed convolutions, or without spectral
-  norm in D (what each costs and buys);
+* ``new-resize``, ``new-nosn``: ``new`` with G doubling by resize + 3×3 conv (the default until
+  commit 8d679b0; ``new-transpose`` then), or without spectral norm in D (what each costs and buys);
 * ``finetune``: ``new`` started from the shipped model (``--init-from weights/…safetensors``, its
   architecture and discriminator) with D's first two blocks frozen (``--freeze-d 2``, FreezeD);
   ``finetune-free`` without freezing, ``finetune-slow`` with a tenth of the learning rate (2e-5),
@@ -89,7 +89,7 @@ APP_VARIANT_FLAGS = {
     "new-noaug": ["--augment", "none"],
     "new-nocolour": ["--augment-ops", "translation,cutout"],
     "new-translation": ["--augment-ops", "translation"],
-    "new-transpose": ["--g-upsample", "transpose"],
+    "new-resize": ["--g-upsample", "resize"],
     "new-nosn": ["--d-norm", "none"],
     # Fine-tuning the shipped model (its architecture, its D's first two blocks kept: FreezeD).
     "finetune": ["--init-from", str(SHIPPED), "--freeze-d", "2"],

@@ -1290,7 +1290,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--g-upsample",
         choices=G_UPSAMPLES,
-        help="G doubles by resize + 3x3 conv (resize, default) or transposed conv (the old G)",
+        help="G doubles by transposed conv (transpose, default) or by resize + 3x3 conv (resize)",
     )
     train.add_argument("--d-norm", choices=D_NORMS, help="spectral norm in D (spectral, default) or none")
     train.add_argument("--res", type=int, choices=(32, 64, 128), help="image size (default 64)")

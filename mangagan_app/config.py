@@ -137,7 +137,7 @@ class TrainingConfig:
     z_dim: int = 128
     conditioning: str = "both"
     g_conditioning: str = "film"
-    g_upsample: str = "resize"
+    g_upsample: str = "transpose"
     d_norm: str = "spectral"
     loss: str = "dcgan"
     augment: str = "ada"
