@@ -31,6 +31,7 @@ from mangagan_app.config import (
     D_NORMS,
     G_UPSAMPLES,
     LOSSES,
+    TAGGER_INPUT_SIZES,
     parse_augment_operations,
 )
 from mangagan_app.core.face_recipe import MAX_SEED
@@ -1028,8 +1029,8 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
 
     from mangagan_app.ml.dataset import load_face_folder
     from mangagan_app.ml.tagger import (
-        TAGGER_SIZE,
         AttributeTagger,
+        TaggerArchitecture,
         accuracy_report,
         known_groups,
         labelled_rows,
@@ -1041,8 +1042,8 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        train = load_face_folder(args.train, TAGGER_SIZE)
-        test = load_face_folder(args.test, TAGGER_SIZE)
+        train = load_face_folder(args.train, args.size)
+        test = load_face_folder(args.test, args.size)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     groups = known_groups(train.cond, train.mask)
@@ -1057,6 +1058,8 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
         "(untagged faces add nothing to a masked loss and are skipped)"
     )
     init = load_tagger(args.init).net if args.init else None
+    if init is not None and init.arch.input_size != args.size:
+        raise CommandError(f"{args.init}: reads {init.arch.input_size}-px faces, not --size {args.size}")
     line = _StageLine("train-tagger")
     started = time.monotonic()
     try:
@@ -1068,6 +1071,7 @@ def _cmd_train_tagger(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             seed=args.seed,
             init=init,
+            arch=TaggerArchitecture(input_size=args.size),
             lr=args.lr,
             progress=lambda step, total, loss: line(f"loss {loss:.3f} step", step, total),
             should_stop=lambda: line.stop,
@@ -1514,6 +1518,13 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.add_argument("--threads", type=_natural, default=1, help="CPU threads (1; 0 = all cores)")
     tagger.add_argument("--lr", type=_positive_float, default=2e-3, help="peak learning rate (2e-3)")
     tagger.add_argument("--init", help="continue training this tagger .safetensors")
+    tagger.add_argument(
+        "--size",
+        type=int,
+        choices=TAGGER_INPUT_SIZES,
+        default=TAGGER_INPUT_SIZES[0],
+        help="px the tagger reads faces at (64; 128 for 128-px models: a 64-px downsample loses small features)",
+    )
     tagger.set_defaults(func=_cmd_train_tagger)
 
     reader = sub.add_parser(

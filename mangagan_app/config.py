@@ -75,6 +75,8 @@ AUGMENTS = ("ada", "fixed", "none")
 AUGMENT_OPERATIONS = ("colour", "translation", "cutout")
 G_UPSAMPLES = ("resize", "transpose")
 D_NORMS = ("spectral", "none")
+# Sizes a tagger or look reader reads faces at, the default first; a 128-px model is read at 128.
+TAGGER_INPUT_SIZES = (64, 128)
 # What a run saved before each setting existed did: G conditioned at the input only
 # (before FiLM), transposed convolutions, no normalisation in D, no augmentation; and
 # a run augmented before the alterations could be chosen made all three.

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from mangagan_app.config import WEIGHTS_DIR
 from mangagan_app.core.sketchbook.look import LOOK_FACTORS
 from mangagan_app.ml.tagger import (
+    INPUT_SIZES,
+    TAGGER_SIZE,
     TaggerArchitecture,
     TaggerNet,
     fit_one_cycle,
@@ -58,7 +60,10 @@ class LookReader:
     @torch.inference_mode()
     def read(self, images: np.ndarray | torch.Tensor, batch: int = 256) -> np.ndarray:
         """(N, len(FACTOR_KEYS)) float32 factors of uint8 faces (N, H, W, 3) or (N, 3, H, W)."""
-        scores = [self.net(to_tagger_input(images[i : i + batch]))[1] for i in range(0, len(images), batch)]
+        scores = [
+            self.net(to_tagger_input(images[i : i + batch], self.net.arch.input_size))[1]
+            for i in range(0, len(images), batch)
+        ]
         standard = torch.cat(scores).numpy() if scores else np.zeros((0, len(FACTOR_KEYS)), np.float32)
         return standard * self.std + self.mean
 
@@ -98,10 +103,12 @@ def train_look_reader(
     faces = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    net = TaggerNet(TaggerArchitecture(width=width, cond_dim=len(FACTOR_KEYS)))
+    # Read at the faces' own size where a tagger can (128-px faces at 128), else at 64 px.
+    size = max((s for s in INPUT_SIZES if s <= faces.shape[-1]), default=TAGGER_SIZE)
+    net = TaggerNet(TaggerArchitecture(width=width, cond_dim=len(FACTOR_KEYS), input_size=size))
 
     def loss_of(rows: torch.Tensor) -> torch.Tensor:
-        _, predicted = net(soften(to_tagger_input(faces[rows]), generator))
+        _, predicted = net(soften(to_tagger_input(faces[rows], net.arch.input_size), generator))
         return F.mse_loss(predicted, targets[rows])
 
     fit_one_cycle(

@@ -7,7 +7,9 @@ seed), so it judges the generator without sharing anything with the discriminato
 It can as well be trained on any folder of faces with kohya tag sidecars, partially
 tagged ones included: the loss is masked to the labels each face has, and the tagger
 learns (and its card names, ``known_groups``) only the groups the data actually tags
-(:func:`known_groups`). Faces of any size are resized to :data:`TAGGER_SIZE` px.
+(:func:`known_groups`). Faces of any size are resized to the tagger's input size
+(:data:`TAGGER_SIZE` px unless it was trained at another, e.g. 128 px for 128-px models:
+a downsample to 64 px loses the small features such a model draws).
 Training augments with blur, noise and small shifts so that the slightly soft faces a
 GAN draws are read like crisp ones.
 
@@ -34,14 +36,15 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from mangagan_app.config import WEIGHTS_DIR
+from mangagan_app.config import TAGGER_INPUT_SIZES, WEIGHTS_DIR
 from mangagan_app.core.attributes import VOCABULARY, Vocabulary
 from mangagan_app.core.files import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 TAGGER_FORMAT = "mangagan-tagger/1"
-TAGGER_SIZE = 64
+INPUT_SIZES = TAGGER_INPUT_SIZES
+TAGGER_SIZE = INPUT_SIZES[0]
 DEFAULT_TAGGER = WEIGHTS_DIR / "tagger" / "tagger.safetensors"
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total steps, loss)
@@ -61,14 +64,22 @@ class TaggerArchitecture:
     width: int = 32
     feature_dim: int = 128
     cond_dim: int = VOCABULARY.dim
+    input_size: int = TAGGER_SIZE
+
+    def __post_init__(self):
+        if self.input_size not in INPUT_SIZES:
+            raise ValueError(f"tagger input size {self.input_size}: must be one of {', '.join(map(str, INPUT_SIZES))}")
 
     @classmethod
     def from_dict(cls, data: dict) -> TaggerArchitecture:
-        return cls(int(data["width"]), int(data["feature_dim"]), int(data["cond_dim"]))
+        # Cards from before 128-px taggers have no input size: they read 64 px.
+        size = int(data.get("input_size", TAGGER_SIZE))
+        return cls(int(data["width"]), int(data["feature_dim"]), int(data["cond_dim"]), size)
 
 
 class TaggerNet(nn.Module):
-    """``(B, 3, 64, 64)`` in [-1, 1] → features ``(B, feature_dim)`` and logits ``(B, cond_dim)``."""
+    """``(B, 3, S, S)`` in [-1, 1], S = ``arch.input_size`` → features ``(B, feature_dim)`` and logits
+    ``(B, cond_dim)``. Each block halves the face down to 4×4, so a 128-px tagger has one block more."""
 
     def __init__(self, arch: TaggerArchitecture):
         super().__init__()
@@ -80,8 +91,10 @@ class TaggerNet(nn.Module):
                 nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
             )
 
+        extra = [block(w, w) for _ in range(arch.input_size // TAGGER_SIZE - 1)]  # down to (B, w, 32, 32)
         self.body = nn.Sequential(
-            block(3, w),  # (B, w, 32, 32)
+            block(3, w),  # (B, w, S/2, S/2)
+            *extra,
             block(w, 2 * w),  # (B, 2w, 16, 16)
             block(2 * w, 4 * w),  # (B, 4w, 8, 8)
             block(4 * w, 4 * w),  # (B, 4w, 4, 4)
@@ -172,8 +185,8 @@ def tagger_loss(
     return loss
 
 
-def to_tagger_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 faces — numpy (B, H, W, 3) or torch (B, 3, H, W) — as (B, 3, 64, 64) floats in [-1, 1].
+def to_tagger_input(images: np.ndarray | torch.Tensor, size: int = TAGGER_SIZE) -> torch.Tensor:
+    """uint8 faces — numpy (B, H, W, 3) or torch (B, 3, H, W) — as (B, 3, size, size) floats in [-1, 1].
 
     Raises ``ValueError`` for anything that is not a batch of RGB images.
     """
@@ -181,8 +194,8 @@ def to_tagger_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a batch of RGB images, got shape {tuple(x.shape)}")
     x = x.float().div(127.5).sub(1.0)
-    if x.shape[-1] != TAGGER_SIZE or x.shape[-2] != TAGGER_SIZE:
-        x = F.interpolate(x, size=(TAGGER_SIZE, TAGGER_SIZE), mode="bilinear", antialias=True, align_corners=False)
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x
 
 
@@ -200,6 +213,10 @@ class AttributeTagger:
         return self.net.arch.feature_dim
 
     @property
+    def input_size(self) -> int:
+        return self.net.arch.input_size
+
+    @property
     def known_groups(self) -> tuple[str, ...]:
         """The groups the tagger learnt, as its card names them; every group for cards from
         before the card said (those taggers were trained on complete sketchbook labels)."""
@@ -210,7 +227,7 @@ class AttributeTagger:
         """Features (N, feature_dim) and per-slot scores (N, dim), both float32, of uint8 faces."""
         feats, scores = [], []
         for i in range(0, len(images), batch):
-            f, logits = self.net(to_tagger_input(images[i : i + batch]))
+            f, logits = self.net(to_tagger_input(images[i : i + batch], self.input_size))
             feats.append(f.numpy())
             scores.append(scores_from_logits(logits, self.vocabulary).numpy())
         if not feats:
@@ -220,7 +237,10 @@ class AttributeTagger:
     @torch.inference_mode()
     def logits(self, images: np.ndarray | torch.Tensor, batch: int = 256) -> np.ndarray:
         """Per-slot logits (N, dim) float32 of uint8 faces: what the scores are a squashed form of."""
-        parts = [self.net(to_tagger_input(images[i : i + batch]))[1].numpy() for i in range(0, len(images), batch)]
+        parts = [
+            self.net(to_tagger_input(images[i : i + batch], self.input_size))[1].numpy()
+            for i in range(0, len(images), batch)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, self.vocabulary.dim), np.float32)
 
     def features(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -349,7 +369,7 @@ def train_tagger(
     net.requires_grad_(True)
 
     def loss_of(rows: torch.Tensor) -> torch.Tensor:
-        _, logits = net(_augment(to_tagger_input(images[rows]), generator))
+        _, logits = net(_augment(to_tagger_input(images[rows], net.arch.input_size), generator))
         return tagger_loss(logits, cond[rows], mask=mask[rows])
 
     fit_one_cycle(
@@ -414,7 +434,7 @@ def save_tagger(
         net,
         path,
         TAGGER_FORMAT,
-        input_size=TAGGER_SIZE,
+        input_size=net.arch.input_size,
         vocabulary=vocabulary.to_json(),
         known_groups=list(groups) if groups is not None else [g.name for g in vocabulary.groups],
         training=training,

@@ -11,6 +11,7 @@ from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
 from mangagan_app.ml.dataset import load_face_folder
 from mangagan_app.ml.tagger import (
+    DEFAULT_TAGGER,
     AttributeTagger,
     TaggerArchitecture,
     TaggerNet,
@@ -142,3 +143,29 @@ def test_train_tagger_refuses_a_folder_without_a_single_known_tag_when_asked(rea
 def test_known_groups_of_a_tagger_are_every_group_when_its_card_predates_them():
     tagger = AttributeTagger(TaggerNet(TaggerArchitecture(width=4, feature_dim=8)), {})
     assert tagger.known_groups == tuple(g.name for g in VOCABULARY.groups)
+
+
+def test_a_tagger_trained_at_128_px_reads_faces_at_128_and_says_so_in_its_card(tmp_path, capsys):
+    for name, seed, count in (("train", 41, 130), ("test", 42, 20)):
+        write_sketchbook(tmp_path / name, count, size=128, seed=seed, workers=1)
+    out = tmp_path / "tagger128"
+    args = ["train-tagger", str(tmp_path / "train"), str(tmp_path / "test"), "--out", str(out), "--threads", "1"]
+    assert main([*args, "--size", "128", "--epochs", "1"]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["input_size"] == 128 and card["architecture"]["input_size"] == 128
+    tagger = load_tagger(out)
+    assert tagger.input_size == 128
+    faces = load_face_folder(tmp_path / "test", 128).images[:4]
+    with torch.no_grad():
+        _, logits = tagger.net(faces.float().div(127.5).sub(1.0))  # the faces as they are, no resizing
+    np.testing.assert_allclose(tagger.logits(faces), logits.numpy(), rtol=1e-5, atol=1e-5)
+
+    capsys.readouterr()
+    assert main([*args, "--size", "64", "--init", str(out.with_suffix(".safetensors"))]) == 1
+    assert "reads 128-px faces, not --size 64" in capsys.readouterr().err
+
+
+def test_the_shipped_tagger_whose_card_predates_input_sizes_reads_64_px():
+    card = json.loads(DEFAULT_TAGGER.with_suffix(".json").read_text())
+    assert "input_size" not in card["architecture"]
+    assert load_tagger().input_size == 64
