@@ -670,7 +670,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if Path(args.out).is_dir():
         raise _usage(f"{args.out} is a folder; give the model a name in it, e.g. {Path(args.out) / 'NAME'}")
     try:
-        weights, card = export_run(run, args.out)
+        weights, card = export_run(run, args.out, half=args.half)
     except RunFolderError as exc:
         raise CommandError(str(exc)) from exc
     info = read_card(weights)
@@ -1367,6 +1367,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a run's generator to NAME.safetensors + NAME.json")
     export.add_argument("run_dir", help="run folder made by `mangagan train`")
     export.add_argument("out", help="weights/NAME (the folder is created if missing)")
+    export.add_argument(
+        "--half", action="store_true", help="store G and D in float16: half the bytes, faces within rounding"
+    )
     export.set_defaults(func=_cmd_export)
 
     gen = sub.add_parser(

@@ -97,24 +97,25 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     return data, sorted({hashlib.sha256(other).hexdigest() for other in others})
 
 
-def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Export the EMA generator of the run's newest checkpoint to ``out`` (+ card).
+def export_run(run_dir: str | Path, out: str | Path, *, half: bool = False) -> tuple[Path, Path]:
+    """Export the EMA generator of the run's newest checkpoint to ``out`` (+ card), and its D beside it.
 
-    The same checkpoint always gives the same weights bytes. The folder of ``out`` is
+    ``half`` stores both in float16, half the bytes: what lets a 128-px model fit the
+    installer's weight budget beside the 64-px one. They load as float32 (``load_state_dict``
+    converts), so a half model draws within float16 rounding of the run's faces and the card
+    says ``"storage": "float16"``. The same checkpoint always gives the same weights bytes. The folder of ``out`` is
     created if missing. Returns (weights path, card path). Raises ``RunFolderError`` when the run has no
     readable checkpoint and ``OSError`` when the files cannot be written (disk full,
     read-only): then an existing model of that name is left as it was, weights and card.
     """
     state = load_resume_state(run_dir)
     weights_path, card_path = weights_files(out)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state["G_ema"].items()}
+    tensors = _stored(state["G_ema"], half)
     # Spelled out in full, so the card of a run saved before a setting existed says what it is.
     arch = Architecture.from_dict(state["architecture"]).to_dict()
     data, same_weights = safetensors_bytes(tensors, {"format": CARD_FORMAT, "architecture": json.dumps(arch)})
     d_path = discriminator_file(weights_path)
-    d_data, _ = safetensors_bytes(
-        {k: v.detach().cpu().contiguous() for k, v in state["D"].items()}, {"format": DISCRIMINATOR_FORMAT}
-    )
+    d_data, _ = safetensors_bytes(_stored(state["D"], half), {"format": DISCRIMINATOR_FORMAT})
     cfg = state["config"]
     card = {
         "format": CARD_FORMAT,
@@ -123,6 +124,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
         "sha256": hashlib.sha256(data).hexdigest(),
         "sha256_same_weights": same_weights,
         "architecture": arch,
+        "storage": "float16" if half else "float32",
         "vocabulary": state["vocabulary"],
         "discriminator": {"file": d_path.name, "sha256": hashlib.sha256(d_data).hexdigest()},
         "training": {
@@ -200,6 +202,16 @@ def _read_checked(path: Path, sha256: str | None) -> bytes:
     if hashlib.sha256(data).hexdigest() != sha256:
         raise WeightsError(path, "sha256 does not match the model card: the file is corrupted or was replaced")
     return data
+
+
+def _stored(state: dict[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
+    """``state`` as the tensors written to disk: on the CPU, contiguous, floats in float16 when ``half``
+    (BatchNorm's batch counter stays an integer)."""
+    out = {}
+    for key, tensor in state.items():
+        tensor = tensor.detach().cpu().contiguous()
+        out[key] = tensor.half() if half and tensor.is_floating_point() else tensor
+    return out
 
 
 def load_generator(weights_path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:

@@ -54,3 +54,28 @@ def test_a_png_keeps_its_enlargement_and_every_slider_when_exported(tmp_path):
     Image.new("RGB", (8, 8)).save(path, pnginfo=info)
     with pytest.raises(RecipeError, match="scale must be a whole number from 1 to 8"):
         read_png_face(path)
+
+
+def test_a_half_export_is_half_the_bytes_draws_the_same_faces_within_rounding_and_can_be_fine_tuned(
+    tiny_weights, tmp_path
+):
+    from mangagan_app.ml.checkpoint import discriminator_file, load_for_fine_tune, load_generator
+    from mangagan_app.ml.networks import Discriminator
+
+    run = tiny_weights.parent.parent / "run"
+    full, _ = export_run(run, tmp_path / "full" / "tiny")
+    half, _ = export_run(run, tmp_path / "half" / "tiny", half=True)
+    assert read_card(half)["storage"] == "float16" and read_card(full)["storage"] == "float32"
+    for a, b in ((full, half), (discriminator_file(full), discriminator_file(half))):
+        assert 0.45 < b.stat().st_size / a.stat().st_size < 0.6
+    g_full, _ = load_generator(full)
+    g_half, _ = load_generator(half)
+    assert all(p.dtype == torch.float32 for p in g_half.parameters())
+    z, cond = torch.randn(8, g_full.arch.z_dim), torch.zeros(8, g_full.arch.cond_dim)
+    faces_full, faces_half = g_full(z, cond), g_half(z, cond)
+    difference = (faces_full - faces_half).abs()
+    assert 0 < difference.max() < 0.05  # pixels in [-1, 1]: under 2 of 255 levels after rounding
+    state = load_for_fine_tune(half)
+    D = Discriminator(g_half.arch)
+    D.load_state_dict(state["D"])  # the float16 D goes into a float32 network for training
+    assert all(p.dtype == torch.float32 for p in D.parameters())
