@@ -127,7 +127,10 @@ class TrainingConfig:
     model's ``.safetensors`` that ships its discriminator) starts a new run from its
     G, D and EMA G instead of random weights (fine-tuning, or growing an ``input`` G
     into a ``film`` one), in its architecture; the optimisers and the step count start
-    afresh. ``freeze_d`` > 0 keeps D's first that many blocks as they were (FreezeD).
+    afresh; a ``resolution`` above the model's grows it (its G's blocks kept, a thinner
+    block added at the image end, D new: ``ml.networks``), which sets ``width`` and
+    ``max_width_factor`` (the deepest layers' channels are at most ``width`` × this).
+    ``freeze_d`` > 0 keeps D's first that many blocks as they were (FreezeD).
     ``vocabulary``: ``default`` (the app's, or the vocabulary of the model started
     from), ``auto`` (that plus the data's frequent tags outside it) or a file
     (``core.attributes.vocabulary_from_file``).
@@ -172,6 +175,7 @@ class TrainingConfig:
     init_from: str = ""
     vocabulary: str = "default"
     freeze_d: int = 0
+    max_width_factor: int = 8
 
     def __post_init__(self) -> None:
         if not self.vocabulary.strip():

@@ -16,7 +16,11 @@ attribute that the first layer under-represents can still reach the later blocks
 The FiLM layers start at zero, i.e. as the identity, so a trained ``"input"``
 generator can be warm-started into a ``"film"`` one without changing a pixel.
 
-The resolution is 64 px (4 up-sampling blocks from 4×4) or 128 px (5 blocks).
+The resolution is 64 px (4 up-sampling blocks from 4×4) or 128 px (5 blocks). Channels
+halve from the 4×4 end towards the image, from at most ``width × max_width_factor``
+down to ``width``; a model grown from a smaller one (``trainer``: ``--init-from`` a
+64-px model at ``--res 128``) keeps the smaller one's channels and adds a thinner block
+at the image end (64 px width 32 → 128 px width 16, factor 16).
 
 Two choices made for real anime faces (issue 14), both recorded in the architecture
 so that models saved before them still load as what they were:
@@ -59,8 +63,11 @@ class Architecture:
     g_conditioning: str = "input"
     g_upsample: str = "transpose"
     d_norm: str = "spectral"
+    max_width_factor: int = 8
 
     def __post_init__(self) -> None:
+        if self.max_width_factor not in (1, 2, 4, 8, 16, 32, 64):
+            raise ValueError(f"max_width_factor must be a power of two up to 64, not {self.max_width_factor}")
         if self.resolution not in (32, 64, 128):
             raise ValueError(f"resolution must be 32, 64 or 128, not {self.resolution}")
         if self.conditioning not in CONDITIONINGS:
@@ -81,7 +88,7 @@ class Architecture:
 
     def channels(self) -> list[int]:
         """Channels from the 4×4 end to the image end, e.g. width 32 at 64 px → [256, 128, 64, 32]."""
-        return [self.width * min(8, 2 ** (self.blocks - 1 - i)) for i in range(self.blocks)]
+        return [self.width * min(self.max_width_factor, 2 ** (self.blocks - 1 - i)) for i in range(self.blocks)]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +103,7 @@ class Architecture:
             g_conditioning=data.get("g_conditioning", "input"),
             g_upsample=data.get("g_upsample", "transpose"),
             d_norm=data.get("d_norm", "none"),
+            max_width_factor=data.get("max_width_factor", 8),
         )
 
 

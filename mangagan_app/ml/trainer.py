@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -482,21 +483,54 @@ def _load_source(source: str) -> dict:
 
 
 # What a fine-tune keeps of the model it starts from: its networks' shapes and kinds.
-_ARCHITECTURE_SETTINGS = ("resolution", "width", "z_dim", "conditioning", "g_conditioning", "g_upsample", "d_norm")
+_ARCHITECTURE_SETTINGS = (
+    "resolution",
+    "width",
+    "z_dim",
+    "conditioning",
+    "g_conditioning",
+    "g_upsample",
+    "d_norm",
+    "max_width_factor",
+)
 
 
 def _in_source_architecture(cfg: TrainingConfig, source: dict) -> TrainingConfig:
     """``cfg`` with the architecture of the model it starts from (said when that changes a setting).
 
-    A state saved before the architecture was stored keeps the settings asked for, and
-    :func:`_warm_start` says which tensors do not fit them.
+    A larger ``resolution`` than the model's is kept, and the model grown to it: the
+    blocks it has keep their channels, each added one at the image end halves them
+    (ProGAN's growing, Karras et al. 2018, without the fade-in), so ``width`` and
+    ``max_width_factor`` follow from the model's. A state saved before the architecture
+    was stored keeps the settings asked for, and :func:`_warm_start` says which tensors
+    do not fit them.
     """
     if "architecture" not in source:
         return cfg
     arch = Architecture.from_dict(source["architecture"]).to_dict()
-    # An ``input`` G grows into a ``film`` one (FiLM starts as the identity): the one change allowed.
+    # An ``input`` G grows into a ``film`` one (FiLM starts as the identity).
     if arch["g_conditioning"] == "input":
         arch["g_conditioning"] = cfg.g_conditioning
+    if cfg.resolution > arch["resolution"]:
+        doublings = int(math.log2(cfg.resolution // arch["resolution"]))
+        if arch["width"] % 2**doublings:
+            raise RunFolderError(
+                f"cannot grow {cfg.init_from} from {arch['resolution']} to {cfg.resolution} px: its width "
+                f"{arch['width']} does not halve {doublings} times"
+            )
+        if cfg.freeze_d:
+            raise RunFolderError(
+                f"--freeze-d keeps blocks of {cfg.init_from}'s discriminator, which a model grown to "
+                f"{cfg.resolution} px does not reuse: leave it out"
+            )
+        arch.update(
+            resolution=cfg.resolution,
+            width=arch["width"] // 2**doublings,
+            max_width_factor=arch["max_width_factor"] * 2**doublings,
+            # D starts afresh (see _warm_start), so it is built as asked.
+            conditioning=cfg.conditioning,
+            d_norm=cfg.d_norm,
+        )
     changed = {k: arch[k] for k in _ARCHITECTURE_SETTINGS if getattr(cfg, k) != arch[k]}
     if changed:
         log.info(
@@ -513,17 +547,26 @@ def _warm_start(models: GanModels, cfg: TrainingConfig, source: dict, vocabulary
     The condition layers are laid out again for ``vocabulary`` (a tag both know keeps
     its weights, a new one starts at zero). Every other tensor of the source must fit;
     tensors only the new networks have (FiLM layers added to an ``input`` generator)
-    keep their identity initialisation. Returns what the card records: the source,
-    its steps and hours.
+    keep their identity initialisation. A model grown to a larger resolution keeps
+    its G's blocks (same names and shapes) and gets a new RGB layer; its D starts
+    afresh, since each of the old D's blocks would now see another image size.
+    Returns what the card records: the source, its steps and hours.
     """
     old_slots = Vocabulary.from_json(source.get("vocabulary", VOCABULARY.to_json())).slot_names()
+    source_px = Architecture.from_dict(source["architecture"]).resolution if "architecture" in source else None
+    grown = source_px is not None and source_px < models.g.arch.resolution
     for key, net in (("G", models.g), ("D", models.d), ("G_ema", models.g_ema)):
+        if grown and key == "D":
+            continue
         try:
             tensors = regrow_conditions(source[key], old_slots, vocabulary.slot_names(), cfg.z_dim)
         except ValueError as exc:
             raise RunFolderError(f"cannot start from {cfg.init_from}: its {key} {exc}") from None
         own = net.state_dict()
         misfits = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
+        if grown:
+            tensors = {k: v for k, v in tensors.items() if k not in misfits}
+            misfits = [k for k in misfits if not k.startswith("to_rgb.")]
         if misfits:
             raise RunFolderError(
                 f"cannot start from {cfg.init_from}: its {key} does not fit this architecture "
@@ -531,12 +574,15 @@ def _warm_start(models: GanModels, cfg: TrainingConfig, source: dict, vocabulary
             )
         net.load_state_dict(tensors, strict=False)
     earlier = source.get("warm_start") or {}
-    log.info("starting from %s (step %s)", cfg.init_from, source.get("step"))
-    return {
+    log.info("starting from %s (step %s)%s", cfg.init_from, source.get("step"), " grown" if grown else "")
+    record = {
         "from": str(cfg.init_from),
         "steps": int(source.get("step", 0)) + int(earlier.get("steps", 0)),
         "hours": round((float(source.get("elapsed_seconds", 0.0)) / 3600) + float(earlier.get("hours", 0.0)), 3),
     }
+    if grown:
+        record["grown_from_px"] = source_px
+    return record
 
 
 def _remove_stale_temporaries(run_dir: Path) -> None:
@@ -622,6 +668,7 @@ def _train(
         cfg.g_conditioning,
         cfg.g_upsample,
         cfg.d_norm,
+        cfg.max_width_factor,
     )
     models = GanModels(cfg, arch, device)
     step = epoch = batch_in_epoch = 0

@@ -110,6 +110,42 @@ def test_a_run_started_from_another_keeps_its_architecture_and_a_misfit_is_refus
         train(config(sketchbook, init_from=str(tmp_path / "junk.pt")), tmp_path / "junk", faces=faces)
 
 
+def test_a_model_grown_to_twice_its_size_keeps_its_blocks_and_channels_and_starts_a_new_d(input_run, tmp_path):
+    big = tmp_path / "faces64"
+    write_sketchbook(big, 64, size=2 * SIZE, seed=12, workers=1)
+    run = tmp_path / "grown"
+    cfg = config(big, resolution=2 * SIZE, init_from=str(input_run), epochs=1)
+    result = train(cfg, run, faces=load_face_folder(big, 2 * SIZE))
+    assert result.step == 2
+    source, state = load_resume_state(input_run), load_resume_state(run)
+    arch = Architecture.from_dict(state["architecture"])
+    small = Architecture.from_dict(source["architecture"])
+    assert (arch.resolution, arch.width, arch.max_width_factor) == (2 * SIZE, 2, 16)
+    assert arch.channels() == [*small.channels(), 2]  # the old blocks' channels, then a thinner one
+    assert state["warm_start"]["grown_from_px"] == SIZE
+    grown_g = Generator(arch)
+    grown_g.load_state_dict(state["G_ema"])
+    # The stem is where 2 steps at a low learning rate move least from where it started: the source's.
+    moved = (state["G"]["stem.0.weight"] - source["G"]["stem.0.weight"]).norm()
+    fresh = torch.nn.init.normal_(torch.empty_like(source["G"]["stem.0.weight"]), 0.0, 0.02)
+    assert moved < (fresh - source["G"]["stem.0.weight"]).norm() / 2
+    assert state["D"]["body.0.parametrizations.weight.original"].shape[0] == 2  # a new D of the new size
+    with torch.no_grad():
+        assert grown_g.eval()(torch.randn(2, 128), conditions(2)).shape == (2, 3, 2 * SIZE, 2 * SIZE)
+    with pytest.raises(RunFolderError, match="does not reuse"):
+        train(
+            config(big, resolution=2 * SIZE, init_from=str(input_run), freeze_d=1),
+            tmp_path / "frozen",
+            faces=load_face_folder(big, 2 * SIZE),
+        )
+
+
+def test_a_card_written_before_the_width_factor_existed_builds_the_same_networks():
+    card = {"resolution": 64, "width": 32, "z_dim": 128, "cond_dim": 38, "conditioning": "both"}
+    assert Architecture.from_dict(card).channels() == [256, 128, 64, 32]
+    assert Architecture.from_dict({**card, "resolution": 128}).channels() == [256, 256, 128, 64, 32]
+
+
 def test_learning_rates_fall_linearly_to_zero_over_the_last_steps_when_decay_is_set(sketchbook, faces, tmp_path):
     seen = []
     train(
