@@ -24,7 +24,8 @@ independent tagger (:mod:`mangagan_app.ml.tagger`):
   sketchbook for a sketchbook folder; any other folder needs a folder of them.
 * **detectability** — for sketchbook data only, the share of generated faces
   animeface finds a face in, over the share for real training faces, both enlarged
-  2× bicubic. A weak signal (the detector passes faces without eyes); never read
+  2× bicubic below 128 px (the detector misses most 64-px faces) and as they are from
+  128 px on. A weak signal (the detector passes faces without eyes); never read
   alone.
 
 Goals (issue 8) are in :data:`GOALS`. :func:`format_report` gives the table the CLI
@@ -489,6 +490,10 @@ def _evaluate(
     return result, index
 
 
+# The face size from which detectability is measured on the faces as drawn, without enlarging.
+DETECT_AS_DRAWN_PX = 128
+
+
 def _detectability(
     generated: np.ndarray,
     faces,
@@ -497,13 +502,15 @@ def _detectability(
     report: StageProgress,
     should_stop: StopFn | None,
 ) -> dict:
-    """The share of generated and of real training faces (rows ``order``) animeface finds at 2x."""
+    """The share of generated and of real training faces (rows ``order``) animeface finds, at 2×
+    below :data:`DETECT_AS_DRAWN_PX` and as drawn from there on."""
+    scale = 1 if generated.shape[1] >= DETECT_AS_DRAWN_PX else 2
     n_det = min(settings.detect, len(generated), len(faces))
     real_det = faces.images[torch.from_numpy(order[:n_det])].permute(0, 2, 3, 1).numpy()
     both = np.concatenate([generated[:n_det], real_det])
     flags = detection_flags(
         both,
-        scale=2,
+        scale=scale,
         workers=settings.workers,
         should_stop=should_stop,
         progress=lambda d, t: report("face detector", d, t),
@@ -514,7 +521,7 @@ def _detectability(
         "real_found": real_rate,
         "ratio": gen_rate / real_rate if real_rate > 0 else float("nan"),
         "faces_each": n_det,
-        "upscale": "2x bicubic",
+        "upscale": "2x bicubic" if scale == 2 else "none",
     }
 
 

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mangagan_app.cli import main
@@ -314,3 +315,23 @@ def test_evaluate_images_refuses_arrays_that_are_not_uint8_faces_when_given(tagg
 def test_load_faces_array_gives_the_first_faces_at_the_asked_size_when_limited(tiny_data):
     faces = load_faces_array(tiny_data, 24, limit=5)
     assert faces.shape == (5, 24, 24, 3) and faces.dtype == np.uint8
+
+
+def test_detectability_enlarges_faces_below_128_px_and_reads_128_px_faces_as_drawn():
+    from mangagan_app.ml.evaluation import EvaluationSettings, _detectability
+
+    class FaceSet:  # what _detectability reads of one: its length and images (N, 3, H, W)
+        def __init__(self, images):
+            self.images = images
+
+        def __len__(self):
+            return len(self.images)
+
+    settings = EvaluationSettings(detect=3, workers=1)
+    for size, upscale in ((64, "2x bicubic"), (128, "none")):
+        drawn = np.stack([np.asarray(sketchbook_face(7, i, size)[1].convert("RGB")) for i in range(3)])
+        faces = FaceSet(torch.from_numpy(drawn).permute(0, 3, 1, 2))
+        result = _detectability(drawn, faces, np.arange(3), settings, lambda *a: None, None)
+        assert result["upscale"] == upscale and result["faces_each"] == 3
+        # the same sketchbook faces on both sides: the detector must agree with itself
+        assert result["generated_found"] == result["real_found"]
