@@ -396,7 +396,9 @@ class TrainTab(QWidget):
         self.start_from_combo.addItem("An earlier run or model (below)", None)
         self.start_from_combo.setToolTip(
             "What the new run starts from. The shipped model already draws faces, so a few hundred "
-            "of your own are enough to fine-tune it; from scratch needs thousands"
+            "of your own are enough to fine-tune it; from scratch needs thousands. With a face size "
+            "larger than the model's, the model is grown to it (its drawing layers kept, a new finest "
+            "layer and a new judge)"
         )
         self.start_from_combo.activated.connect(self._start_from_chosen)
         self.init_edit.textChanged.connect(self._show_start_from)

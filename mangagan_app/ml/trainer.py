@@ -519,10 +519,14 @@ def _in_source_architecture(cfg: TrainingConfig, source: dict) -> TrainingConfig
                 f"{arch['width']} does not halve {doublings} times"
             )
         if cfg.freeze_d:
-            raise RunFolderError(
-                f"--freeze-d keeps blocks of {cfg.init_from}'s discriminator, which a model grown to "
-                f"{cfg.resolution} px does not reuse: leave it out"
+            # The Train tab asks for FreezeD with every fine-tune; growing is one it cannot foresee.
+            log.warning(
+                "a model grown from %d to %d px starts a new discriminator: --freeze-d %d has nothing to keep",
+                arch["resolution"],
+                cfg.resolution,
+                cfg.freeze_d,
             )
+            cfg = replace(cfg, freeze_d=0)
         arch.update(
             resolution=cfg.resolution,
             width=arch["width"] // 2**doublings,

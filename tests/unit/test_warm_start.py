@@ -110,7 +110,7 @@ def test_a_run_started_from_another_keeps_its_architecture_and_a_misfit_is_refus
         train(config(sketchbook, init_from=str(tmp_path / "junk.pt")), tmp_path / "junk", faces=faces)
 
 
-def test_a_model_grown_to_twice_its_size_keeps_its_blocks_and_channels_and_starts_a_new_d(input_run, tmp_path):
+def test_a_model_grown_to_twice_its_size_keeps_its_blocks_and_channels_and_starts_a_new_d(input_run, tmp_path, caplog):
     big = tmp_path / "faces64"
     write_sketchbook(big, 64, size=2 * SIZE, seed=12, workers=1)
     run = tmp_path / "grown"
@@ -132,12 +132,15 @@ def test_a_model_grown_to_twice_its_size_keeps_its_blocks_and_channels_and_start
     assert state["D"]["body.0.parametrizations.weight.original"].shape[0] == 2  # a new D of the new size
     with torch.no_grad():
         assert grown_g.eval()(torch.randn(2, 128), conditions(2)).shape == (2, 3, 2 * SIZE, 2 * SIZE)
-    with pytest.raises(RunFolderError, match="does not reuse"):
+    with caplog.at_level("WARNING"):
         train(
             config(big, resolution=2 * SIZE, init_from=str(input_run), freeze_d=1),
             tmp_path / "frozen",
             faces=load_face_folder(big, 2 * SIZE),
         )
+    assert "starts a new discriminator: --freeze-d 1 has nothing to keep" in caplog.text
+    d = load_resume_state(tmp_path / "frozen")["D"]["body.0.parametrizations.weight.original"]
+    assert d.shape[0] == 2  # the new D, trained in full
 
 
 def test_a_card_written_before_the_width_factor_existed_builds_the_same_networks():
