@@ -127,4 +127,8 @@ class AdaptiveProbability:
         return {"p": self.p, "signs": self._signs, "count": self._count}
 
     def load(self, state: dict) -> None:
-        self.p, self._signs, self._count = float(state["p"]), float(state["signs"]), int(state["count"])
+        # A fixed (or zero) probability is the run's setting, so a resume that changes it is obeyed;
+        # only an adaptive p is learned state to carry on from.
+        if self.adaptive:
+            self.p = float(state["p"])
+        self._signs, self._count = float(state["signs"]), int(state["count"])

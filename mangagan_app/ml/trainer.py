@@ -64,6 +64,11 @@ RESUMABLE_CHANGES = frozenset(
         "leave_core_for_gui",
         "data",
         "lr_decay_steps",
+        # Augmentation only shapes what D is shown: a run may go on with it
+        # switched off or fixed, as in a final low-noise phase.
+        "augment",
+        "augment_p",
+        "ada_target",
     }
 )
 

@@ -75,6 +75,15 @@ def test_adaptive_probability_continues_from_its_saved_state():
     assert again.p == ada.p
 
 
+def test_a_fixed_probability_keeps_its_own_value_when_loading_a_saved_adaptive_state():
+    ada = AdaptiveProbability(kimg=1.0)
+    for _ in range(10):
+        ada.observe(1.0)
+    fixed = AdaptiveProbability(p=0.1, adaptive=False)
+    fixed.load(ada.state())
+    assert ada.p > 0.1 and fixed.p == 0.1
+
+
 def test_augment_keeps_every_colour_when_colour_is_left_out_of_the_operations():
     # Hair and eye colour are conditions: without the colour alteration, D sees only pixels the face has.
     x = images(4, 16)

@@ -194,3 +194,22 @@ def test_a_run_saved_before_the_new_settings_existed_resumes_as_it_was_trained(s
     assert resumed_config.g_conditioning == "input" and TrainingConfig().g_conditioning == "film"
     result = train(resumed_config, tmp_path, faces=faces, resume=True)
     assert (result.step, result.stopped) == (8, False)
+
+
+@pytest.mark.parametrize(("augment", "augment_p", "expected_p"), [("none", 0.5, 0.0), ("fixed", 0.2, 0.2)])
+def test_a_run_resumed_with_augmentation_switched_off_or_fixed_obeys_the_new_setting(
+    sketchbook, faces, tmp_path, augment, augment_p, expected_p
+):
+    stop_after = iter([False, False, True])
+    train(
+        config(sketchbook, augment="ada", augment_p=0.5),
+        tmp_path,
+        faces=faces,
+        should_stop=lambda: next(stop_after, True),
+    )
+    result = train(config(sketchbook, augment=augment, augment_p=augment_p), tmp_path, faces=faces, resume=True)
+    assert (result.step, result.stopped) == (8, False)
+    ticks = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert ticks[0]["aug_p"] > 0.4  # the adaptive run before the resume
+    assert [t["aug_p"] for t in ticks if t["step"] > 2] == [expected_p] * 3
+    assert json.loads((tmp_path / "config.json").read_text())["augment"] == augment
