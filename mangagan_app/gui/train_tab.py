@@ -110,10 +110,11 @@ TAB_ADVICE = (
 # A fine-tune started here keeps the judge's first two blocks as the model learned them
 # (FreezeD, Mo et al. 2020): with a few hundred faces they would otherwise be unlearned first.
 FINE_TUNE_FROZEN_D_BLOCKS = 2
-# and learns at a tenth of the usual rate: Adam moves every weight by about the learning rate
-# per step whatever its gradient, and at 2e-4 a few hundred steps on 25 faces turned the shipped
-# model's faces into noise (README, "Your own characters"). On a few hundred real faces the
-# slow rate is the worst choice, but the tab only fine-tunes by itself below a hundred.
+# Below FEW_FACES it learns at a tenth of the usual rate: Adam moves every weight by about the
+# learning rate per step whatever its gradient, and at 2e-4 on 60 real faces the shipped model's
+# faces washed out into ghosts where 2e-5 kept them (README, "Your own characters"). From a few
+# hundred faces up the usual rate is the better one (312 and 1,005 real faces: Fréchet about half
+# the scratch run's), and the slow rate the worst.
 FINE_TUNE_LEARNING_RATE = 2e-5
 NO_RUN_TO_START_FROM = (
     "No earlier run here draws faces with these settings yet: train one on sketchbook faces "
@@ -384,7 +385,7 @@ class TrainTab(QWidget):
             "Fine-tune (init from): start from the networks of the shipped model or an earlier "
             "run folder instead of random weights, to fine-tune it on your own reviewed faces "
             f"(the judge's first {FINE_TUNE_FROZEN_D_BLOCKS} blocks are kept: --freeze-d {FINE_TUNE_FROZEN_D_BLOCKS}; "
-            f"learning rate {FINE_TUNE_LEARNING_RATE:g}: --lr {FINE_TUNE_LEARNING_RATE:g})"
+            f"below {FEW_FACES} faces learning rate {FINE_TUNE_LEARNING_RATE:g}: --lr {FINE_TUNE_LEARNING_RATE:g})"
         )
         init_row = self._folder_row(
             self.init_edit, "Earlier run to start from", "Choose the earlier run folder to start from"
@@ -583,9 +584,17 @@ class TrainTab(QWidget):
             g_conditioning=self.g_conditioning_combo.currentData(),
             init_from=init_from,
             freeze_d=FINE_TUNE_FROZEN_D_BLOCKS if init_from else 0,
-            **({"lr_g": FINE_TUNE_LEARNING_RATE, "lr_d": FINE_TUNE_LEARNING_RATE} if init_from else {}),
+            **(
+                {"lr_g": FINE_TUNE_LEARNING_RATE, "lr_d": FINE_TUNE_LEARNING_RATE}
+                if self._fine_tunes_slowly(init_from)
+                else {}
+            ),
             vocabulary="auto" if self.own_tags_check.isChecked() else "default",
         )
+
+    def _fine_tunes_slowly(self, init_from: str) -> bool:
+        """A fine-tune of data not known to hold FEW_FACES or more takes the slow rate."""
+        return bool(init_from) and (self._face_count is None or self._face_count.faces < FEW_FACES)
 
     def _start_from_chosen(self, index: int) -> None:
         choice = self.start_from_combo.itemData(index)

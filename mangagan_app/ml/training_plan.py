@@ -32,8 +32,8 @@ from mangagan_app.ml.trainer import CHECKPOINT, use_bf16
 MIN_STEPS = 2000
 # Below this many faces a run from random weights rarely learns to draw a face: 49 faces
 # drew noise after 900 steps (the issue-16 walk; StyleGAN2-ADA collapses below ~100 too),
-# while on 312 real faces learning from scratch beat fine-tuning the shipped sketchbook
-# model (README, "Your own characters"). The Train tab starts such data from the shipped model.
+# The Train tab starts such data from the shipped model (fine-tuning it also beats scratch on
+# 312 and 1,005 real faces, README "Your own characters", but there it is the person's choice).
 FEW_FACES = 100
 # Images per CPU-second at 64 px and width 32, one thread, float32, measured on the
 # developers' 2-core EPYC (README, "Speed"); width 16 and 48 measured 330 and 54, which

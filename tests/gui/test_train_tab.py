@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QLabel
 from mangagan_app.config import TrainingConfig
 from mangagan_app.core.attributes import VOCABULARY
 from mangagan_app.core.sketchbook.dataset import write_sketchbook
-from mangagan_app.gui.train_tab import TrainTab
+from mangagan_app.gui.train_tab import FINE_TUNE_LEARNING_RATE, TrainTab
 from mangagan_app.ml.trainer import train
 from mangagan_app.ml.training_plan import FEW_FACES, MIN_STEPS
 
@@ -435,6 +435,26 @@ def test_few_faces_start_from_the_shipped_model_until_the_person_chooses_and_man
     _start_from_nothing(tab)
     tab.folder_edit.setText(str(twenty_faces))  # the person's choice stands for new data too
     assert tab.config().init_from == ""
+
+
+def test_a_fine_tune_learns_slowly_on_few_faces_and_at_the_usual_rate_on_many(
+    qtbot, tmp_path, twenty_faces, face_folder
+):
+    tab = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(tab)
+    tab.use_folder.setChecked(True)
+    tab.folder_edit.setText(str(twenty_faces))
+    assert (tab.config().lr_g, tab.config().lr_d) == (FINE_TUNE_LEARNING_RATE, FINE_TUNE_LEARNING_RATE)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(FEW_FACES):
+        (many / f"{i}.png").symlink_to(next(face_folder.glob("*.png")))
+    tab.folder_edit.setText(str(many))
+    tab.start_from_combo.setCurrentIndex(1)  # the person fine-tunes the shipped model on them
+    tab.start_from_combo.activated.emit(1)
+    config = tab.config()
+    assert config.init_from.endswith("mangagan-sketchbook64.safetensors")
+    assert (config.lr_g, config.lr_d) == (TrainingConfig().lr_g, TrainingConfig().lr_d)
 
 
 def test_a_start_the_tab_chose_is_still_its_own_after_a_restart(qtbot, tmp_path, twenty_faces, face_folder):
