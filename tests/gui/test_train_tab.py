@@ -275,11 +275,26 @@ def test_the_banner_stays_until_a_new_run_starts_when_a_failed_run_is_resumed(
     assert not tab.warning_banner.isVisibleTo(tab)
 
 
-def test_a_dataset_smaller_than_the_batch_trains_with_the_batch_lowered_and_said(qtbot, tmp_path, twenty_faces):
+def _tab_on_folder(qtbot, tmp_path: Path, folder: Path) -> TrainTab:
+    """A Train tab with its own settings file, training on ``folder``."""
     tab = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(tab)
     tab.use_folder.setChecked(True)
-    tab.folder_edit.setText(str(twenty_faces))
+    tab.folder_edit.setText(str(folder))
+    return tab
+
+
+def _few_faces_and_no_fewer(tmp_path: Path, face_folder: Path) -> Path:
+    """A folder of exactly FEW_FACES faces (links to one face)."""
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(FEW_FACES):
+        (many / f"{i}.png").symlink_to(next(face_folder.glob("*.png")))
+    return many
+
+
+def test_a_dataset_smaller_than_the_batch_trains_with_the_batch_lowered_and_said(qtbot, tmp_path, twenty_faces):
+    tab = _tab_on_folder(qtbot, tmp_path, twenty_faces)
     # Choosing the data fits the settings to it, and says before Start what the run will do.
     assert (tab.batch_spin.value(), tab.epochs_spin.value()) == (16, MIN_STEPS)
     assert tab.plan_label.text().startswith(f"Trains on 20 face images: {MIN_STEPS:,} steps of 16 faces")
@@ -422,10 +437,7 @@ def test_resume_waits_for_a_checkpoint_and_the_settings_scroll_rather_than_squee
 def test_few_faces_start_from_the_shipped_model_until_the_person_chooses_and_many_go_back_to_scratch(
     qtbot, tmp_path, twenty_faces, face_folder
 ):
-    tab = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(tab)
-    tab.use_folder.setChecked(True)
-    tab.folder_edit.setText(str(twenty_faces))
+    tab = _tab_on_folder(qtbot, tmp_path, twenty_faces)
     assert tab.config().init_from.endswith("mangagan-sketchbook64.safetensors")
     tab.sketchbook_count.setValue(tab.sketchbook_count.value() + 1000)  # the sketchbook: many faces, from scratch
     assert tab.config().init_from == "" and tab.start_from_combo.currentIndex() == 0
@@ -440,15 +452,9 @@ def test_few_faces_start_from_the_shipped_model_until_the_person_chooses_and_man
 def test_a_fine_tune_learns_slowly_on_few_faces_and_at_the_usual_rate_on_many(
     qtbot, tmp_path, twenty_faces, face_folder
 ):
-    tab = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(tab)
-    tab.use_folder.setChecked(True)
-    tab.folder_edit.setText(str(twenty_faces))
+    tab = _tab_on_folder(qtbot, tmp_path, twenty_faces)
     assert (tab.config().lr_g, tab.config().lr_d) == (FINE_TUNE_LEARNING_RATE, FINE_TUNE_LEARNING_RATE)
-    many = tmp_path / "many"
-    many.mkdir()
-    for i in range(FEW_FACES):
-        (many / f"{i}.png").symlink_to(next(face_folder.glob("*.png")))
+    many = _few_faces_and_no_fewer(tmp_path, face_folder)
     tab.folder_edit.setText(str(many))
     tab.start_from_combo.setCurrentIndex(1)  # the person fine-tunes the shipped model on them
     tab.start_from_combo.activated.emit(1)
@@ -458,19 +464,12 @@ def test_a_fine_tune_learns_slowly_on_few_faces_and_at_the_usual_rate_on_many(
 
 
 def test_a_start_the_tab_chose_is_still_its_own_after_a_restart(qtbot, tmp_path, twenty_faces, face_folder):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    tab = TrainTab(settings)
-    qtbot.addWidget(tab)
-    tab.use_folder.setChecked(True)
-    tab.folder_edit.setText(str(twenty_faces))
+    tab = _tab_on_folder(qtbot, tmp_path, twenty_faces)
     assert tab.config().init_from.endswith("mangagan-sketchbook64.safetensors")
     tab._save_choices()
     again = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(again)
     assert "Starts from the shipped model" in again.plan_notes.text()
-    many = tmp_path / "many"
-    many.mkdir()
-    for i in range(FEW_FACES):
-        (many / f"{i}.png").symlink_to(next(face_folder.glob("*.png")))
+    many = _few_faces_and_no_fewer(tmp_path, face_folder)
     again.folder_edit.setText(str(many))
     assert again.config().init_from == ""  # more faces: the tab takes its own choice back
