@@ -31,7 +31,7 @@ from mangagan_app.ml.trainer import CHECKPOINT, use_bf16
 # start judging a run after 200.
 MIN_STEPS = 2000
 # Below this many faces a run from random weights rarely learns to draw a face: 49 faces
-# drew noise after 900 steps (the issue-16 walk; StyleGAN2-ADA collapses below ~100 too),
+# drew noise after 900 steps (the issue-16 walk; StyleGAN2-ADA collapses below ~100 too).
 # The Train tab starts such data from the shipped model (fine-tuning it also beats scratch on
 # 312 and 1,005 real faces, README "Your own characters", but there it is the person's choice).
 FEW_FACES = 100

@@ -284,7 +284,7 @@ def _tab_on_folder(qtbot, tmp_path: Path, folder: Path) -> TrainTab:
     return tab
 
 
-def _few_faces_and_no_fewer(tmp_path: Path, face_folder: Path) -> Path:
+def _just_enough_faces(tmp_path: Path, face_folder: Path) -> Path:
     """A folder of exactly FEW_FACES faces (links to one face)."""
     many = tmp_path / "many"
     many.mkdir()
@@ -454,7 +454,7 @@ def test_a_fine_tune_learns_slowly_on_few_faces_and_at_the_usual_rate_on_many(
 ):
     tab = _tab_on_folder(qtbot, tmp_path, twenty_faces)
     assert (tab.config().lr_g, tab.config().lr_d) == (FINE_TUNE_LEARNING_RATE, FINE_TUNE_LEARNING_RATE)
-    many = _few_faces_and_no_fewer(tmp_path, face_folder)
+    many = _just_enough_faces(tmp_path, face_folder)
     tab.folder_edit.setText(str(many))
     tab.start_from_combo.setCurrentIndex(1)  # the person fine-tunes the shipped model on them
     tab.start_from_combo.activated.emit(1)
@@ -470,6 +470,6 @@ def test_a_start_the_tab_chose_is_still_its_own_after_a_restart(qtbot, tmp_path,
     again = TrainTab(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(again)
     assert "Starts from the shipped model" in again.plan_notes.text()
-    many = _few_faces_and_no_fewer(tmp_path, face_folder)
+    many = _just_enough_faces(tmp_path, face_folder)
     again.folder_edit.setText(str(many))
     assert again.config().init_from == ""  # more faces: the tab takes its own choice back

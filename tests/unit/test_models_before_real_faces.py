@@ -26,6 +26,7 @@ from mangagan_app.ml.trainer import train
 
 OLD = Path(__file__).resolve().parent.parent / "data" / "pre_issue14"
 SHIPPED = WEIGHTS_DIR / "mangagan-sketchbook64.safetensors"
+SHIPPED_FACES = OLD.parent / "shipped_faces.npy"
 
 
 def hair_colours(n: int) -> torch.Tensor:
@@ -56,7 +57,7 @@ def test_old_run_renders_the_same_pixels_when_saved_before_resize_generators():
 
 def test_shipped_weights_render_the_pixels_recorded_when_they_were_exported():
     generator, _ = load_generator(SHIPPED)
-    assert_same_pixels(draw(generator), np.load(OLD.parent / "shipped_faces.npy"))
+    assert_same_pixels(draw(generator), np.load(SHIPPED_FACES))
 
 
 def test_a_card_from_before_the_architecture_choices_loads_as_a_transposed_g(tmp_path):
